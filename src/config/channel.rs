@@ -1,0 +1,140 @@
+//! `channels[]`: name, match, body limit, empty handling; delegates the
+//! capability sections to their own modules.
+
+use super::mask::{self, MaskSpec};
+use super::policy::ChannelPolicy;
+use super::routing::{self, ChannelRoutingSpec};
+use super::signature::{self, DedupSpec, SignatureSpec};
+use super::{ConfigError, EnvLookup, FieldPath};
+use crate::core::channel::ChannelMatch;
+use serde::Deserialize;
+
+/// SPEC default for `max_body_bytes`: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+/// Upper bound we accept: bodies are buffered in the VM's memory.
+pub const MAX_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSpec {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub match_: MatchSpec,
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    #[serde(default)]
+    pub empty: Option<EmptySpec>,
+    #[serde(default)]
+    pub signature: Option<SignatureSpec>,
+    #[serde(default)]
+    pub dedup: Option<DedupSpec>,
+    #[serde(default)]
+    pub mask: Option<MaskSpec>,
+    #[serde(default)]
+    pub routing: Option<ChannelRoutingSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchSpec {
+    pub path_prefix: String,
+    #[serde(default)]
+    pub hosts: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmptySpec {
+    #[serde(default)]
+    pub action: EmptyAction,
+}
+
+/// What to do with an empty callback.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmptyAction {
+    /// Answer 204 at the proxy; the upstream never sees it.
+    #[default]
+    Reply,
+    /// Count it and forward it.
+    Forward,
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+pub(super) fn compile(
+    spec: &ChannelSpec,
+    path: &FieldPath,
+    env: EnvLookup<'_>,
+) -> Result<ChannelPolicy, ConfigError> {
+    if !valid_name(&spec.name) {
+        return Err(path
+            .key("name")
+            .error(format!("{:?} must match [a-z0-9_-]{{1,64}}", spec.name)));
+    }
+    let match_path = path.key("match");
+    if !spec.match_.path_prefix.starts_with('/') {
+        return Err(match_path
+            .key("path_prefix")
+            .error("must start with '/'"));
+    }
+    let mut hosts = Vec::new();
+    if let Some(list) = &spec.match_.hosts {
+        if list.is_empty() {
+            return Err(match_path
+                .key("hosts")
+                .error("must list at least one host when given"));
+        }
+        for (i, h) in list.iter().enumerate() {
+            let h = h.trim();
+            if h.is_empty() || h.contains(['/', ' ']) {
+                return Err(match_path
+                    .key("hosts")
+                    .index(i)
+                    .error(format!("{h:?} is not a host name")));
+            }
+            hosts.push(h.to_ascii_lowercase());
+        }
+    }
+    let max_body_bytes = spec.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    if max_body_bytes == 0 || max_body_bytes > MAX_MAX_BODY_BYTES {
+        return Err(path.key("max_body_bytes").error(format!(
+            "must be between 1 and {MAX_MAX_BODY_BYTES}, got {max_body_bytes}"
+        )));
+    }
+    let signature = match &spec.signature {
+        Some(s) => Some(signature::compile(s, &path.key("signature"), env)?),
+        None => None,
+    };
+    let dedup = match &spec.dedup {
+        Some(d) => Some(signature::compile_dedup(
+            d,
+            spec.signature.as_ref(),
+            &path.key("dedup"),
+        )?),
+        None => None,
+    };
+    let mask = match &spec.mask {
+        Some(m) => Some(mask::compile(m, &path.key("mask"))?),
+        None => None,
+    };
+    let routing = match &spec.routing {
+        Some(r) => Some(routing::compile_channel(r, &path.key("routing"))?),
+        None => None,
+    };
+    Ok(ChannelPolicy {
+        name: spec.name.clone(),
+        matcher: ChannelMatch::new(spec.match_.path_prefix.clone(), hosts),
+        max_body_bytes,
+        empty_action: spec.empty.as_ref().map(|e| e.action).unwrap_or_default(),
+        signature,
+        dedup,
+        mask,
+        routing,
+    })
+}

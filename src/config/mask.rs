@@ -1,0 +1,27 @@
+//! `channels[].mask`.
+
+use super::{ConfigError, FieldPath};
+use crate::core::mask::Masker;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskSpec {
+    /// Key names matched at any depth (`phone`) or dotted root paths with
+    /// `[*]` for array elements (`items[*].card_number`).
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// email | phone | card | cn_id
+    #[serde(default)]
+    pub detectors: Vec<String>,
+    /// redact (default) | partial | hash
+    #[serde(default)]
+    pub strategy: Option<String>,
+    /// For `redact`; default `"***"`.
+    #[serde(default)]
+    pub replacement: Option<String>,
+}
+
+pub(super) fn compile(spec: &MaskSpec, path: &FieldPath) -> Result<Masker, ConfigError> {
+    Masker::compile(spec, path)
+}

@@ -1,0 +1,68 @@
+//! The compiled, immutable runtime policy.
+
+use super::{ConfigError, ConfigSpec, EnvLookup, FieldPath, admission, channel, routing};
+use crate::core::admission::AdmissionPolicy;
+use crate::core::channel::ChannelMatch;
+use crate::core::dedup::DedupPolicy;
+use crate::core::mask::Masker;
+use crate::core::routing::RoutingPolicy;
+use crate::core::signature::Verifier;
+use std::collections::HashSet;
+
+pub const DEFAULT_CLUSTER_HEADER: &str = "x-callback-cluster";
+
+/// Everything the filter needs at request time, validated.
+#[derive(Debug)]
+pub struct Policy {
+    pub channels: Vec<ChannelPolicy>,
+    pub admission: Option<AdmissionPolicy>,
+    /// Header the Envoy route's `cluster_header` reads (lower case).
+    pub cluster_header: String,
+}
+
+/// One channel, compiled.
+#[derive(Debug)]
+pub struct ChannelPolicy {
+    pub name: String,
+    pub matcher: ChannelMatch,
+    pub max_body_bytes: u64,
+    pub empty_action: channel::EmptyAction,
+    pub signature: Option<Verifier>,
+    pub dedup: Option<DedupPolicy>,
+    pub mask: Option<Masker>,
+    pub routing: Option<RoutingPolicy>,
+}
+
+impl Policy {
+    /// The first channel whose match fits (SPEC: first match wins).
+    pub fn channel_for(&self, path: &str, authority: &str) -> Option<&ChannelPolicy> {
+        self.channels
+            .iter()
+            .find(|c| c.matcher.matches(path, authority))
+    }
+}
+
+pub(super) fn compile(spec: &ConfigSpec, env: EnvLookup<'_>) -> Result<Policy, ConfigError> {
+    let root = FieldPath::root();
+    let mut names = HashSet::new();
+    let mut channels = Vec::with_capacity(spec.channels.len());
+    for (i, ch) in spec.channels.iter().enumerate() {
+        let path = root.key("channels").index(i);
+        if !names.insert(ch.name.as_str()) {
+            return Err(path
+                .key("name")
+                .error(format!("duplicate channel name {:?}", ch.name)));
+        }
+        channels.push(channel::compile(ch, &path, env)?);
+    }
+    let admission = match &spec.admission {
+        Some(a) => Some(admission::compile(a, &root.key("admission"))?),
+        None => None,
+    };
+    let cluster_header = routing::compile_cluster_header(spec.routing.as_ref(), &root.key("routing"))?;
+    Ok(Policy {
+        channels,
+        admission,
+        cluster_header,
+    })
+}

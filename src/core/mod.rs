@@ -1,0 +1,17 @@
+//! The pure core: every decision the filter makes, as plain Rust with no
+//! `proxy_wasm` types. It runs in native unit tests and, unchanged, under
+//! `wasm-bindgen-test` on `wasm32-unknown-unknown`.
+
+pub mod admission;
+pub mod channel;
+pub mod dedup;
+pub mod empty;
+pub mod headers;
+pub mod mask;
+pub mod metrics;
+pub mod reply;
+pub mod rng;
+pub mod routing;
+pub mod shared;
+pub mod signature;
+pub mod trace;

@@ -1,0 +1,91 @@
+//! Local replies (SPEC "Local replies"): the status, a JSON body
+//! `{"error", "detail", "trace_id"}` and extra headers. Details are fixed
+//! sentences chosen by the filter: they never echo request content, so
+//! secrets and masked values cannot leak through them.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    pub status: u32,
+    /// Machine-readable code, e.g. `signature_mismatch`.
+    pub code: &'static str,
+    /// Human sentence.
+    pub detail: String,
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    detail: &'a str,
+    trace_id: &'a str,
+}
+
+impl LocalReply {
+    pub fn new(status: u32, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    /// The JSON body. Empty for 204, which HTTP forbids a body on
+    /// (RFC 9110 §15.3.5).
+    pub fn body(&self, trace_id: &str) -> Vec<u8> {
+        if self.status == 204 {
+            return Vec::new();
+        }
+        serde_json::to_vec(&Body {
+            error: self.code,
+            detail: &self.detail,
+            trace_id,
+        })
+        .unwrap_or_default()
+    }
+
+    pub fn empty_callback() -> Self {
+        Self::new(204, "empty_callback", "empty callback acknowledged by the proxy")
+    }
+
+    pub fn too_large(limit: u64) -> Self {
+        Self::new(
+            413,
+            "too_large",
+            format!("callback body exceeds the channel limit of {limit} bytes"),
+        )
+    }
+
+    pub fn bad_json() -> Self {
+        Self::new(400, "bad_json", "callback body claims JSON but does not parse")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn body_is_the_spec_json() {
+        let r = LocalReply::too_large(10);
+        let v: serde_json::Value = serde_json::from_slice(&r.body("ab")).unwrap();
+        assert_eq!(v["error"], "too_large");
+        assert_eq!(v["trace_id"], "ab");
+        assert!(v["detail"].as_str().unwrap().contains("10 bytes"));
+        assert_eq!(v.as_object().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn no_body_on_204() {
+        assert!(LocalReply::empty_callback().body("ab").is_empty());
+    }
+}

@@ -1,0 +1,3 @@
+//! The proxy-wasm contexts (placeholder until the host adapter lands).
+
+pub fn install() {}

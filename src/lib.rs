@@ -1,0 +1,20 @@
+//! callback-guard: a proxy-wasm HTTP filter that governs webhook
+//! (callback) traffic. See README.md and SPEC.md.
+//!
+//! Layout: [`config`] parses and compiles the plugin configuration into a
+//! [`config::Policy`]; [`core`] holds every decision as plain Rust; `host`
+//! is the only code that talks to the proxy; `filter` holds the thin
+//! root and HTTP contexts.
+
+pub mod config;
+pub mod core;
+
+#[cfg(feature = "filter")]
+mod filter;
+#[cfg(feature = "filter")]
+mod host;
+
+#[cfg(all(feature = "filter", target_arch = "wasm32"))]
+proxy_wasm::main! {{
+    filter::install();
+}}
