@@ -1,0 +1,9 @@
+//! Criterion benchmark of the pure core: signature (placeholder).
+use criterion::{Criterion, criterion_group, criterion_main};
+
+fn bench(c: &mut Criterion) {
+    c.bench_function("signature/placeholder", |b| b.iter(|| 1 + 1));
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
