@@ -9,9 +9,13 @@
 pub mod config;
 pub mod core;
 
+// The shell is only entered from the wasm entry point; natively it is
+// compiled (and linted) but never called.
 #[cfg(feature = "filter")]
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 mod filter;
 #[cfg(feature = "filter")]
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 mod host;
 
 #[cfg(all(feature = "filter", target_arch = "wasm32"))]

@@ -49,6 +49,9 @@ pub struct LimitsSpec {
     pub low: Option<BucketSpec>,
 }
 
-pub(super) fn compile(spec: &AdmissionSpec, path: &FieldPath) -> Result<AdmissionPolicy, ConfigError> {
+pub(super) fn compile(
+    spec: &AdmissionSpec,
+    path: &FieldPath,
+) -> Result<AdmissionPolicy, ConfigError> {
     AdmissionPolicy::compile(spec, path)
 }

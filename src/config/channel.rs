@@ -79,9 +79,7 @@ pub(super) fn compile(
     }
     let match_path = path.key("match");
     if !spec.match_.path_prefix.starts_with('/') {
-        return Err(match_path
-            .key("path_prefix")
-            .error("must start with '/'"));
+        return Err(match_path.key("path_prefix").error("must start with '/'"));
     }
     let mut hosts = Vec::new();
     if let Some(list) = &spec.match_.hosts {

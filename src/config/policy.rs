@@ -59,7 +59,8 @@ pub(super) fn compile(spec: &ConfigSpec, env: EnvLookup<'_>) -> Result<Policy, C
         Some(a) => Some(admission::compile(a, &root.key("admission"))?),
         None => None,
     };
-    let cluster_header = routing::compile_cluster_header(spec.routing.as_ref(), &root.key("routing"))?;
+    let cluster_header =
+        routing::compile_cluster_header(spec.routing.as_ref(), &root.key("routing"))?;
     Ok(Policy {
         channels,
         admission,

@@ -47,7 +47,10 @@ mod tests {
 
     #[test]
     fn prefix_and_hosts() {
-        let m = ChannelMatch::new("/callbacks/payments".into(), vec!["hooks.example.com".into()]);
+        let m = ChannelMatch::new(
+            "/callbacks/payments".into(),
+            vec!["hooks.example.com".into()],
+        );
         assert!(m.matches("/callbacks/payments", "hooks.example.com"));
         assert!(m.matches("/callbacks/payments/x?y=1", "Hooks.Example.com:8443"));
         assert!(!m.matches("/callbacks/pay", "hooks.example.com"));

@@ -26,7 +26,9 @@ impl DedupPolicy {
         if spec.window_s == 0 {
             return Err(path.key("window_s").error("must be at least 1"));
         }
-        Ok(Self { window_s: spec.window_s })
+        Ok(Self {
+            window_s: spec.window_s,
+        })
     }
 
     /// The delivery id of a request (headers first, then the body).
@@ -43,5 +45,15 @@ impl DedupPolicy {
         _now_unix_s: u64,
     ) -> Result<DedupOutcome, StoreError> {
         Ok(DedupOutcome::First)
+    }
+
+    /// Forgets `id` again (the upstream failed; let the retry through).
+    pub fn forget(
+        &self,
+        _store: &dyn SharedStore,
+        _channel: &str,
+        _id: &str,
+    ) -> Result<(), StoreError> {
+        Ok(())
     }
 }

@@ -32,14 +32,32 @@ mod tests {
 
     #[test]
     fn empty_forms() {
-        for body in [&b""[..], b"   \r\n\t", b"{}", b" [ ] ", b"null", b"\nnull\n", b"{\n}"] {
+        for body in [
+            &b""[..],
+            b"   \r\n\t",
+            b"{}",
+            b" [ ] ",
+            b"null",
+            b"\nnull\n",
+            b"{\n}",
+        ] {
             assert!(empty_body(body), "{:?}", String::from_utf8_lossy(body));
         }
     }
 
     #[test]
     fn non_empty_forms() {
-        for body in [&b"{\"a\":1}"[..], b"[0]", b"nul", b"nulll", b"\"\"", b"0", b"{", b"}", b"[}"] {
+        for body in [
+            &b"{\"a\":1}"[..],
+            b"[0]",
+            b"nul",
+            b"nulll",
+            b"\"\"",
+            b"0",
+            b"{",
+            b"}",
+            b"[}",
+        ] {
             assert!(!empty_body(body), "{:?}", String::from_utf8_lossy(body));
         }
     }

@@ -44,7 +44,11 @@ impl Headers {
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Headers {
     fn from_iter<T: IntoIterator<Item = (K, V)>>(iter: T) -> Self {
-        Self::new(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        Self::new(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 }
 
@@ -56,7 +60,9 @@ mod tests {
 
     #[test]
     fn lookups_are_case_insensitive_on_names() {
-        let h: Headers = [("Webhook-Id", "a"), ("x", "1"), ("X", "2")].into_iter().collect();
+        let h: Headers = [("Webhook-Id", "a"), ("x", "1"), ("X", "2")]
+            .into_iter()
+            .collect();
         assert_eq!(h.get("webhook-id"), Some("a"));
         assert_eq!(h.get_all("x").collect::<Vec<_>>(), ["1", "2"]);
         assert!(!h.contains("missing"));

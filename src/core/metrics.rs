@@ -21,7 +21,9 @@ pub const UPSTREAM_FAILURES_TOTAL: &str = "callback_upstream_failures_total";
 pub const DURATION_MS: &str = "callback_duration_ms";
 
 /// Every label name we emit, for the `stats_tags` the configs ship.
-pub const LABELS: [&str; 6] = ["channel", "reason", "priority", "decision", "cluster", "scheme"];
+pub const LABELS: [&str; 6] = [
+    "channel", "reason", "priority", "decision", "cluster", "scheme",
+];
 
 /// `base` followed by `_<label>=.=<value>;.;` for each label.
 pub fn stat_name(base: &str, labels: &[(&str, &str)]) -> String {
@@ -66,14 +68,20 @@ mod tests {
             "callback_empty_total_channel=.=payments;.;"
         );
         assert_eq!(
-            stat_name(SIGNATURE_FAILED_TOTAL, &[("channel", "a"), ("reason", "missing")]),
+            stat_name(
+                SIGNATURE_FAILED_TOTAL,
+                &[("channel", "a"), ("reason", "missing")]
+            ),
             "callback_signature_failed_total_channel=.=a;.;_reason=.=missing;.;"
         );
     }
 
     #[test]
     fn values_cannot_break_the_encoding() {
-        assert_eq!(stat_name("m", &[("cluster", "a;.;b=.=c d")]), "m_cluster=.=a___b___c_d;.;");
+        assert_eq!(
+            stat_name("m", &[("cluster", "a;.;b=.=c d")]),
+            "m_cluster=.=a___b___c_d;.;"
+        );
         assert_eq!(stat_name("m", &[("cluster", "")]), "m_cluster=.=_;.;");
     }
 }

@@ -9,6 +9,7 @@ pub mod empty;
 pub mod headers;
 pub mod mask;
 pub mod metrics;
+pub mod pipeline;
 pub mod reply;
 pub mod rng;
 pub mod routing;

@@ -52,7 +52,11 @@ impl LocalReply {
     }
 
     pub fn empty_callback() -> Self {
-        Self::new(204, "empty_callback", "empty callback acknowledged by the proxy")
+        Self::new(
+            204,
+            "empty_callback",
+            "empty callback acknowledged by the proxy",
+        )
     }
 
     pub fn too_large(limit: u64) -> Self {
@@ -64,7 +68,11 @@ impl LocalReply {
     }
 
     pub fn bad_json() -> Self {
-        Self::new(400, "bad_json", "callback body claims JSON but does not parse")
+        Self::new(
+            400,
+            "bad_json",
+            "callback body claims JSON but does not parse",
+        )
     }
 }
 

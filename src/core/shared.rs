@@ -120,7 +120,10 @@ mod tests {
         store.set("k", b"a", None).unwrap();
         let (_, cas) = store.get("k").unwrap().unwrap();
         store.set("k", b"b", Some(cas)).unwrap();
-        assert_eq!(store.set("k", b"c", Some(cas)), Err(StoreError::CasMismatch));
+        assert_eq!(
+            store.set("k", b"c", Some(cas)),
+            Err(StoreError::CasMismatch)
+        );
     }
 
     struct AlwaysConflict;
@@ -135,6 +138,9 @@ mod tests {
 
     #[test]
     fn retries_are_bounded() {
-        assert_eq!(update(&AlwaysConflict, "k", |_| (vec![], ())), Err(StoreError::Contended));
+        assert_eq!(
+            update(&AlwaysConflict, "k", |_| (vec![], ())),
+            Err(StoreError::Contended)
+        );
     }
 }

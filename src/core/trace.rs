@@ -18,7 +18,9 @@ pub struct TraceParent {
 }
 
 fn is_lower_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn all_zero(s: &str) -> bool {
@@ -123,8 +125,14 @@ mod tests {
     fn generates_valid_headers() {
         let tp = ensure(Some("garbage"), || (1, 2, 3));
         assert!(tp.generated);
-        assert_eq!(tp.header, "00-00000000000000010000000000000002-0000000000000003-01");
-        assert_eq!(parse(&tp.header).map(|p| p.trace_id), Some(tp.trace_id.clone()));
+        assert_eq!(
+            tp.header,
+            "00-00000000000000010000000000000002-0000000000000003-01"
+        );
+        assert_eq!(
+            parse(&tp.header).map(|p| p.trace_id),
+            Some(tp.trace_id.clone())
+        );
         assert!(parse(&generate(0, 0, 0).header).is_some());
     }
 }

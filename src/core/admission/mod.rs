@@ -31,7 +31,10 @@ pub enum Decision {
     /// Refused by policy: 403.
     Denied(Priority),
     /// Over its bucket or shed for capacity: 429 with `retry-after` seconds.
-    Shed { priority: Priority, retry_after_s: u64 },
+    Shed {
+        priority: Priority,
+        retry_after_s: u64,
+    },
 }
 
 impl Decision {

@@ -28,12 +28,20 @@ impl Masker {
     /// True for `application/json` and `*/*+json` content types.
     pub fn applies_to(content_type: Option<&str>) -> bool {
         let Some(ct) = content_type else { return false };
-        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         essence == "application/json" || essence.ends_with("+json")
     }
 
     /// Masks a complete JSON body.
     pub fn mask(&self, body: &[u8]) -> Result<Masked, MaskError> {
-        Ok(Masked { body: body.to_vec(), count: 0 })
+        Ok(Masked {
+            body: body.to_vec(),
+            count: 0,
+        })
     }
 }

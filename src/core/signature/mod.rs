@@ -50,7 +50,12 @@ impl Verifier {
 
     /// Verifies the complete raw body against the request headers at
     /// `now_unix_s`.
-    pub fn verify(&self, _headers: &Headers, _body: &[u8], _now_unix_s: u64) -> Result<(), FailureReason> {
+    pub fn verify(
+        &self,
+        _headers: &Headers,
+        _body: &[u8],
+        _now_unix_s: u64,
+    ) -> Result<(), FailureReason> {
         Err(FailureReason::Missing)
     }
 

@@ -1,0 +1,254 @@
+//! What happens to a channel's callback once its whole body is in: the
+//! order of the body checks, as one pure function.
+//!
+//! Order and why:
+//! 1. **empty**: cheapest, and an empty callback needs nothing else.
+//! 2. **signature** on the original bytes: nothing unverified goes further.
+//! 3. **dedup** after verification, so forged requests cannot plant ids.
+//! 4. **mask** last: it changes the bytes the signature was computed over.
+
+use crate::config::{ChannelPolicy, EmptyAction};
+use crate::core::dedup::DedupOutcome;
+use crate::core::empty;
+use crate::core::headers::Headers;
+use crate::core::mask::{MaskError, Masker};
+use crate::core::metrics::{self, stat_name};
+use crate::core::reply::LocalReply;
+use crate::core::shared::SharedStore;
+use crate::core::signature::FailureReason;
+
+/// Something worth counting; [`Event::stat`] names its metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Empty,
+    SignatureVerified,
+    SignatureFailed(FailureReason),
+    Duplicate,
+    Masked(u64),
+    Rejected(&'static str),
+}
+
+impl Event {
+    /// The labelled stat name and increment for this event on `channel`.
+    pub fn stat(self, channel: &str) -> (String, u64) {
+        let ch = ("channel", channel);
+        match self {
+            Self::Empty => (stat_name(metrics::EMPTY_TOTAL, &[ch]), 1),
+            Self::SignatureVerified => (stat_name(metrics::SIGNATURE_VERIFIED_TOTAL, &[ch]), 1),
+            Self::SignatureFailed(r) => (
+                stat_name(
+                    metrics::SIGNATURE_FAILED_TOTAL,
+                    &[ch, ("reason", r.as_str())],
+                ),
+                1,
+            ),
+            Self::Duplicate => (stat_name(metrics::DUPLICATES_TOTAL, &[ch]), 1),
+            Self::Masked(n) => (stat_name(metrics::MASKED_FIELDS_TOTAL, &[ch]), n),
+            Self::Rejected(reason) => (
+                stat_name(metrics::REJECTED_TOTAL, &[ch, ("reason", reason)]),
+                1,
+            ),
+        }
+    }
+}
+
+/// What to do with the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyAction {
+    Reply(LocalReply),
+    Forward {
+        /// Replacement body (masked), when it changed.
+        body: Option<Vec<u8>>,
+        /// The scheme that verified, for `x-verified-signature`.
+        verified: Option<&'static str>,
+        /// Remembered by dedup; forgotten again if the upstream fails, so
+        /// the provider's retry is not answered as a duplicate.
+        delivery_id: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyVerdict {
+    pub action: BodyAction,
+    pub events: Vec<Event>,
+    /// Verified scheme also on replies (a duplicate was verified too).
+    pub verified: Option<&'static str>,
+}
+
+/// Input of [`inspect_body`].
+pub struct BodyInput<'a> {
+    pub headers: &'a Headers,
+    pub body: &'a [u8],
+    /// Already counted as empty from `x-callback-status: 204` (only reaches
+    /// here with `empty.action: forward`).
+    pub counted_empty: bool,
+    pub now_unix_s: u64,
+}
+
+pub fn inspect_body(
+    ch: &ChannelPolicy,
+    input: &BodyInput<'_>,
+    store: &dyn SharedStore,
+) -> BodyVerdict {
+    let mut events = Vec::new();
+    let reply = |reply: LocalReply, events: Vec<Event>, verified| BodyVerdict {
+        action: BodyAction::Reply(reply),
+        events,
+        verified,
+    };
+
+    if !input.counted_empty && empty::empty_body(input.body) {
+        events.push(Event::Empty);
+        if ch.empty_action == EmptyAction::Reply {
+            return reply(LocalReply::empty_callback(), events, None);
+        }
+    }
+
+    let mut verified = None;
+    if let Some(verifier) = &ch.signature {
+        match verifier.verify(input.headers, input.body, input.now_unix_s) {
+            Ok(()) => {
+                events.push(Event::SignatureVerified);
+                verified = Some(verifier.scheme());
+            }
+            Err(reason) => {
+                events.push(Event::SignatureFailed(reason));
+                return reply(signature_reply(reason), events, None);
+            }
+        }
+    }
+
+    let mut delivery_id = None;
+    if let Some(dedup) = &ch.dedup
+        && let Some(id) = dedup.delivery_id(input.headers, input.body)
+    {
+        // A store failure must not lose the callback: forward it (fail open).
+        if let Ok(DedupOutcome::Duplicate) = dedup.check(store, &ch.name, &id, input.now_unix_s) {
+            events.push(Event::Duplicate);
+            let dup = LocalReply::new(200, "duplicate", "duplicate delivery already accepted")
+                .with_header("x-callback-duplicate", "true");
+            return reply(dup, events, verified);
+        }
+        delivery_id = Some(id);
+    }
+
+    let mut body = None;
+    if let Some(masker) = &ch.mask
+        && Masker::applies_to(input.headers.get("content-type"))
+        && !input.body.is_empty()
+    {
+        match masker.mask(input.body) {
+            Ok(masked) => {
+                if masked.count > 0 {
+                    events.push(Event::Masked(masked.count));
+                    body = Some(masked.body);
+                }
+            }
+            Err(err) => {
+                events.push(Event::Rejected("bad_json"));
+                let detail = match err {
+                    MaskError::BadJson => "callback body claims JSON but does not parse",
+                    MaskError::TooDeep => "callback body nests JSON deeper than the filter accepts",
+                };
+                return reply(LocalReply::new(400, "bad_json", detail), events, verified);
+            }
+        }
+    }
+
+    BodyVerdict {
+        action: BodyAction::Forward {
+            body,
+            verified,
+            delivery_id,
+        },
+        events,
+        verified,
+    }
+}
+
+fn signature_reply(reason: FailureReason) -> LocalReply {
+    let (code, detail) = match reason {
+        FailureReason::Missing => ("signature_missing", "callback signature is missing"),
+        FailureReason::Malformed => ("signature_malformed", "callback signature is malformed"),
+        FailureReason::Mismatch => ("signature_mismatch", "callback signature does not verify"),
+        FailureReason::Expired => (
+            "signature_expired",
+            "callback timestamp is outside the accepted tolerance",
+        ),
+    };
+    LocalReply::new(401, code, detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use crate::core::shared::MemoryStore;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn channel(json: &str) -> ChannelPolicy {
+        let doc = format!(r#"{{"channels":[{json}]}}"#);
+        let mut policy = config::load(doc.as_bytes(), &|_| None).unwrap();
+        policy.channels.remove(0)
+    }
+
+    fn run(ch: &ChannelPolicy, body: &[u8]) -> BodyVerdict {
+        let headers: Headers = [("content-type", "application/json")].into_iter().collect();
+        let input = BodyInput {
+            headers: &headers,
+            body,
+            counted_empty: false,
+            now_unix_s: 1_700_000_000,
+        };
+        inspect_body(ch, &input, &MemoryStore::new())
+    }
+
+    #[test]
+    fn empty_body_is_answered_204_by_default() {
+        let ch = channel(r#"{"name":"a","match":{"path_prefix":"/"}}"#);
+        let v = run(&ch, b" {} ");
+        assert_eq!(v.events, [Event::Empty]);
+        assert!(matches!(v.action, BodyAction::Reply(ref r) if r.status == 204));
+    }
+
+    #[test]
+    fn empty_body_with_forward_is_counted_and_forwarded() {
+        let ch =
+            channel(r#"{"name":"a","match":{"path_prefix":"/"},"empty":{"action":"forward"}}"#);
+        let v = run(&ch, b"null");
+        assert_eq!(v.events, [Event::Empty]);
+        assert!(matches!(v.action, BodyAction::Forward { body: None, .. }));
+    }
+
+    #[test]
+    fn plain_body_is_forwarded_untouched() {
+        let ch = channel(r#"{"name":"a","match":{"path_prefix":"/"}}"#);
+        let v = run(&ch, br#"{"a":1}"#);
+        assert!(v.events.is_empty());
+        assert_eq!(
+            v.action,
+            BodyAction::Forward {
+                body: None,
+                verified: None,
+                delivery_id: None
+            }
+        );
+    }
+
+    #[test]
+    fn event_stat_names() {
+        assert_eq!(
+            Event::Rejected("too_large").stat("p"),
+            (
+                "callback_rejected_total_channel=.=p;.;_reason=.=too_large;.;".to_string(),
+                1
+            )
+        );
+        assert_eq!(Event::Masked(3).stat("p").1, 3);
+        assert_eq!(
+            Event::SignatureFailed(FailureReason::Expired).stat("p").0,
+            "callback_signature_failed_total_channel=.=p;.;_reason=.=expired;.;"
+        );
+    }
+}

@@ -1,0 +1,332 @@
+//! End to end in a real Envoy: channels, empty callbacks, body limit,
+//! anti-spoofing, trace context, local replies, metrics, bad config.
+
+mod support;
+
+use std::time::Duration;
+use support::{Envoy, Reply, Request, Upstream};
+
+const PLUGIN: &str = r#"{
+  "channels": [
+    {"name": "payments", "match": {"path_prefix": "/callbacks/payments", "hosts": ["hooks.example.com"]},
+     "max_body_bytes": 4096},
+    {"name": "logistics", "match": {"path_prefix": "/callbacks/logistics"},
+     "empty": {"action": "forward"}}
+  ]
+}"#;
+
+fn start(name: &str, upstream: &Upstream) -> Envoy {
+    Envoy::builder(name)
+        .plugin(PLUGIN)
+        .cluster("upstream", upstream.port())
+        .start()
+}
+
+fn is_trace_id(s: &str) -> bool {
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        && s != "0".repeat(32)
+}
+
+/// The SPEC local-reply body, with the trace id matching the header.
+fn assert_local_reply(resp: &support::Response, status: u16, code: &str) {
+    assert_eq!(resp.status, status, "{}", resp.body_str());
+    let body = resp.json();
+    assert_eq!(body["error"], code, "{body}");
+    assert!(
+        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
+    let trace = body["trace_id"].as_str().unwrap();
+    assert!(is_trace_id(trace), "{trace}");
+    assert_eq!(resp.header("x-callback-trace-id"), Some(trace));
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    assert_eq!(body.as_object().unwrap().len(), 3, "{body}");
+}
+
+#[test]
+fn empty_callbacks_are_answered_204_counted_and_not_forwarded() {
+    let up = Upstream::start();
+    let envoy = start("empty-reply", &up);
+    let path = "/callbacks/payments/order";
+    let empties = [
+        Request::post(path)
+            .header("x-callback-status", "204")
+            .json(r#"{"would":"be ignored"}"#),
+        Request::post(path),
+        Request::post(path).body("  \r\n\t "),
+        Request::post(path).json("{}"),
+        Request::post(path).json(" [ ] "),
+        Request::post(path).json("null"),
+        Request::post(path)
+            .json("{\n}")
+            .chunked(b"{\n}", 3, Duration::from_millis(20)),
+    ];
+    for req in &empties {
+        let resp = req.send(envoy.addr());
+        assert_eq!(resp.status, 204, "{:?} -> {}", req.body, resp.body_str());
+        assert!(resp.body.is_empty());
+        assert!(resp.header("x-callback-trace-id").is_some_and(is_trace_id));
+    }
+    assert_eq!(up.count(), 0, "empty callbacks must not reach the upstream");
+    let ch = [("channel", "payments")];
+    assert_eq!(
+        envoy.metric("callback_empty_total", &ch),
+        empties.len() as f64
+    );
+    assert_eq!(
+        envoy.metric("callback_requests_total", &ch),
+        empties.len() as f64
+    );
+
+    // A real callback on the same channel goes through with its body.
+    let resp = Request::post(path)
+        .json(r#"{"id":"evt_1"}"#)
+        .send(envoy.addr());
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body_str(), "upstream-ok");
+    let got = up.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body_str(), r#"{"id":"evt_1"}"#);
+    assert_eq!(
+        envoy.metric("callback_empty_total", &ch),
+        empties.len() as f64
+    );
+    assert_eq!(
+        envoy.metric("callback_requests_total", &ch),
+        empties.len() as f64 + 1.0
+    );
+    // The other channel was declared at zero.
+    assert_eq!(
+        support::envoy::find_metric(
+            &envoy.prometheus(),
+            "callback_empty_total",
+            &[("channel", "logistics")]
+        ),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn empty_callbacks_with_forward_are_counted_and_forwarded() {
+    let up = Upstream::start();
+    let envoy = start("empty-forward", &up);
+    for req in [
+        Request::post("/callbacks/logistics").json("{}"),
+        Request::post("/callbacks/logistics").header("x-callback-status", "204"),
+    ] {
+        assert_eq!(req.send(envoy.addr()).status, 200);
+    }
+    assert_eq!(up.count(), 2);
+    assert_eq!(
+        envoy.metric("callback_empty_total", &[("channel", "logistics")]),
+        2.0
+    );
+}
+
+#[test]
+fn channel_match_needs_prefix_and_host() {
+    let up = Upstream::start();
+    let envoy = start("match", &up);
+    // Wrong host: not the payments channel, so `{}` passes through.
+    let resp = Request::post("/callbacks/payments")
+        .host("other.example.com")
+        .json("{}")
+        .send(envoy.addr());
+    assert_eq!(resp.status, 200);
+    // Host with port still matches.
+    let resp = Request::post("/callbacks/payments")
+        .host("hooks.example.com:10000")
+        .json("{}")
+        .send(envoy.addr());
+    assert_eq!(resp.status, 204);
+    // Outside every channel: untouched and not counted.
+    let resp = Request::post("/health").json("{}").send(envoy.addr());
+    assert_eq!(resp.status, 200);
+    assert_eq!(up.count(), 2);
+    assert_eq!(up.received()[1].body_str(), "{}");
+    assert_eq!(
+        envoy.metric("callback_requests_total", &[("channel", "payments")]),
+        1.0
+    );
+}
+
+#[test]
+fn bodies_over_the_limit_get_413_and_never_reach_the_upstream() {
+    let up = Upstream::start();
+    let envoy = start("too-large", &up);
+    let path = "/callbacks/payments";
+    let big = "x".repeat(5000);
+
+    // Declared length over the limit: refused before any body is read.
+    let resp = Request::post(path).json(&big).send(envoy.addr());
+    assert_local_reply(&resp, 413, "too_large");
+    // Chunked, no length: refused once the buffered body passes the limit.
+    let resp = Request::post(path)
+        .json(&big)
+        .chunked(big.as_bytes(), 10, Duration::from_millis(5))
+        .send(envoy.addr());
+    assert_local_reply(&resp, 413, "too_large");
+    assert_eq!(up.count(), 0);
+    assert_eq!(
+        envoy.metric(
+            "callback_rejected_total",
+            &[("channel", "payments"), ("reason", "too_large")]
+        ),
+        2.0
+    );
+
+    // Exactly at the limit: forwarded intact, also when it arrives in pieces.
+    let at_limit = "y".repeat(4096);
+    let resp = Request::post(path)
+        .body(at_limit.clone())
+        .send(envoy.addr());
+    assert_eq!(resp.status, 200);
+    let resp = Request::post(path)
+        .body(at_limit.clone())
+        .chunked(at_limit.as_bytes(), 40, Duration::from_millis(2))
+        .send(envoy.addr());
+    assert_eq!(resp.status, 200);
+    let got = up.received();
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|r| r.body == at_limit.as_bytes()));
+}
+
+#[test]
+fn client_cannot_spoof_filter_headers_in_or_out_of_a_channel() {
+    let up = Upstream::start();
+    let envoy = start("spoof", &up);
+    for path in ["/callbacks/payments", "/elsewhere"] {
+        let resp = Request::post(path)
+            .header("x-verified-signature", "standard-webhooks")
+            .header("X-Callback-Cluster", "region-a")
+            .header("x-callback-priority-admitted", "high")
+            .json(r#"{"a":1}"#)
+            .send(envoy.addr());
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header("x-verified-signature"), None);
+    }
+    let got = up.received();
+    assert_eq!(got.len(), 2);
+    for r in got {
+        for h in [
+            "x-verified-signature",
+            "x-callback-cluster",
+            "x-callback-priority-admitted",
+        ] {
+            assert_eq!(
+                r.header(h),
+                None,
+                "{h} leaked to the upstream on {}",
+                r.path
+            );
+        }
+    }
+}
+
+#[test]
+fn traceparent_is_kept_when_valid_and_generated_otherwise() {
+    let up = Upstream::start();
+    let envoy = start("trace", &up);
+    let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    let resp = Request::post("/callbacks/payments")
+        .header("traceparent", valid)
+        .json(r#"{"a":1}"#)
+        .send(envoy.addr());
+    assert_eq!(
+        resp.header("x-callback-trace-id"),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+
+    let resp_none = Request::post("/callbacks/payments")
+        .json(r#"{"a":2}"#)
+        .send(envoy.addr());
+    let resp_bad = Request::post("/other")
+        .header("traceparent", "00-zz-bad-01")
+        .json(r#"{"a":3}"#)
+        .send(envoy.addr());
+
+    let got = up.received();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0].header("traceparent"), Some(valid));
+    for (resp, req) in [(&resp_none, &got[1]), (&resp_bad, &got[2])] {
+        let tp = req.header("traceparent").expect("generated traceparent");
+        let parts: Vec<&str> = tp.split('-').collect();
+        assert_eq!(parts.len(), 4, "{tp}");
+        assert_eq!(parts[0], "00");
+        assert!(is_trace_id(parts[1]), "{tp}");
+        assert_eq!(parts[2].len(), 16);
+        assert_eq!(resp.header("x-callback-trace-id"), Some(parts[1]));
+    }
+    assert_ne!(
+        resp_none.header("x-callback-trace-id"),
+        resp_bad.header("x-callback-trace-id")
+    );
+}
+
+#[test]
+fn upstream_5xx_is_counted_and_duration_is_recorded() {
+    let up = Upstream::with_reply(Reply {
+        status: 503,
+        ..Reply::default()
+    });
+    let envoy = start("upstream-fail", &up);
+    let resp = Request::post("/callbacks/payments")
+        .json(r#"{"a":1}"#)
+        .send(envoy.addr());
+    assert_eq!(resp.status, 503);
+    assert!(resp.header("x-callback-trace-id").is_some());
+    up.set_reply(Reply::default());
+    assert_eq!(
+        Request::post("/callbacks/payments")
+            .json(r#"{"a":2}"#)
+            .send(envoy.addr())
+            .status,
+        200
+    );
+    assert_eq!(
+        envoy.metric(
+            "callback_upstream_failures_total",
+            &[("channel", "payments"), ("cluster", "upstream")]
+        ),
+        1.0
+    );
+    let count = envoy.wait_metric(
+        "callback_duration_ms_count",
+        &[("channel", "payments")],
+        2.0,
+    );
+    assert_eq!(count, 2.0);
+}
+
+#[test]
+fn invalid_configuration_is_refused_with_the_field_path() {
+    let cases = [
+        (
+            r#"{"channels":[{"name":"Bad Name","match":{"path_prefix":"/cb"}}]}"#,
+            "channels[0].name",
+        ),
+        (
+            r#"{"channels":[{"name":"a","match":{"path_prefix":"/cb"},"max_body_byts":10}]}"#,
+            "max_body_byts",
+        ),
+        (
+            r#"{"channels":[{"name":"a","match":{"path_prefix":"/cb"},"empty":{"action":"drop"}}]}"#,
+            "channels[0].empty.action",
+        ),
+    ];
+    for (i, (config, needle)) in cases.iter().enumerate() {
+        let up = Upstream::start();
+        let log = Envoy::builder(&format!("bad-config-{i}"))
+            .plugin(config)
+            .cluster("upstream", up.port())
+            .start_expect_exit();
+        let line = log
+            .lines()
+            .find(|l| l.contains("callback-guard: invalid configuration"))
+            .unwrap_or_else(|| panic!("no configuration error in the log:\n{log}"));
+        assert!(line.contains(needle), "{needle} not named in: {line}");
+    }
+}

@@ -1,0 +1,194 @@
+//! A plain HTTP/1.1 client over `TcpStream`: exact control over headers,
+//! chunking and pauses between body pieces.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Send the body as these chunks (chunked encoding), pausing between.
+    pub chunks: Option<(Vec<Vec<u8>>, Duration)>,
+    pub host: String,
+}
+
+impl Request {
+    pub fn new(method: &str, path: &str) -> Self {
+        Self {
+            method: method.to_string(),
+            path: path.to_string(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            chunks: None,
+            host: "hooks.example.com".to_string(),
+        }
+    }
+
+    pub fn post(path: &str) -> Self {
+        Self::new("POST", path)
+    }
+
+    pub fn get(path: &str) -> Self {
+        Self::new("GET", path)
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn host(mut self, host: &str) -> Self {
+        self.host = host.to_string();
+        self
+    }
+
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    pub fn json(self, body: &str) -> Self {
+        self.header("content-type", "application/json").body(body)
+    }
+
+    /// Sends the body in `pieces` chunks with `pause` between them.
+    pub fn chunked(mut self, body: &[u8], pieces: usize, pause: Duration) -> Self {
+        let size = body.len().div_ceil(pieces.max(1)).max(1);
+        self.chunks = Some((body.chunks(size).map(<[u8]>::to_vec).collect(), pause));
+        self
+    }
+
+    pub fn send(&self, addr: SocketAddr) -> Response {
+        try_send(self, addr)
+            .unwrap_or_else(|e| panic!("request {} {} failed: {e}", self.method, self.path))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn body_str(&self) -> &str {
+        std::str::from_utf8(&self.body).unwrap_or("<non-utf8>")
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("response body is not JSON ({e}): {}", self.body_str()))
+    }
+}
+
+pub fn try_send(req: &Request, addr: SocketAddr) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    stream.set_nodelay(true)?;
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n",
+        req.method, req.path, req.host
+    );
+    for (k, v) in &req.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    match &req.chunks {
+        Some(_) => head.push_str("transfer-encoding: chunked\r\n"),
+        None => {
+            let has_len = req
+                .headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
+            if !has_len && (!req.body.is_empty() || req.method == "POST") {
+                head.push_str(&format!("content-length: {}\r\n", req.body.len()));
+            }
+        }
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    match &req.chunks {
+        Some((chunks, pause)) => {
+            for chunk in chunks {
+                stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
+                stream.write_all(chunk)?;
+                stream.write_all(b"\r\n")?;
+                stream.flush()?;
+                if !pause.is_zero() {
+                    std::thread::sleep(*pause);
+                }
+            }
+            stream.write_all(b"0\r\n\r\n")?;
+        }
+        None => stream.write_all(&req.body)?,
+    }
+    stream.flush()?;
+    read_response(&mut BufReader::new(stream))
+}
+
+fn line(reader: &mut impl BufRead) -> std::io::Result<String> {
+    let mut s = String::new();
+    reader.read_line(&mut s)?;
+    Ok(s.trim_end_matches(['\r', '\n']).to_string())
+}
+
+fn read_response(reader: &mut impl BufRead) -> std::io::Result<Response> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let status_line = line(reader)?;
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad(&format!("bad status line {status_line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        let l = line(reader)?;
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v): &(String, String)| v.clone())
+    };
+    let mut body = Vec::new();
+    if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let size =
+                usize::from_str_radix(line(reader)?.trim(), 16).map_err(|_| bad("chunk size"))?;
+            if size == 0 {
+                break;
+            }
+            let mut chunk = vec![0; size];
+            reader.read_exact(&mut chunk)?;
+            body.extend_from_slice(&chunk);
+            line(reader)?;
+        }
+    } else if let Some(len) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body = vec![0; len];
+        reader.read_exact(&mut body)?;
+    } else {
+        reader.read_to_end(&mut body)?;
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}

