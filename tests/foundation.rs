@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! End to end in a real Envoy: channels, empty callbacks, body limit,
 //! anti-spoofing, trace context, local replies, metrics, bad config.
 

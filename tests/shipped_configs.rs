@@ -1,0 +1,77 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Every Envoy config we ship is validated by Envoy itself (which also
+//! loads the .wasm and runs the plugin configuration through the filter's
+//! parser), and the demo config is run for real.
+
+mod support;
+
+use support::{Envoy, Request, Upstream, repo_root};
+
+fn shipped_envoy_configs() -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(repo_root().join("envoy"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_shipped_envoy_config_validates() {
+    let files = shipped_envoy_configs();
+    assert!(!files.is_empty(), "no configs under envoy/");
+    for file in files {
+        let (ok, out) = Envoy::validate(&file);
+        assert!(ok, "{} does not validate:\n{out}", file.display());
+        assert!(out.contains("OK"), "{}: {out}", file.display());
+    }
+}
+
+#[test]
+fn validate_catches_a_broken_plugin_configuration() {
+    // The same demo config with a misspelt key must fail validation, so the
+    // check above is not vacuous.
+    let demo = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
+    let broken = demo.replacen("\"max_body_bytes\"", "\"max_body_byte\"", 1);
+    assert_ne!(demo, broken);
+    let dir = repo_root().join("target/e2e");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("broken-demo-{}.yaml", std::process::id()));
+    std::fs::write(&path, broken).unwrap();
+    let (ok, out) = Envoy::validate(&path);
+    assert!(!ok, "a broken plugin configuration validated:\n{out}");
+}
+
+/// The demo config with its fixed ports swapped for test ones.
+pub fn demo_config(upstreams: &[(&str, u16)]) -> String {
+    let mut yaml = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
+    yaml = yaml
+        .replace("port_value: 10000", "port_value: 0")
+        .replace("port_value: 9901", "port_value: 0");
+    for (fixed, port) in upstreams {
+        yaml = yaml.replace(
+            &format!("port_value: {fixed}"),
+            &format!("port_value: {port}"),
+        );
+    }
+    yaml
+}
+
+#[test]
+fn demo_config_runs_and_answers_an_empty_callback() {
+    let up = Upstream::start();
+    let envoy = Envoy::start_yaml("demo", &demo_config(&[("18080", up.port())]));
+    let resp = Request::post("/callbacks/payments")
+        .json("{}")
+        .send(envoy.addr());
+    assert_eq!(resp.status, 204);
+    assert_eq!(up.count(), 0);
+    assert_eq!(
+        envoy.metric("callback_empty_total", &[("channel", "payments")]),
+        1.0
+    );
+}
