@@ -71,6 +71,7 @@ pub(super) fn compile(
     spec: &ChannelSpec,
     path: &FieldPath,
     env: EnvLookup<'_>,
+    known_clusters: Option<&[String]>,
 ) -> Result<ChannelPolicy, ConfigError> {
     if !valid_name(&spec.name) {
         return Err(path
@@ -122,7 +123,11 @@ pub(super) fn compile(
         None => None,
     };
     let routing = match &spec.routing {
-        Some(r) => Some(routing::compile_channel(r, &path.key("routing"))?),
+        Some(r) => Some(routing::compile_channel(
+            r,
+            known_clusters,
+            &path.key("routing"),
+        )?),
         None => None,
     };
     Ok(ChannelPolicy {

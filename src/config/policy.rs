@@ -44,6 +44,8 @@ impl Policy {
 
 pub(super) fn compile(spec: &ConfigSpec, env: EnvLookup<'_>) -> Result<Policy, ConfigError> {
     let root = FieldPath::root();
+    let known_clusters =
+        routing::compile_known_clusters(spec.routing.as_ref(), &root.key("routing"))?;
     let mut names = HashSet::new();
     let mut channels = Vec::with_capacity(spec.channels.len());
     for (i, ch) in spec.channels.iter().enumerate() {
@@ -53,7 +55,7 @@ pub(super) fn compile(spec: &ConfigSpec, env: EnvLookup<'_>) -> Result<Policy, C
                 .key("name")
                 .error(format!("duplicate channel name {:?}", ch.name)));
         }
-        channels.push(channel::compile(ch, &path, env)?);
+        channels.push(channel::compile(ch, &path, env, known_clusters)?);
     }
     let admission = match &spec.admission {
         Some(a) => Some(admission::compile(a, &root.key("admission"))?),

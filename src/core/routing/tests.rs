@@ -1,0 +1,562 @@
+use super::health::MIN_HEALTH;
+use super::*;
+use crate::config::ClusterSpec;
+use crate::core::rng::SplitMix64;
+use crate::core::shared::MemoryStore;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+const CH: &str = "payments";
+
+fn cluster(name: &str, weight: u32, sla: Option<u64>) -> ClusterSpec {
+    ClusterSpec {
+        name: name.to_string(),
+        weight,
+        latency_sla_ms: sla,
+    }
+}
+
+fn spec(clusters: Vec<ClusterSpec>) -> ChannelRoutingSpec {
+    ChannelRoutingSpec { clusters }
+}
+
+/// The SPEC example: 60/35/5 with SLAs 150/200/250 ms.
+fn spec_example() -> RoutingPolicy {
+    RoutingPolicy::compile(
+        &spec(vec![
+            cluster("region-a", 60, Some(150)),
+            cluster("region-b", 35, Some(200)),
+            cluster("region-c", 5, Some(250)),
+        ]),
+        None,
+        &FieldPath::root().key("routing"),
+    )
+    .unwrap()
+}
+
+fn compile_err(clusters: Vec<ClusterSpec>, known: Option<&[String]>) -> ConfigError {
+    let path = FieldPath::root().key("channels").index(0).key("routing");
+    RoutingPolicy::compile(&spec(clusters), known, &path).unwrap_err()
+}
+
+fn within_4_sigma(count: usize, n: usize, p: f64) -> bool {
+    let mean = n as f64 * p;
+    let sigma = (n as f64 * p * (1.0 - p)).sqrt();
+    (count as f64 - mean).abs() <= 4.0 * sigma
+}
+
+fn share_of(policy: &RoutingPolicy, store: &dyn SharedStore, name: &str, now: u64) -> f64 {
+    policy
+        .shares(store, CH, now)
+        .clusters
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, p)| *p)
+        .unwrap()
+}
+
+/// Healthy latency of each SPEC cluster: half its SLA.
+fn healthy_latency(name: &str) -> u64 {
+    match name {
+        "region-a" => 75,
+        "region-b" => 100,
+        _ => 125,
+    }
+}
+
+// ---- configuration -------------------------------------------------------
+
+#[test]
+fn validation_names_the_field() {
+    let e = compile_err(vec![], None);
+    assert_eq!(e.path, "channels[0].routing.clusters");
+
+    let e = compile_err(vec![cluster("a", 1, None), cluster("b", 0, None)], None);
+    assert_eq!(e.path, "channels[0].routing.clusters[1].weight");
+    assert!(e.reason.contains("greater than 0"), "{e}");
+
+    let e = compile_err(vec![cluster("a", 1, None), cluster("a", 2, None)], None);
+    assert_eq!(e.path, "channels[0].routing.clusters[1].name");
+    assert!(e.reason.contains("duplicate"), "{e}");
+
+    for bad in [
+        "",
+        "has space",
+        "semi;colon",
+        "eq=ual",
+        "new\nline",
+        &"x".repeat(256),
+    ] {
+        let e = compile_err(vec![cluster(bad, 1, None)], None);
+        assert_eq!(e.path, "channels[0].routing.clusters[0].name", "{bad:?}");
+    }
+
+    let e = compile_err(vec![cluster("a", 1, Some(0))], None);
+    assert_eq!(e.path, "channels[0].routing.clusters[0].latency_sla_ms");
+
+    let many = (0..=MAX_CLUSTERS)
+        .map(|i| cluster(&format!("c{i}"), 1, None))
+        .collect();
+    let e = compile_err(many, None);
+    assert_eq!(e.path, "channels[0].routing.clusters");
+}
+
+#[test]
+fn envoy_and_istio_cluster_names_are_accepted() {
+    let names = [
+        "region-a",
+        "outbound|8080||payments.default.svc.cluster.local",
+        "my_cluster.v2",
+        "a:b",
+    ];
+    let clusters = names.iter().map(|n| cluster(n, 1, None)).collect();
+    let policy = RoutingPolicy::compile(&spec(clusters), None, &FieldPath::root()).unwrap();
+    assert_eq!(policy.clusters().collect::<Vec<_>>(), names);
+}
+
+#[test]
+fn strict_known_clusters_check() {
+    let known = vec!["region-a".to_string(), "region-b".to_string()];
+    let ok = RoutingPolicy::compile(
+        &spec(vec![
+            cluster("region-b", 1, None),
+            cluster("region-a", 1, None),
+        ]),
+        Some(&known),
+        &FieldPath::root(),
+    );
+    assert!(ok.is_ok());
+    let e = compile_err(
+        vec![cluster("region-a", 1, None), cluster("region-x", 1, None)],
+        Some(&known),
+    );
+    assert_eq!(e.path, "channels[0].routing.clusters[1].name");
+    assert!(e.reason.contains("known_clusters"), "{e}");
+    // Without the list, any well-formed name is accepted.
+    assert!(
+        RoutingPolicy::compile(
+            &spec(vec![cluster("region-x", 1, None)]),
+            None,
+            &FieldPath::root()
+        )
+        .is_ok()
+    );
+}
+
+// ---- choosing ------------------------------------------------------------
+
+#[test]
+fn proportions_follow_configured_weights_within_binomial_bounds() {
+    let policy = spec_example();
+    let store = MemoryStore::new();
+    let n = 100_000;
+    let mut rng = SplitMix64::new(0x5EED);
+    let mut counts = [0usize; 3];
+    for _ in 0..n {
+        match policy.choose(&store, CH, 1_000, rng.next_f64()) {
+            "region-a" => counts[0] += 1,
+            "region-b" => counts[1] += 1,
+            "region-c" => counts[2] += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    for (count, p) in counts.iter().zip([0.60, 0.35, 0.05]) {
+        assert!(within_4_sigma(*count, n, p), "{counts:?}");
+    }
+    // Choosing never writes.
+    assert!(store.is_empty());
+}
+
+#[test]
+fn proportions_follow_effective_weights_within_binomial_bounds() {
+    let policy = spec_example();
+    let store = MemoryStore::new();
+    for _ in 0..5 {
+        policy
+            .observe(&store, CH, "region-a", 10, true, 1_000)
+            .unwrap();
+    }
+    let shares = policy.shares(&store, CH, 1_000);
+    assert_eq!(shares.source, WeightSource::Adaptive);
+    let n = 100_000;
+    let mut rng = SplitMix64::new(99);
+    let mut counts = [0usize; 3];
+    for _ in 0..n {
+        let name = policy.choose(&store, CH, 1_000, rng.next_f64());
+        let i = shares
+            .clusters
+            .iter()
+            .position(|(c, _)| *c == name)
+            .unwrap();
+        counts[i] += 1;
+    }
+    for (count, (_, p)) in counts.iter().zip(&shares.clusters) {
+        assert!(within_4_sigma(*count, n, *p), "{counts:?} {shares:?}");
+    }
+}
+
+#[test]
+fn a_single_cluster_is_always_chosen_and_keeps_no_state() {
+    let policy = RoutingPolicy::compile(
+        &spec(vec![cluster("only", 7, Some(10))]),
+        None,
+        &FieldPath::root(),
+    )
+    .unwrap();
+    let store = MemoryStore::new();
+    let mut rng = SplitMix64::new(1);
+    for t in 0..100 {
+        assert_eq!(policy.choose(&store, CH, t, rng.next_f64()), "only");
+        policy.observe(&store, CH, "only", 999, true, t).unwrap();
+    }
+    assert!(store.is_empty());
+    assert_eq!(
+        policy.shares(&store, CH, 0).source,
+        WeightSource::Configured(Fallback::SingleCluster)
+    );
+}
+
+// ---- reaction and recovery -----------------------------------------------
+
+/// Drives the SPEC example like the e2e test does: one callback every
+/// `step_ms`, the chosen cluster answers with `latency(cluster)`.
+struct Sim {
+    policy: RoutingPolicy,
+    store: MemoryStore,
+    rng: SplitMix64,
+    now: u64,
+}
+
+impl Sim {
+    fn new(seed: u64) -> Self {
+        Self {
+            policy: spec_example(),
+            store: MemoryStore::new(),
+            rng: SplitMix64::new(seed),
+            now: 1_000_000,
+        }
+    }
+
+    /// One callback; returns the cluster it went to.
+    fn callback(&mut self, latency: impl Fn(&str) -> (u64, bool)) -> String {
+        self.now += 20;
+        let name = self
+            .policy
+            .choose(&self.store, CH, self.now, self.rng.next_f64())
+            .to_string();
+        let (ms, failed) = latency(&name);
+        self.policy
+            .observe(&self.store, CH, &name, ms, failed, self.now)
+            .unwrap();
+        name
+    }
+
+    fn share(&self, name: &str) -> f64 {
+        share_of(&self.policy, &self.store, name, self.now)
+    }
+}
+
+fn slow_a(name: &str) -> (u64, bool) {
+    match name {
+        "region-a" => (450, false), // 3x its SLA
+        other => (healthy_latency(other), false),
+    }
+}
+
+fn all_healthy(name: &str) -> (u64, bool) {
+    (healthy_latency(name), false)
+}
+
+#[test]
+fn slow_cluster_is_cut_within_a_few_callbacks_and_recovers() {
+    let mut sim = Sim::new(7);
+    for _ in 0..200 {
+        sim.callback(all_healthy);
+    }
+    assert!((sim.share("region-a") - 0.60).abs() < 1e-9);
+
+    // region-a turns slow: record its share after each callback it gets.
+    let mut curve = Vec::new();
+    while curve.len() < 50 {
+        if sim.callback(slow_a) == "region-a" {
+            curve.push(sim.share("region-a"));
+        }
+    }
+    // Held on the 1st slow answer, cut from the 2nd, at the floor after the 6th.
+    assert!((curve[0] - 0.60).abs() < 1e-3, "{curve:?}");
+    assert!(curve[1] < 0.45, "{curve:?}");
+    let floor = 60.0 * MIN_HEALTH / (60.0 * MIN_HEALTH + 40.0);
+    assert!(curve[5] < floor + 0.005, "{curve:?}");
+    assert!(curve[5..].iter().all(|s| *s < 0.08), "{curve:?}");
+
+    // Over the next 1000 callbacks region-a gets far less than 60%.
+    let mut to_a = 0;
+    for _ in 0..1000 {
+        to_a += usize::from(sim.callback(slow_a) == "region-a");
+    }
+    // Seeds 1..7 give 68..89 (the floor's 7% plus time recovery).
+    assert!(to_a < 120, "region-a got {to_a} of 1000");
+
+    // It recovers: count its healthy observations until its share is back.
+    let mut healthy_obs = Vec::new();
+    let mut callbacks = 0;
+    while healthy_obs.len() < 20 {
+        callbacks += 1;
+        if sim.callback(all_healthy) == "region-a" {
+            healthy_obs.push(sim.share("region-a"));
+        }
+    }
+    // About +5..9 points per healthy observation (0.1 of its weight each),
+    // above 50% by the 7th, full weight at the 10th.
+    assert!(healthy_obs[6] > 0.50, "{healthy_obs:?}");
+    assert!((healthy_obs[9] - 0.60).abs() < 1e-3, "{healthy_obs:?}");
+    assert!(callbacks < 200, "{callbacks} callbacks to recover");
+}
+
+#[test]
+fn failures_cut_the_share() {
+    let mut sim = Sim::new(11);
+    let failing_b = |name: &str| (healthy_latency(name), name == "region-b");
+    let mut to_b = 0;
+    while to_b < 5 {
+        to_b += usize::from(sim.callback(failing_b) == "region-b");
+    }
+    // Five failures: 1 -> 1/32, floored at 0.05.
+    let floor = 35.0 * MIN_HEALTH / (35.0 * MIN_HEALTH + 65.0);
+    assert!((sim.share("region-b") - floor).abs() < 1e-3);
+    let mut to_b = 0;
+    for _ in 0..1000 {
+        to_b += usize::from(sim.callback(failing_b) == "region-b");
+    }
+    assert!(to_b < 60, "region-b got {to_b} of 1000 while failing");
+}
+
+#[test]
+fn probe_share_is_kept_at_the_floor() {
+    let policy = spec_example();
+    let store = MemoryStore::new();
+    for _ in 0..50 {
+        policy
+            .observe(&store, CH, "region-a", 10, true, 1_000)
+            .unwrap();
+    }
+    let share = share_of(&policy, &store, "region-a", 1_000);
+    // At least 2% of its configured 60% share.
+    assert!(share >= 0.02 * 0.60, "{share}");
+    assert!((share - 3.0 / 43.0).abs() < 1e-3, "{share}");
+}
+
+#[test]
+fn all_clusters_unhealthy_fall_back_to_configured_weights() {
+    let policy = spec_example();
+    let store = MemoryStore::new();
+    for name in ["region-a", "region-b", "region-c"] {
+        for k in 0..3 {
+            policy
+                .observe(&store, CH, name, 10, true, 1_000 + k)
+                .unwrap();
+        }
+    }
+    let shares = policy.shares(&store, CH, 1_010);
+    assert_eq!(
+        shares.source,
+        WeightSource::Configured(Fallback::AllUnhealthy)
+    );
+    let probs: Vec<f64> = shares.clusters.iter().map(|(_, p)| *p).collect();
+    for (got, want) in probs.iter().zip([0.60, 0.35, 0.05]) {
+        assert!((got - want).abs() < 1e-9, "{probs:?}");
+    }
+    // One recovering cluster is enough to steer again.
+    for _ in 0..5 {
+        policy
+            .observe(&store, CH, "region-c", 10, false, 1_010)
+            .unwrap();
+    }
+    assert_eq!(
+        policy.shares(&store, CH, 1_010).source,
+        WeightSource::Adaptive
+    );
+}
+
+#[test]
+fn stale_state_decays_back_to_configured_weights() {
+    let policy = spec_example();
+    let store = MemoryStore::new();
+    for _ in 0..10 {
+        policy
+            .observe(&store, CH, "region-a", 10, true, 1_000)
+            .unwrap();
+    }
+    let cut = share_of(&policy, &store, "region-a", 1_000);
+    let later = share_of(&policy, &store, "region-a", 31_000);
+    let much_later = share_of(&policy, &store, "region-a", 1_000 + 10 * 30_000);
+    // One half-life: health 1 - 0.95 / 2 = 0.525, share 31.5 / 71.5.
+    let half = 60.0 * 0.525 / (60.0 * 0.525 + 40.0);
+    assert!(cut < 0.08, "{cut}");
+    assert!((later - half).abs() < 1e-3, "{later}");
+    assert!(much_later > 0.599, "{much_later}");
+}
+
+// ---- shared state --------------------------------------------------------
+
+#[test]
+fn two_policies_over_one_store_share_state() {
+    // Two worker threads: each compiled the same configuration.
+    let (worker1, worker2) = (spec_example(), spec_example());
+    let store = MemoryStore::new();
+    for _ in 0..5 {
+        worker1
+            .observe(&store, CH, "region-a", 10, true, 1_000)
+            .unwrap();
+    }
+    let seen_by_2 = share_of(&worker2, &store, "region-a", 1_000);
+    assert!(seen_by_2 < 0.1, "{seen_by_2}");
+    for _ in 0..10 {
+        worker2
+            .observe(&store, CH, "region-a", 10, false, 1_000)
+            .unwrap();
+    }
+    assert!((share_of(&worker1, &store, "region-a", 1_000) - 0.60).abs() < 1e-9);
+    // One value per channel, under its own key.
+    assert_eq!(store.len(), 1);
+    assert!(store.get(&state_key(CH)).unwrap().is_some());
+    // Other channels are untouched.
+    assert_eq!(
+        worker2.shares(&store, "other", 1_000).source,
+        WeightSource::Configured(Fallback::NoState)
+    );
+}
+
+#[test]
+fn corrupt_state_is_ignored_and_then_repaired() {
+    let policy = spec_example();
+    let store = MemoryStore::new();
+    store.set(&state_key(CH), b"\x01garbage", None).unwrap();
+    assert_eq!(
+        policy.shares(&store, CH, 1_000).source,
+        WeightSource::Configured(Fallback::CorruptState)
+    );
+    let mut rng = SplitMix64::new(5);
+    let n = 20_000;
+    let to_a = (0..n)
+        .filter(|_| policy.choose(&store, CH, 1_000, rng.next_f64()) == "region-a")
+        .count();
+    assert!(within_4_sigma(to_a, n, 0.60), "{to_a}");
+    // The next observation starts fresh state over the garbage.
+    policy
+        .observe(&store, CH, "region-a", 10, true, 1_000)
+        .unwrap();
+    assert_eq!(
+        policy.shares(&store, CH, 1_000).source,
+        WeightSource::Adaptive
+    );
+}
+
+#[test]
+fn state_from_another_cluster_list_is_ignored() {
+    let old = spec_example();
+    let store = MemoryStore::new();
+    for _ in 0..5 {
+        old.observe(&store, CH, "region-a", 10, true, 1_000)
+            .unwrap();
+    }
+    // Same names, other order: indexes would be misapplied.
+    let new = RoutingPolicy::compile(
+        &spec(vec![
+            cluster("region-b", 35, Some(200)),
+            cluster("region-a", 60, Some(150)),
+            cluster("region-c", 5, Some(250)),
+        ]),
+        None,
+        &FieldPath::root(),
+    )
+    .unwrap();
+    assert_eq!(
+        new.shares(&store, CH, 1_000).source,
+        WeightSource::Configured(Fallback::CorruptState)
+    );
+}
+
+#[test]
+fn unknown_cluster_observations_are_ignored() {
+    let policy = spec_example();
+    let store = MemoryStore::new();
+    policy
+        .observe(&store, CH, "region-z", 10, true, 1_000)
+        .unwrap();
+    assert!(store.is_empty());
+}
+
+/// A store whose host calls fail.
+struct BrokenStore;
+impl SharedStore for BrokenStore {
+    fn get(&self, _: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        Err(StoreError::Host)
+    }
+    fn set(&self, _: &str, _: &[u8], _: Option<u32>) -> Result<(), StoreError> {
+        Err(StoreError::Host)
+    }
+}
+
+#[test]
+fn a_failing_store_still_routes_by_configured_weights() {
+    let policy = spec_example();
+    assert_eq!(policy.choose(&BrokenStore, CH, 1, 0.0), "region-a");
+    assert_eq!(policy.choose(&BrokenStore, CH, 1, 0.7), "region-b");
+    assert_eq!(policy.choose(&BrokenStore, CH, 1, 0.99), "region-c");
+    assert_eq!(
+        policy.shares(&BrokenStore, CH, 1).source,
+        WeightSource::Configured(Fallback::Store(StoreError::Host))
+    );
+    assert_eq!(
+        policy.observe(&BrokenStore, CH, "region-a", 10, false, 1),
+        Err(StoreError::Host)
+    );
+}
+
+/// A store where another worker writes between our read and our write,
+/// once: the compare-and-swap must fail and the update be retried.
+struct RacyStore {
+    inner: MemoryStore,
+    intruder: RoutingPolicy,
+    raced: std::cell::Cell<bool>,
+}
+
+impl SharedStore for RacyStore {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        self.inner.get(key)
+    }
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        if !self.raced.replace(true) {
+            self.intruder
+                .observe(&self.inner, CH, "region-b", 10, true, 1_000)
+                .unwrap();
+        }
+        self.inner.set(key, value, cas)
+    }
+}
+
+#[test]
+fn concurrent_writers_do_not_lose_updates() {
+    let store = RacyStore {
+        inner: MemoryStore::new(),
+        intruder: spec_example(),
+        raced: std::cell::Cell::new(true),
+    };
+    let worker = spec_example();
+    // Create the key, then let the intruder race the next write.
+    worker
+        .observe(&store, CH, "region-c", 10, false, 1_000)
+        .unwrap();
+    store.raced.set(false);
+    worker
+        .observe(&store, CH, "region-a", 10, true, 1_000)
+        .unwrap();
+    // Both cuts landed: a and b at half health.
+    let shares = worker.shares(&store, CH, 1_000);
+    let (a, b) = (60.0 * 0.5, 35.0 * 0.5);
+    let want = [a / (a + b + 5.0), b / (a + b + 5.0)];
+    for (got, want) in shares.clusters.iter().zip(want) {
+        assert!((got.1 - want).abs() < 1e-3, "{shares:?}");
+    }
+}
