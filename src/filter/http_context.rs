@@ -314,12 +314,10 @@ impl HttpContext for Http {
 
         if let Some(routing) = &ch.routing {
             let random = self.worker.rng.borrow_mut().next_f64();
-            if let Ok(cluster) = routing.choose(&SharedData, &ch.name, self.start_ms, random)
-                && !cluster.is_empty()
-            {
-                host::set_request_header(&policy.cluster_header, cluster);
-                self.cluster = Some(cluster.to_string());
-            }
+            // Never fails: without usable shared state it uses the configured weights.
+            let cluster = routing.choose(&SharedData, &ch.name, self.start_ms, random);
+            host::set_request_header(&policy.cluster_header, cluster);
+            self.cluster = Some(cluster.to_string());
         }
 
         if end_of_stream {

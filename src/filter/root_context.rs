@@ -55,6 +55,13 @@ impl Root {
             if ch.mask.is_some() {
                 m.declare_counter(stat_name(metrics::MASKED_FIELDS_TOTAL, &[c]));
             }
+            if let Some(routing) = &ch.routing {
+                for cluster in routing.clusters() {
+                    let labels = [c, ("cluster", cluster)];
+                    m.declare_counter(stat_name(metrics::ROUTED_TOTAL, &labels));
+                    m.declare_counter(stat_name(metrics::UPSTREAM_FAILURES_TOTAL, &labels));
+                }
+            }
         }
     }
 }
