@@ -24,8 +24,10 @@ pub enum Principal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Segment {
     Exact(String),
+    /// `*`: any (non-empty) segment.
+    Any,
     /// The literal pieces around the `*`s: `webhook-*` is `["webhook-", ""]`,
-    /// `*-processor` is `["", "-processor"]`, `*` is `["", ""]`.
+    /// `*-processor` is `["", "-processor"]`.
     Glob(Vec<String>),
 }
 
@@ -59,7 +61,9 @@ impl Principal {
         let mut segments = Vec::new();
         for (i, raw) in body.split('/').enumerate() {
             check_segment(pattern, raw, i == 0)?;
-            segments.push(if raw.contains('*') {
+            segments.push(if raw == "*" {
+                Segment::Any
+            } else if raw.contains('*') {
                 Segment::Glob(raw.split('*').map(str::to_string).collect())
             } else {
                 Segment::Exact(raw.to_string())
@@ -95,6 +99,7 @@ impl Segment {
         }
         match self {
             Self::Exact(s) => s == part,
+            Self::Any => true,
             Self::Glob(pieces) => glob_matches(pieces, part),
         }
     }
@@ -116,9 +121,10 @@ fn glob_matches(pieces: &[String], text: &str) -> bool {
         Some(split) => split,
         None => return text == first,
     };
+    // A leading or trailing `*` leaves an empty piece: nothing to compare.
     if text.len() < first.len() + last.len()
-        || !text.starts_with(first.as_str())
-        || !text.ends_with(last.as_str())
+        || (!first.is_empty() && !text.starts_with(first.as_str()))
+        || (!last.is_empty() && !text.ends_with(last.as_str()))
     {
         return false;
     }
