@@ -2,6 +2,7 @@
 
 use super::{ConfigError, FieldPath};
 use crate::core::admission::AdmissionPolicy;
+use crate::core::admission::bucket::Limit;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -26,9 +27,20 @@ pub struct AdmissionSpec {
 pub struct RuleSpec {
     /// high | normal | low
     pub priority: String,
+    /// SPIFFE IDs or patterns (`spiffe://td/ns/*/sa/webhook-*`), with or
+    /// without the `spiffe://` prefix; `"*"` alone is any identity. May be
+    /// empty only when `unauthenticated` is true.
+    #[serde(default)]
     pub principals: Vec<String>,
     /// allow | deny
     pub effect: String,
+    /// Extension (not in SPEC): a `deny` rule with `unauthenticated: true`
+    /// also matches requests that carry no peer identity (no mTLS client
+    /// certificate). Default false: such requests match no rule at all.
+    /// Refused on `allow` rules: an unauthenticated caller is never allowed
+    /// anything a rule could grant.
+    #[serde(default)]
+    pub unauthenticated: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -36,6 +48,13 @@ pub struct RuleSpec {
 pub struct BucketSpec {
     pub rps: f64,
     pub burst: f64,
+}
+
+impl BucketSpec {
+    /// Validated runtime form; errors name `path.rps` / `path.burst`.
+    pub fn limit(&self, path: &FieldPath) -> Result<Limit, ConfigError> {
+        Limit::compile(self.rps, self.burst, path)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

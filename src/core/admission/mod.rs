@@ -1,7 +1,150 @@
-//! Priority admission and shedding (SPEC `admission`). STUB: API the filter calls.
+//! Priority admission and load shedding (SPEC `admission`).
+//!
+//! A request asks for a priority with the priority header (`high`, `normal`,
+//! `low`; trimmed, case-insensitive; absent or unknown means `normal`). The
+//! caller is identified by the SPIFFE ID of its mTLS client certificate.
+//! [`AdmissionPolicy::decide`] first applies the rules, then draws from the
+//! token buckets:
+//!
+//! 1. **Rules** ([`rules`]) are checked in order; a rule matches when its
+//!    `priority` is the requested one and the identity matches one of its
+//!    `principals` ([`principal`]). The first match decides: `allow` keeps
+//!    the priority, `deny` answers `403`.
+//!    - A `high` request that no `allow` rule admits is demoted to `normal`
+//!      (`unauthorized_high: "demote"`, default) or answered `403`
+//!      (`"reject"`). A demoted request is then a `normal` request: a
+//!      `deny` rule for `normal` that matches it answers `403`.
+//!    - Rules only restrict: `normal` and `low` requests that no rule
+//!      matches are admitted (an `allow` rule for them changes nothing, it
+//!      only stops later rules from matching). A `deny` rule for `normal` or
+//!      `low` refuses those callers at that priority with `403`; they are
+//!      not moved to another priority.
+//!    - A request without identity (no client certificate) matches no
+//!      principal, not even `*`: it can never be allowed `high`. It is only
+//!      matched by `deny` rules carrying the extension
+//!      `"unauthenticated": true`.
+//! 2. **Buckets** ([`bucket`]): `limits.<priority>` (absent = unlimited) and
+//!    `capacity`, which every admitted request draws from. Capacity sheds
+//!    the lower priorities first: `low` is refused once it is below half
+//!    full, `normal` below a fifth, `high` only when it is empty. A refusal
+//!    answers `429` with `retry-after`: the wait, in whole seconds rounded
+//!    up (at least 1), until the refusing bucket could admit this priority.
+//!    Buckets live in shared data, so all worker threads of one Envoy share
+//!    them.
+//!
+//! The priority in [`Decision::Denied`] and [`Decision::Shed`] is the one the
+//! request would have had (`normal` for a demoted one).
+//!
+//! **When shared data fails** ([`StoreError`], e.g. CAS contention beyond
+//! the retry bound), the recommended behaviour is to fail open: admit at the
+//! priority the rules gave, because rate limiting is a protection, and
+//! refusing traffic because the limiter itself is unavailable would turn a
+//! proxy-internal hiccup into an outage. [`AdmissionPolicy::decide_fail_open`]
+//! does exactly that and hands the error back for logging. Rule decisions
+//! (403) never depend on shared data, so they hold either way.
+//!
+//! ```
+//! use callback_guard::config::{AdmissionSpec, FieldPath};
+//! use callback_guard::core::admission::{AdmissionPolicy, Decision, Priority};
+//! use callback_guard::core::shared::MemoryStore;
+//!
+//! let spec: AdmissionSpec = serde_json::from_str(r#"{
+//!     "rules": [{ "priority": "high", "effect": "allow",
+//!                 "principals": ["cluster.local/ns/*/sa/webhook-*"] }],
+//!     "limits": { "high": { "rps": 1, "burst": 1 } }
+//! }"#).unwrap();
+//! let policy = AdmissionPolicy::compile(&spec, &FieldPath::root().key("admission")).unwrap();
+//! let store = MemoryStore::new();
+//! let me = Some("spiffe://cluster.local/ns/default/sa/webhook-processor");
+//! assert_eq!(policy.decide(&store, Some("HIGH"), me, 0), Ok(Decision::Admitted(Priority::High)));
+//! assert_eq!(policy.decide(&store, Some("high"), me, 0),
+//!            Ok(Decision::Shed { priority: Priority::High, retry_after_s: 1 }));
+//! assert_eq!(policy.decide(&store, Some("high"), None, 0), Ok(Decision::Demoted(Priority::Normal)));
+//! ```
+//!
+//! # Istio
+//!
+//! With Istio mTLS the peer identity (Envoy property
+//! `connection.uri_san_peer_certificate`) is
+//! `spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`, e.g.
+//! `spiffe://cluster.local/ns/default/sa/webhook-processor`. `principals`
+//! accept that form and Istio's `source.principal` /
+//! `AuthorizationPolicy` form without the scheme
+//! (`cluster.local/ns/default/sa/webhook-processor`); both are normalised
+//! before comparing, so either can be used in the configuration. `*` matches
+//! inside one segment only (`cluster.local/ns/*/sa/webhook-*`), never across
+//! `/`; a lone `"*"` means any authenticated caller, as in Istio. Callers
+//! without a client certificate (plain text, or `PeerAuthentication`
+//! `PERMISSIVE`) have no identity and can never obtain `high`; use
+//! `PeerAuthentication` `STRICT` if they must not get in at all.
+//!
+//! # A global limit across many Envoy replicas
+//!
+//! The buckets are per Envoy (shared by its worker threads, not between
+//! pods). For a limit across all replicas, keep them as a local first line
+//! and add Envoy's global rate-limit service
+//! (`envoy.filters.http.ratelimit` + e.g. `envoyproxy/ratelimit`), keyed on
+//! the `x-callback-priority-admitted` request header that callback-guard
+//! sets after admission (clients cannot forge it: the filter removes any
+//! copy they send). The rate-limit filter must come after the wasm filter
+//! in the HTTP filter chain so it sees the header:
+//!
+//! ```yaml
+//! # HTTP filters, in this order
+//! - name: envoy.filters.http.wasm          # callback-guard
+//! - name: envoy.filters.http.ratelimit
+//!   typed_config:
+//!     "@type": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit
+//!     domain: callback-guard
+//!     failure_mode_deny: false             # fail open, like the local buckets
+//!     enable_x_ratelimit_headers: DRAFT_VERSION_03
+//!     rate_limit_service:
+//!       transport_api_version: V3
+//!       grpc_service: { envoy_grpc: { cluster_name: ratelimit } }
+//! - name: envoy.filters.http.router
+//!
+//! # on the route (or virtual host)
+//! rate_limits:
+//! - actions:
+//!   - request_headers:
+//!       header_name: x-callback-priority-admitted
+//!       descriptor_key: callback_priority
+//!       skip_if_absent: true
+//! ```
+//!
+//! ```yaml
+//! # envoyproxy/ratelimit service configuration
+//! domain: callback-guard
+//! descriptors:
+//!   - key: callback_priority
+//!     value: high
+//!     rate_limit: { unit: second, requests_per_unit: 1000 }
+//!   - key: callback_priority
+//!     value: normal
+//!     rate_limit: { unit: second, requests_per_unit: 300 }
+//!   - key: callback_priority
+//!     value: low
+//!     rate_limit: { unit: second, requests_per_unit: 50 }
+//! ```
+//!
+//! In Istio the same two pieces are applied with an `EnvoyFilter`
+//! (`HTTP_FILTER` patch inserting the rate-limit filter after the wasm
+//! filter, `HTTP_ROUTE` patch adding `rate_limits`), as in Istio's "Enabling
+//! Rate Limits using Envoy" task.
+
+pub mod bucket;
+pub mod principal;
+pub mod rules;
 
 use crate::config::{AdmissionSpec, ConfigError, FieldPath};
 use crate::core::shared::{SharedStore, StoreError};
+use bucket::{Draw, Limits};
+use rules::{Effect, Rule, RuleFields};
+
+/// Default request header carrying the requested priority.
+pub const DEFAULT_PRIORITY_HEADER: &str = "x-callback-priority";
+/// Request header the filter sets to the admitted priority.
+pub const ADMITTED_HEADER: &str = "x-callback-priority-admitted";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Priority {
@@ -16,6 +159,31 @@ impl Priority {
             Self::High => "high",
             Self::Normal => "normal",
             Self::Low => "low",
+        }
+    }
+
+    /// A configuration value: exactly `high`, `normal` or `low`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "high" => Some(Self::High),
+            "normal" => Some(Self::Normal),
+            "low" => Some(Self::Low),
+            _ => None,
+        }
+    }
+
+    /// The priority header's value: trimmed, case-insensitive; absent or
+    /// unknown is `normal`.
+    pub fn from_header(value: Option<&str>) -> Self {
+        let Some(value) = value.map(str::trim) else {
+            return Self::Normal;
+        };
+        if value.eq_ignore_ascii_case("high") {
+            Self::High
+        } else if value.eq_ignore_ascii_case("low") {
+            Self::Low
+        } else {
+            Self::Normal
         }
     }
 }
@@ -46,37 +214,185 @@ impl Decision {
             Self::Shed { .. } => "shed",
         }
     }
+
+    /// The `priority` label: the admitted priority, or the one the request
+    /// would have had.
+    pub fn priority(self) -> Priority {
+        match self {
+            Self::Admitted(p) | Self::Demoted(p) | Self::Denied(p) => p,
+            Self::Shed { priority, .. } => priority,
+        }
+    }
+
+    /// The priority to forward as `x-callback-priority-admitted`, if the
+    /// request goes upstream.
+    pub fn admitted(self) -> Option<Priority> {
+        match self {
+            Self::Admitted(p) | Self::Demoted(p) => Some(p),
+            Self::Denied(_) | Self::Shed { .. } => None,
+        }
+    }
 }
 
+/// What happens to a `high` request no `allow` rule admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnauthorizedHigh {
+    Demote,
+    Reject,
+}
+
+/// `admission`, compiled.
 #[derive(Debug)]
 pub struct AdmissionPolicy {
     priority_header: String,
+    rules: Vec<Rule>,
+    unauthorized_high: UnauthorizedHigh,
+    limits: Limits,
 }
 
 impl AdmissionPolicy {
-    pub fn compile(spec: &AdmissionSpec, _path: &FieldPath) -> Result<Self, ConfigError> {
+    pub fn compile(spec: &AdmissionSpec, path: &FieldPath) -> Result<Self, ConfigError> {
+        let priority_header = compile_header(
+            spec.priority_header.as_deref(),
+            &path.key("priority_header"),
+        )?;
+        let rules = spec
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let fields = RuleFields {
+                    priority: &r.priority,
+                    principals: &r.principals,
+                    effect: &r.effect,
+                    unauthenticated: r.unauthenticated,
+                };
+                Rule::compile(fields, &path.key("rules").index(i))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let unauthorized_high = match spec.unauthorized_high.as_deref() {
+            None | Some("demote") => UnauthorizedHigh::Demote,
+            Some("reject") => UnauthorizedHigh::Reject,
+            Some(other) => {
+                return Err(path.key("unauthorized_high").error(format!(
+                    "unknown value {other:?} (expected demote or reject)"
+                )));
+            }
+        };
+        let per = spec.limits.as_ref();
+        let at = path.key("limits");
+        let limits = Limits {
+            high: per
+                .and_then(|l| l.high)
+                .map(|b| b.limit(&at.key("high")))
+                .transpose()?,
+            normal: per
+                .and_then(|l| l.normal)
+                .map(|b| b.limit(&at.key("normal")))
+                .transpose()?,
+            low: per
+                .and_then(|l| l.low)
+                .map(|b| b.limit(&at.key("low")))
+                .transpose()?,
+            capacity: spec
+                .capacity
+                .map(|b| b.limit(&path.key("capacity")))
+                .transpose()?,
+        };
         Ok(Self {
-            priority_header: spec
-                .priority_header
-                .clone()
-                .unwrap_or_else(|| "x-callback-priority".to_string())
-                .to_ascii_lowercase(),
+            priority_header,
+            rules,
+            unauthorized_high,
+            limits,
         })
     }
 
+    /// Request header carrying the requested priority (lower case).
     pub fn priority_header(&self) -> &str {
         &self.priority_header
     }
 
+    /// The rules' verdict alone, without buckets or shared data:
+    /// `Admitted`, `Demoted` or `Denied`, never `Shed`.
+    pub fn classify(&self, requested: Option<&str>, identity: Option<&str>) -> Decision {
+        let identity = identity.filter(|id| !id.is_empty());
+        let asked = Priority::from_header(requested);
+        match rules::first_match(&self.rules, asked, identity) {
+            Some(Effect::Deny) => Decision::Denied(asked),
+            Some(Effect::Allow) => Decision::Admitted(asked),
+            None if asked != Priority::High => Decision::Admitted(asked),
+            None => match self.unauthorized_high {
+                UnauthorizedHigh::Reject => Decision::Denied(Priority::High),
+                UnauthorizedHigh::Demote => {
+                    match rules::first_match(&self.rules, Priority::Normal, identity) {
+                        Some(Effect::Deny) => Decision::Denied(Priority::Normal),
+                        _ => Decision::Demoted(Priority::Normal),
+                    }
+                }
+            },
+        }
+    }
+
     /// Classifies and admits one request: `requested` is the priority
     /// header's value, `identity` the peer's SPIFFE ID (None without mTLS).
+    /// Only the bucket draw touches `store`; its failure is the `Err`.
     pub fn decide(
         &self,
-        _store: &dyn SharedStore,
-        _requested: Option<&str>,
-        _identity: Option<&str>,
-        _now_ms: u64,
+        store: &dyn SharedStore,
+        requested: Option<&str>,
+        identity: Option<&str>,
+        now_ms: u64,
     ) -> Result<Decision, StoreError> {
-        Ok(Decision::Admitted(Priority::Normal))
+        let decision = self.classify(requested, identity);
+        let Some(priority) = decision.admitted() else {
+            return Ok(decision);
+        };
+        Ok(match self.limits.draw(store, priority, now_ms)? {
+            Draw::Taken => decision,
+            Draw::Refused { retry_after_s } => Decision::Shed {
+                priority,
+                retry_after_s,
+            },
+        })
+    }
+
+    /// [`decide`](Self::decide), failing open: when shared data fails the
+    /// request gets the rules' verdict ([`classify`](Self::classify)) and the
+    /// error comes back for the log line.
+    pub fn decide_fail_open(
+        &self,
+        store: &dyn SharedStore,
+        requested: Option<&str>,
+        identity: Option<&str>,
+        now_ms: u64,
+    ) -> (Decision, Option<StoreError>) {
+        match self.decide(store, requested, identity, now_ms) {
+            Ok(decision) => (decision, None),
+            Err(e) => (self.classify(requested, identity), Some(e)),
+        }
     }
 }
+
+fn compile_header(name: Option<&str>, path: &FieldPath) -> Result<String, ConfigError> {
+    let name = name.unwrap_or(DEFAULT_PRIORITY_HEADER).to_ascii_lowercase();
+    if name.is_empty() {
+        return Err(path.error("must not be empty"));
+    }
+    // RFC 9110 token characters; rules out pseudo-headers and whitespace.
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if let Some(c) = name.bytes().find(|b| !token(*b)) {
+        return Err(path.error(format!(
+            "{name:?} is not a valid header name (character {:?})",
+            char::from(c)
+        )));
+    }
+    if name == ADMITTED_HEADER {
+        return Err(path.error(format!(
+            "must differ from {ADMITTED_HEADER}, which the filter sets itself"
+        )));
+    }
+    Ok(name)
+}
+
+#[cfg(test)]
+mod tests;
