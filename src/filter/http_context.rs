@@ -114,14 +114,11 @@ impl Http {
         let admission = policy.admission.as_ref()?;
         let requested = self.headers.get(admission.priority_header());
         let identity = host::peer_spiffe_id();
-        let decision = admission
-            .decide(&SharedData, requested, identity.as_deref(), host::now_ms())
-            // Shared state unavailable: admit rather than drop callbacks.
-            .unwrap_or(Decision::Admitted(crate::core::admission::Priority::Normal));
-        let priority = match decision {
-            Decision::Admitted(p) | Decision::Demoted(p) | Decision::Denied(p) => p,
-            Decision::Shed { priority, .. } => priority,
-        };
+        // Shared state unavailable: the rules still apply, the buckets fail
+        // open (dropping callbacks because of our own state would lose data).
+        let (decision, _store_error) =
+            admission.decide_fail_open(&SharedData, requested, identity.as_deref(), host::now_ms());
+        let priority = decision.priority();
         self.count(
             stat_name(
                 metrics::ADMISSION_TOTAL,
@@ -132,23 +129,25 @@ impl Http {
             ),
             1,
         );
-        match decision {
-            Decision::Admitted(p) | Decision::Demoted(p) => {
-                host::set_request_header(PRIORITY_ADMITTED_HEADER, p.as_str());
-                None
+        if let Some(admitted) = decision.admitted() {
+            host::set_request_header(PRIORITY_ADMITTED_HEADER, admitted.as_str());
+            return None;
+        }
+        let reply = match decision {
+            Decision::Shed { retry_after_s, .. } => {
+                LocalReply::new(429, "shed", "callback shed under load; retry later")
+                    .with_header("retry-after", retry_after_s.to_string())
             }
-            Decision::Denied(p) => Some(self.reply(&LocalReply::new(
+            _ => LocalReply::new(
                 403,
                 "priority_rejected",
-                format!("priority {} is not allowed for this caller", p.as_str()),
-            ))),
-            Decision::Shed { retry_after_s, .. } => Some(
-                self.reply(
-                    &LocalReply::new(429, "shed", "callback shed under load; retry later")
-                        .with_header("retry-after", retry_after_s.to_string()),
+                format!(
+                    "priority {} is not allowed for this caller",
+                    priority.as_str()
                 ),
             ),
-        }
+        };
+        Some(self.reply(&reply))
     }
 
     /// Runs the body checks on the complete body and applies the verdict.

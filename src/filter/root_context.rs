@@ -38,6 +38,16 @@ impl Root {
     /// first event.
     fn declare_metrics(&self, policy: &Policy) {
         let mut m = self.worker.metrics.borrow_mut();
+        if policy.admission.is_some() {
+            for priority in ["high", "normal", "low"] {
+                for decision in ["admitted", "demoted", "denied", "shed"] {
+                    m.declare_counter(stat_name(
+                        metrics::ADMISSION_TOTAL,
+                        &[("priority", priority), ("decision", decision)],
+                    ));
+                }
+            }
+        }
         for ch in &policy.channels {
             let c = ("channel", ch.name.as_str());
             for base in [metrics::REQUESTS_TOTAL, metrics::EMPTY_TOTAL] {
