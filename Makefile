@@ -21,13 +21,14 @@ E2E_THREADS   ?= 3
 
 export PATH := $(WBG_DIR)/bin:$(PATH)
 
-.PHONY: help setup toolchain envoy wasm-bindgen wasm lint unit wasm-unit e2e test run bench clean
+.PHONY: help setup toolchain envoy wasm-bindgen wasm lint unit wasm-unit e2e test run bench bench-core bench-tools noop-wasm clean
 
 help:
 	@echo "make run    - build and run the filter in a local Envoy with demo upstreams"
 	@echo "make test   - build and run every test tier (lint, unit, wasm unit, e2e)"
 	@echo "make wasm   - build $(WASM)"
-	@echo "make bench  - criterion benchmarks of the pure core"
+	@echo "make bench  - Envoy benchmark (plain / no-op wasm / callback-guard scenarios) -> BENCHMARKS.md"
+	@echo "make bench-core - criterion benchmarks of the pure core"
 
 setup: toolchain envoy wasm-bindgen
 
@@ -80,7 +81,26 @@ run: wasm envoy
 	  PAYMENTS_SECRET="$${PAYMENTS_SECRET:-whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}" \
 	  $(ENVOY) -c envoy/envoy.yaml --concurrency 2 -l info --component-log-level wasm:info
 
-bench:
+# The Envoy benchmark: single-worker proxies (plain, no-op wasm control,
+# callback-guard scenarios) in front of a direct_response upstream, loaded by
+# wrk; writes BENCHMARKS.md. Knobs: BENCH_DURATION, BENCH_ROUNDS, BENCH_WARMUP,
+# BENCH_CONNECTIONS (see bench/run.py). Under 10 minutes on 2 cores.
+bench: wasm noop-wasm envoy bench-tools
+	python3 bench/run.py
+
+# The no-op proxy-wasm filter the benchmark uses as its control.
+noop-wasm: toolchain
+	cargo build --release --target wasm32-wasip1 --manifest-path bench/noop/Cargo.toml --target-dir target/noop
+
+bench-tools:
+	@command -v wrk >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "wrk is required (apt-get not found: install wrk yourself)"; exit 1; }; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq wrk; }
+	@command -v taskset >/dev/null || echo "taskset not found: the benchmark runs unpinned"
+
+# Criterion benchmarks of the pure core.
+bench-core:
 	cargo bench --benches -- --warm-up-time 1 --measurement-time 3
 
 clean:
