@@ -85,6 +85,11 @@ const PHONE_MAX_DIGITS: usize = 15;
 const PHONE_MIN_DIGITS: usize = 8;
 const CARD_MIN_DIGITS: usize = 13;
 const CARD_MAX_DIGITS: usize = 19;
+/// Shortest digit group of a printed card number.
+const CARD_MIN_GROUP: usize = 3;
+/// Groups kept per numeric token; a longer `1 2 3 …` run is cut into
+/// tokens of this many groups, bounding memory and work per byte.
+const MAX_TOKEN_GROUPS: usize = 32;
 
 impl Detectors {
     /// Enables one detector; false when it already was.
@@ -213,7 +218,8 @@ fn right_ok(b: &[u8], e: usize) -> bool {
 }
 
 /// Collects the digit groups of the numeric token at `start` (digits,
-/// then single `' '`/`'-'` + digits, …) into `groups`; returns its end.
+/// then single `' '`/`'-'` + digits, …, at most [`MAX_TOKEN_GROUPS`]) into
+/// `groups`; returns its end.
 fn token(b: &[u8], start: usize, groups: &mut Vec<Group>) -> usize {
     groups.clear();
     let mut i = start;
@@ -229,7 +235,10 @@ fn token(b: &[u8], start: usize, groups: &mut Vec<Group>) -> usize {
             sep_before: sep,
         });
         let next = at(b, i);
-        if matches!(next, b' ' | b'-') && at(b, i + 1).is_ascii_digit() {
+        if groups.len() < MAX_TOKEN_GROUPS
+            && matches!(next, b' ' | b'-')
+            && at(b, i + 1).is_ascii_digit()
+        {
             sep = next;
             i += 1;
         } else {
@@ -238,8 +247,8 @@ fn token(b: &[u8], start: usize, groups: &mut Vec<Group>) -> usize {
     }
 }
 
-/// Up to 19 digits of `groups`, concatenated; None when there are more or
-/// the separators are mixed.
+/// Up to 19 digits of `groups`, concatenated into `buf`; None when there
+/// are more or the separators are mixed.
 fn digits_of(b: &[u8], groups: &[Group], buf: &mut [u8; CARD_MAX_DIGITS]) -> Option<usize> {
     let mut n = 0;
     let sep = groups.get(1).map_or(0, |g| g.sep_before);
@@ -275,31 +284,32 @@ fn cn_mobile_at(b: &[u8], groups: &[Group]) -> Option<Range<usize>> {
 }
 
 /// The longest run of whole groups with 13–19 digits that is a card number.
+/// Every group has at least 3 digits (true of all printed layouts: 4-4-4-4,
+/// 4-6-5, 4-4-4-4-3), which also keeps `1 2 3 …` runs cheap.
 fn card_at(b: &[u8], groups: &[Group]) -> Option<Range<usize>> {
     let first = groups.first()?;
+    let sep = groups.get(1).map_or(0, |g| g.sep_before);
     let mut buf = [0u8; CARD_MAX_DIGITS];
-    let mut total = 0;
-    let mut take = 0;
-    for g in groups {
-        total += g.end - g.start;
-        if total > CARD_MAX_DIGITS {
+    let mut n = 0;
+    let mut best = None;
+    for (k, g) in groups.iter().enumerate() {
+        let digits = b.get(g.start..g.end)?;
+        if digits.len() < CARD_MIN_GROUP
+            || n + digits.len() > CARD_MAX_DIGITS
+            || (k > 0 && g.sep_before != sep)
+        {
             break;
         }
-        take += 1;
-    }
-    while take > 0 {
-        let used = groups.get(..take)?;
-        let last = used.last()?;
-        if let Some(n) = digits_of(b, used, &mut buf)
-            && n >= CARD_MIN_DIGITS
-            && right_ok(b, last.end)
-            && buf.get(..n).is_some_and(|d| issuer_ok(d) && luhn_ok(d))
-        {
-            return Some(first.start..last.end);
+        for &d in digits {
+            *buf.get_mut(n)? = d - b'0';
+            n += 1;
         }
-        take -= 1;
+        let card = buf.get(..n)?;
+        if n >= CARD_MIN_DIGITS && right_ok(b, g.end) && issuer_ok(card) && luhn_ok(card) {
+            best = Some(first.start..g.end);
+        }
     }
-    None
+    best
 }
 
 /// Known issuer prefixes and the lengths they issue.
@@ -555,6 +565,8 @@ mod tests {
             ("card", "mc2 2223003122003222", &["2223003122003222"]),
             ("card", "up 6200000000000005", &["6200000000000005"]),
             ("card", "4111 1111 1111 1111 12", &["4111 1111 1111 1111"]),
+            ("card", "amex 3782 822463 10005", &["3782 822463 10005"]),
+            ("card", "4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1", &[]),
             (
                 "cn_id",
                 "身份证 11010519491231002X 已验证",
@@ -604,6 +616,20 @@ mod tests {
         ] {
             assert_eq!(found(&d, text), Vec::<&str>::new(), "{text}");
         }
+    }
+
+    #[test]
+    fn long_numeric_runs_are_cut() {
+        let mut groups = Vec::new();
+        let text = "1 ".repeat(100);
+        let end = token(text.as_bytes(), 0, &mut groups);
+        assert_eq!(
+            (groups.len(), end),
+            (MAX_TOKEN_GROUPS, 2 * MAX_TOKEN_GROUPS - 1)
+        );
+        // Cards are still found after the cut.
+        let text = format!("{}4111 1111 1111 1111", "12 ".repeat(40));
+        assert_eq!(found(&all(), &text), vec!["4111 1111 1111 1111"]);
     }
 
     #[test]
