@@ -219,28 +219,32 @@ impl Rewriter<'_> {
     /// Reads `"key" :` of an object whose trie state is `node`; returns what
     /// the member's value is.
     fn member(&mut self, node: Option<NodeId>) -> Result<Hit, MaskError> {
+        let key = self.key()?;
+        if !self.sel.keys_matter(node) {
+            return Ok(Hit::Descend(None));
+        }
+        self.decode(key)?;
+        let name = if key.escaped {
+            self.decoded.as_str()
+        } else {
+            self.text.get(key.content.0..key.content.1).unwrap_or("")
+        };
+        Ok(self.sel.member(node, name))
+    }
+
+    /// Reads `"key" :`, leaving `pos` after the colon.
+    fn key(&mut self) -> Result<Str, MaskError> {
         self.skip_ws();
         if self.peek() != Some(b'"') {
             return Err(MaskError::BadJson);
         }
         let key = self.scan_string()?;
-        let hit = if self.sel.keys_matter(node) {
-            self.decode(key)?;
-            let name = if key.escaped {
-                self.decoded.as_str()
-            } else {
-                self.text.get(key.content.0..key.content.1).unwrap_or("")
-            };
-            self.sel.member(node, name)
-        } else {
-            Hit::Descend(None)
-        };
         self.skip_ws();
         if self.peek() != Some(b':') {
             return Err(MaskError::BadJson);
         }
         self.pos += 1;
-        Ok(hit)
+        Ok(key)
     }
 
     /// A string value nobody selected: detectors may mask parts of it.
@@ -358,7 +362,7 @@ impl Rewriter<'_> {
                     let close = if object { b'}' } else { b']' };
                     if self.peek() != Some(close) {
                         if object {
-                            self.member(None)?;
+                            self.key()?;
                         }
                         continue;
                     }
@@ -379,7 +383,7 @@ impl Rewriter<'_> {
                 match (object, self.peek()) {
                     (true, Some(b',')) => {
                         self.pos += 1;
-                        self.member(None)?;
+                        self.key()?;
                         break;
                     }
                     (false, Some(b',')) => {
