@@ -18,6 +18,13 @@ pub const LABELS: [&str; 6] = [
     "channel", "reason", "priority", "decision", "cluster", "scheme",
 ];
 
+/// The secrets the shipped demo config reads from Envoy's environment
+/// (`host_env_keys`); `make run` exports the same values.
+pub const DEMO_ENV: [(&str, &str); 2] = [
+    ("PAYMENTS_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+    ("GITHUB_SECRET", "demo-github-secret"),
+];
+
 pub fn envoy_bin() -> PathBuf {
     if let Ok(p) = std::env::var("ENVOY_BIN") {
         return PathBuf::from(p);
@@ -274,6 +281,7 @@ fn spawn_envoy(config: &Path, dir: &Path, concurrency: u32) -> Child {
     Command::new(envoy_bin())
         // Shipped configs name the .wasm relative to the repository root.
         .current_dir(repo_root())
+        .envs(DEMO_ENV)
         .arg("-c")
         .arg(config)
         .arg("--use-dynamic-base-id")
@@ -316,6 +324,7 @@ impl Envoy {
     pub fn validate(path: &Path) -> (bool, String) {
         let out = Command::new(envoy_bin())
             .current_dir(repo_root())
+            .envs(DEMO_ENV)
             .args([
                 "--mode",
                 "validate",
