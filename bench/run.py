@@ -623,10 +623,11 @@ def write_report(args, ctx, results, skipped, failed, memory, started, elapsed, 
                      f"{r['cpu_us']:.1f} | "
                      f"{fmt(cn, '.2f')} | {r['p50']:.2f} | {r['p99']:.2f} | {r['busy']:.2f} | "
                      f"{fmt(r['other'], '.2f')} | {errors} |")
-    lines += ["", "Per-round requests/s (spread of the medians above):", ""]
+    lines += ["", "Per round, in run order (the spread behind the medians): req/s, CPU µs/req", ""]
     for key, label, *_ in SCENARIOS:
         if results.get(key):
-            lines.append(f"- `{key}`: " + ", ".join(f"{x['rps']:.0f}" for x in results[key]))
+            lines.append(f"- `{key}`: " + ", ".join(f"{x['rps']:.0f}" for x in results[key])
+                         + "; " + ", ".join(f"{x['cpu_us']:.1f}" for x in results[key]))
     lines += ["", "## Memory", "",
               "After the run, per proxy Envoy (one worker: the filter runs in two V8 VMs, the "
               "main thread's and the worker's). RSS from `/proc/<pid>/status`; `allocated` is "
@@ -682,6 +683,10 @@ def verdict(med, skipped, failed):
         candidates = [key, "c", "d"]
     t_min, c_max = TARGETS["throughput_min"], TARGETS["cpu_max"]
     scen = dict((s[0], s) for s in SCENARIOS)
+    if "noop" in med and "plain" in med:
+        out.append(f"- For reference, the no-op wasm filter alone: "
+                   f"{med['plain']['cpu_us'] / med['noop']['cpu_us']:.2f}× plain from CPU/request, "
+                   f"{med['noop']['rps'] / med['plain']['rps']:.2f}× measured req/s.")
     for k in candidates:
         if k not in med:
             continue
@@ -715,7 +720,7 @@ def main():
     ap.add_argument("--noop-wasm", default=str(ROOT / "target/noop/wasm32-wasip1/release/noop_filter.wasm"))
     ap.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_DURATION", 5)))
     ap.add_argument("--warmup", type=int, default=int(os.environ.get("BENCH_WARMUP", 2)))
-    ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 3)))
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 5)))
     ap.add_argument("--connections", type=int, default=int(os.environ.get("BENCH_CONNECTIONS", 16)))
     ap.add_argument("--budget", type=int, default=int(os.environ.get("BENCH_BUDGET_S", 480)),
                     help="seconds; rounds that would not fit are dropped (and said so)")
@@ -761,7 +766,7 @@ def main():
         "proxy_wasm": pw.group(1) if pw else "?",
         "pinning": pin_text,
         "load_start": f"{os.getloadavg()[0]:.2f}",
-        "command": "python3 bench/run.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "command": " ".join(["python3", "bench/run.py"] + [shlex.quote(a) for a in sys.argv[1:]]),
     }
     print(f"bench: {ctx['machine']['nproc']} CPUs; {pin_text}", flush=True)
 
@@ -847,8 +852,8 @@ def main():
                 memory[name] = envoys[name].memory()
         # Routing really spread the load over the three clusters.
         for name in ("guard-routing", "guard-full"):
-            e = envoys[name]
-            if name in proxy_error or e.proc.poll() is not None:
+            e = envoys.get(name)
+            if e is None or name in proxy_error or e.proc.poll() is not None:
                 continue
             got = {c: sum(v for k, v in e.counters(f"cluster.{c}.upstream_rq_total").items())
                    for c in ROUTE_CLUSTERS}
