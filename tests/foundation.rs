@@ -142,6 +142,19 @@ fn channel_match_needs_prefix_and_host() {
         .json("{}")
         .send(envoy.addr());
     assert_eq!(resp.status, 204);
+    // Path tricks a normalising service would undo do not escape the channel
+    // (the harness leaves Envoy's own normalize_path off to prove it).
+    for tricky in [
+        "/callbacks//payments",
+        "/callbacks/./payments",
+        "/callbacks/%70ayments",
+    ] {
+        let resp = Request::post(tricky)
+            .host("hooks.example.com")
+            .json("{}")
+            .send(envoy.addr());
+        assert_eq!(resp.status, 204, "{tricky} escaped the channel");
+    }
     // Outside every channel: untouched and not counted.
     let resp = Request::post("/health").json("{}").send(envoy.addr());
     assert_eq!(resp.status, 200);
@@ -149,7 +162,7 @@ fn channel_match_needs_prefix_and_host() {
     assert_eq!(up.received()[1].body_str(), "{}");
     assert_eq!(
         envoy.metric("callback_requests_total", &[("channel", "payments")]),
-        1.0
+        4.0
     );
 }
 
