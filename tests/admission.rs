@@ -320,11 +320,7 @@ fn a_wildcard_principal_admits_matching_identities_and_no_near_miss() {
     for id in matching {
         let resp = s.as_identity(id).send(&callback(Some("high")), addr);
         assert_eq!(resp.status, 200, "{id} should match: {}", resp.body_str());
-        assert_eq!(
-            admitted_headers(&s.up, s.up.count() - 1),
-            ["high"],
-            "{id}"
-        );
+        assert_eq!(admitted_headers(&s.up, s.up.count() - 1), ["high"], "{id}");
     }
     for id in near_misses {
         let resp = s.as_identity(id).send(&callback(Some("high")), addr);
@@ -549,9 +545,7 @@ fn low_is_refused_at_half_capacity_and_high_gets_the_rest() {
     let (low_ok, high_ok) = (ok(&low), ok(&high));
     assert!(low.iter().chain(&high).all(|s| *s == 200 || *s == 429));
     let (low_slack, slack) = (refill(1.0, low_elapsed), refill(1.0, elapsed));
-    eprintln!(
-        "phased: low {low_ok}/{N}, then high {high_ok}/{N} in {elapsed:?} (slack {slack})"
-    );
+    eprintln!("phased: low {low_ok}/{N}, then high {high_ok}/{N} in {elapsed:?} (slack {slack})");
     assert!(
         slack < CAPACITY / 2,
         "bursts took {elapsed:?}: too slow to be bursts"

@@ -54,8 +54,7 @@ impl Pki {
 
         let server_key = KeyPair::generate().unwrap();
         let mut server =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .unwrap();
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
         server.distinguished_name = dn("localhost");
         server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let server_cert = server.signed_by(&server_key, &issuer).unwrap();
@@ -115,12 +114,11 @@ impl Pki {
     pub fn client(&self, identity: Option<&Identity>) -> TlsClient {
         let mut roots = RootCertStore::empty();
         roots.add(self.ca_der.clone()).unwrap();
-        let builder = ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
+        let builder =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots);
         let config = match identity {
             Some(id) => builder
                 .with_client_auth_cert(
@@ -166,7 +164,8 @@ impl TlsClient {
         tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
         tcp.set_nodelay(true)?;
         let name = ServerName::try_from("localhost").map_err(std::io::Error::other)?;
-        let conn = ClientConnection::new(self.config.clone(), name).map_err(std::io::Error::other)?;
+        let conn =
+            ClientConnection::new(self.config.clone(), name).map_err(std::io::Error::other)?;
         exchange(req, StreamOwned::new(conn, tcp))
     }
 }
