@@ -59,6 +59,12 @@ impl Root {
             }
             if ch.signature.is_some() {
                 m.declare_counter(stat_name(metrics::SIGNATURE_VERIFIED_TOTAL, &[c]));
+                for reason in ["missing", "malformed", "mismatch", "expired"] {
+                    m.declare_counter(stat_name(
+                        metrics::SIGNATURE_FAILED_TOTAL,
+                        &[c, ("reason", reason)],
+                    ));
+                }
             }
             if ch.dedup.is_some() {
                 m.declare_counter(stat_name(metrics::DUPLICATES_TOTAL, &[c]));

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod envoy;
+pub mod sign;
 pub mod tls;
 pub mod upstream;
 
