@@ -51,6 +51,10 @@ pub struct Http {
     /// The request went upstream.
     forwarded: bool,
     response_status: Option<u32>,
+    /// Request body bytes buffered so far.
+    body_size: usize,
+    /// Empty by `x-callback-status`: answer 204 once the body is in.
+    empty_reply_pending: bool,
 }
 
 impl Http {
@@ -69,6 +73,8 @@ impl Http {
             replied: false,
             forwarded: false,
             response_status: None,
+            body_size: 0,
+            empty_reply_pending: false,
         }
     }
 
@@ -152,6 +158,9 @@ impl Http {
 
     /// Runs the body checks on the complete body and applies the verdict.
     fn finish(&mut self, body_size: usize) -> Action {
+        if self.empty_reply_pending {
+            return self.reply(&LocalReply::empty_callback());
+        }
         let Some((policy, index)) = self.channel_policy() else {
             return Action::Continue;
         };
@@ -159,8 +168,13 @@ impl Http {
             return Action::Continue;
         };
         let Some(body) = host::request_body(body_size) else {
-            host::log_warn("callback-guard: request body unavailable; forwarding unchecked");
-            return Action::Continue;
+            // Never forward what we could not check.
+            host::log_warn("callback-guard: request body unavailable to the filter");
+            return self.reply(&LocalReply::new(
+                500,
+                "internal",
+                "callback body could not be inspected",
+            ));
         };
         let input = BodyInput {
             headers: &self.headers,
@@ -274,11 +288,7 @@ impl HttpContext for Http {
 
         let path = self.headers.get(":path").unwrap_or("/");
         let authority = self.headers.get(":authority").unwrap_or("");
-        let Some(index) = policy
-            .channels
-            .iter()
-            .position(|c| c.matcher.matches(path, authority))
-        else {
+        let Some(index) = policy.channel_for(path, authority) else {
             return Action::Continue;
         };
         let Some(ch) = policy.channels.get(index) else {
@@ -298,7 +308,13 @@ impl HttpContext for Http {
             self.counted_empty = true;
             self.count_event(&ch.name, Event::Empty);
             if ch.empty_action == EmptyAction::Reply {
-                return self.reply(&LocalReply::empty_callback());
+                if end_of_stream {
+                    return self.reply(&LocalReply::empty_callback());
+                }
+                // Read the (bounded) body first: answering while the caller
+                // is still sending makes Envoy close the connection under it,
+                // and the caller sees a reset instead of the 204.
+                self.empty_reply_pending = true;
             }
         }
 
@@ -336,6 +352,7 @@ impl HttpContext for Http {
         let Some(ch) = policy.channels.get(index) else {
             return Action::Continue;
         };
+        self.body_size = body_size;
         if u64::try_from(body_size).unwrap_or(u64::MAX) > ch.max_body_bytes {
             self.count_event(&ch.name, Event::Rejected("too_large"));
             return self.reply(&LocalReply::too_large(ch.max_body_bytes));
@@ -345,6 +362,16 @@ impl HttpContext for Http {
             return Action::Pause;
         }
         self.finish(body_size)
+    }
+
+    /// Trailers end the request instead of a body callback with
+    /// `end_of_stream`: the body is complete now, check it here or it would
+    /// be forwarded unchecked.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.channel.is_none() || self.replied || self.forwarded {
+            return Action::Continue;
+        }
+        self.finish(self.body_size)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {

@@ -1,7 +1,8 @@
-//! A plain HTTP/1.1 client over `TcpStream`: exact control over headers,
-//! chunking and pauses between body pieces.
+//! A plain HTTP/1.1 client over `TcpStream` (or any `Read + Write`, e.g. a
+//! TLS stream, see `tls.rs`): exact control over headers, chunking and
+//! pauses between body pieces.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ pub struct Request {
     /// Send the body as these chunks (chunked encoding), pausing between.
     pub chunks: Option<(Vec<Vec<u8>>, Duration)>,
     pub host: String,
+    /// Trailers sent after a chunked body.
+    pub trailers: Vec<(String, String)>,
 }
 
 impl Request {
@@ -25,6 +28,7 @@ impl Request {
             body: Vec::new(),
             chunks: None,
             host: "hooks.example.com".to_string(),
+            trailers: Vec::new(),
         }
     }
 
@@ -53,6 +57,12 @@ impl Request {
 
     pub fn json(self, body: &str) -> Self {
         self.header("content-type", "application/json").body(body)
+    }
+
+    /// Adds a trailer (only sent with a chunked body).
+    pub fn trailer(mut self, name: &str, value: &str) -> Self {
+        self.trailers.push((name.to_string(), value.to_string()));
+        self
     }
 
     /// Sends the body in `pieces` chunks with `pause` between them.
@@ -94,9 +104,19 @@ impl Response {
 }
 
 pub fn try_send(req: &Request, addr: SocketAddr) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect(addr)?;
+    let stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(20)))?;
     stream.set_nodelay(true)?;
+    exchange(req, stream)
+}
+
+/// Writes `req` on an open connection (plain or TLS) and reads the answer.
+pub fn exchange(req: &Request, mut stream: impl Read + Write) -> std::io::Result<Response> {
+    write_request(req, &mut stream)?;
+    read_response(&mut BufReader::new(stream))
+}
+
+fn write_request(req: &Request, stream: &mut impl Write) -> std::io::Result<()> {
     let mut head = format!(
         "{} {} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n",
         req.method, req.path, req.host
@@ -129,12 +149,15 @@ pub fn try_send(req: &Request, addr: SocketAddr) -> std::io::Result<Response> {
                     std::thread::sleep(*pause);
                 }
             }
-            stream.write_all(b"0\r\n\r\n")?;
+            stream.write_all(b"0\r\n")?;
+            for (k, v) in &req.trailers {
+                stream.write_all(format!("{k}: {v}\r\n").as_bytes())?;
+            }
+            stream.write_all(b"\r\n")?;
         }
         None => stream.write_all(&req.body)?,
     }
-    stream.flush()?;
-    read_response(&mut BufReader::new(stream))
+    stream.flush()
 }
 
 fn line(reader: &mut impl BufRead) -> std::io::Result<String> {

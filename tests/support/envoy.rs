@@ -71,6 +71,7 @@ pub struct EnvoyBuilder {
     buffer_limit: u64,
     transport_socket: Option<Value>,
     extra_clusters: Vec<Value>,
+    http1_trailers: bool,
 }
 
 impl EnvoyBuilder {
@@ -86,6 +87,7 @@ impl EnvoyBuilder {
             buffer_limit: 1024 * 1024,
             transport_socket: None,
             extra_clusters: Vec::new(),
+            http1_trailers: false,
         }
     }
 
@@ -146,6 +148,13 @@ impl EnvoyBuilder {
         self
     }
 
+    /// Let Envoy parse HTTP/1 request trailers (off by default in Envoy;
+    /// HTTP/2 always has them).
+    pub fn http1_trailers(mut self) -> Self {
+        self.http1_trailers = true;
+        self
+    }
+
     pub fn bootstrap(&self) -> Value {
         let mut filters = Vec::new();
         if let Some(cfg) = &self.plugin_config {
@@ -192,6 +201,10 @@ impl EnvoyBuilder {
                 }
             }]
         });
+        if self.http1_trailers {
+            chain["filters"][0]["typed_config"]["http_protocol_options"] =
+                json!({"enable_trailers": true});
+        }
         if let Some(ts) = &self.transport_socket {
             chain["transport_socket"] = ts.clone();
         }
