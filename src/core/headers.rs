@@ -10,10 +10,10 @@ pub struct Headers {
 
 impl Headers {
     pub fn new(pairs: Vec<(String, String)>) -> Self {
-        let pairs = pairs
-            .into_iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v))
-            .collect();
+        let mut pairs = pairs;
+        for (k, _) in &mut pairs {
+            k.make_ascii_lowercase();
+        }
         Self { pairs }
     }
 

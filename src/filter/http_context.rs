@@ -119,7 +119,11 @@ impl Http {
     fn admit(&mut self, policy: &Policy) -> Option<Action> {
         let admission = policy.admission.as_ref()?;
         let requested = self.headers.get(admission.priority_header());
-        let identity = host::peer_spiffe_id();
+        // A property lookup per request only when a rule can use it.
+        let identity = admission
+            .needs_identity(requested)
+            .then(host::peer_spiffe_id)
+            .flatten();
         // Shared state unavailable: the rules still apply, the buckets fail
         // open (dropping callbacks because of our own state would lose data).
         let (decision, _store_error) =

@@ -312,6 +312,20 @@ impl AdmissionPolicy {
         &self.priority_header
     }
 
+    /// Whether [`classify`](Self::classify) can depend on the caller's
+    /// identity for this requested priority: only when some rule is about
+    /// that priority (or, for a demoted `high`, about `normal`). Lets the
+    /// filter skip the peer-certificate property lookup otherwise.
+    pub fn needs_identity(&self, requested: Option<&str>) -> bool {
+        let asked = Priority::from_header(requested);
+        self.rules.iter().any(|r| {
+            r.priority == asked
+                || (asked == Priority::High
+                    && self.unauthorized_high == UnauthorizedHigh::Demote
+                    && r.priority == Priority::Normal)
+        })
+    }
+
     /// The rules' verdict alone, without buckets or shared data:
     /// `Admitted`, `Demoted` or `Denied`, never `Shed`.
     pub fn classify(&self, requested: Option<&str>, identity: Option<&str>) -> Decision {

@@ -554,3 +554,37 @@ fn an_empty_placeholder_key_reads_as_full_buckets() {
         "draws went through compare-and-swap on the existing key"
     );
 }
+
+#[test]
+fn identity_is_needed_only_when_a_rule_can_use_it() {
+    let compile = |json: &str| {
+        let spec: crate::config::AdmissionSpec = serde_json::from_str(json).unwrap();
+        AdmissionPolicy::compile(&spec, &crate::config::FieldPath::root()).unwrap()
+    };
+    let no_rules = compile("{}");
+    assert!(!no_rules.needs_identity(Some("high")));
+    let high_only = compile(
+        r#"{"rules":[{"priority":"high","principals":["spiffe://td/ns/a/sa/b"],"effect":"allow"}]}"#,
+    );
+    assert!(high_only.needs_identity(Some("high")));
+    assert!(!high_only.needs_identity(None));
+    assert!(!high_only.needs_identity(Some("low")));
+    let normal_deny = compile(
+        r#"{"rules":[{"priority":"normal","principals":["spiffe://td/ns/a/sa/b"],"effect":"deny"}]}"#,
+    );
+    // A demoted high request follows the normal rules.
+    assert!(normal_deny.needs_identity(Some("high")));
+    assert!(normal_deny.needs_identity(Some("normal")));
+    assert!(!normal_deny.needs_identity(Some("low")));
+    // Whatever needs_identity says, skipping the identity never changes the decision.
+    for policy in [&no_rules, &high_only, &normal_deny] {
+        for asked in [None, Some("high"), Some("normal"), Some("low")] {
+            if !policy.needs_identity(asked) {
+                assert_eq!(
+                    policy.classify(asked, Some("spiffe://td/ns/a/sa/b")),
+                    policy.classify(asked, None)
+                );
+            }
+        }
+    }
+}
