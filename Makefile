@@ -78,6 +78,7 @@ run: wasm envoy
 	@python3 envoy/demo_upstream.py default=18080 region-a=18081 region-b=18082 region-c=18083 & \
 	  up=$$!; trap 'kill $$up 2>/dev/null' EXIT INT TERM; \
 	  PAYMENTS_SECRET="$${PAYMENTS_SECRET:-whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}" \
+	  GITHUB_SECRET="$${GITHUB_SECRET:-demo-github-secret}" \
 	  $(ENVOY) -c envoy/envoy.yaml --concurrency 2 -l info --component-log-level wasm:info
 
 bench:

@@ -142,6 +142,19 @@ fn channel_match_needs_prefix_and_host() {
         .json("{}")
         .send(envoy.addr());
     assert_eq!(resp.status, 204);
+    // Path tricks a normalising service would undo do not escape the channel
+    // (the harness leaves Envoy's own normalize_path off to prove it).
+    for tricky in [
+        "/callbacks//payments",
+        "/callbacks/./payments",
+        "/callbacks/%70ayments",
+    ] {
+        let resp = Request::post(tricky)
+            .host("hooks.example.com")
+            .json("{}")
+            .send(envoy.addr());
+        assert_eq!(resp.status, 204, "{tricky} escaped the channel");
+    }
     // Outside every channel: untouched and not counted.
     let resp = Request::post("/health").json("{}").send(envoy.addr());
     assert_eq!(resp.status, 200);
@@ -149,7 +162,7 @@ fn channel_match_needs_prefix_and_host() {
     assert_eq!(up.received()[1].body_str(), "{}");
     assert_eq!(
         envoy.metric("callback_requests_total", &[("channel", "payments")]),
-        1.0
+        4.0
     );
 }
 
@@ -330,4 +343,53 @@ fn invalid_configuration_is_refused_with_the_field_path() {
             .unwrap_or_else(|| panic!("no configuration error in the log:\n{log}"));
         assert!(line.contains(needle), "{needle} not named in: {line}");
     }
+}
+
+#[test]
+fn a_body_ending_in_trailers_is_still_checked() {
+    // With trailers the body never ends with end_of_stream: the filter must
+    // check it from the trailers callback, not forward it unchecked.
+    let up = Upstream::start();
+    let envoy = Envoy::builder("trailers")
+        .plugin(
+            r#"{"channels":[{"name":"signed","match":{"path_prefix":"/cb"},
+                 "signature":{"scheme":"github","secrets":[{"value":"s3cret"}]}}]}"#,
+        )
+        .cluster("upstream", up.port())
+        .http1_trailers()
+        .start();
+    let body = br#"{"forged":true}"#;
+    let resp = Request::post("/cb")
+        .json("")
+        .chunked(body, 3, Duration::from_millis(5))
+        .trailer("x-checksum", "abc")
+        .send(envoy.addr());
+    assert_eq!(resp.status, 401, "{}", resp.body_str());
+    assert_eq!(
+        up.count(),
+        0,
+        "an unsigned body with trailers reached the upstream"
+    );
+
+    // A correctly signed one with trailers goes through intact.
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
+    mac.update(body);
+    let sig: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let resp = Request::post("/cb")
+        .header("x-hub-signature-256", &format!("sha256={sig}"))
+        .json("")
+        .chunked(body, 3, Duration::from_millis(5))
+        .trailer("x-checksum", "abc")
+        .send(envoy.addr());
+    assert_eq!(resp.status, 200, "{}", resp.body_str());
+    let got = up.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, body);
+    assert_eq!(got[0].header("x-verified-signature"), Some("github"));
 }

@@ -61,17 +61,84 @@ pub fn demo_config(upstreams: &[(&str, u16)]) -> String {
     yaml
 }
 
+/// A standard-webhooks signature for the demo's PAYMENTS_SECRET.
+fn standard_webhooks(id: &str, ts: u64, body: &str) -> String {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let secret = support::envoy::DEMO_ENV[0].1.trim_start_matches("whsec_");
+    let key = b64.decode(secret).unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.{body}").as_bytes());
+    format!("v1,{}", b64.encode(mac.finalize().into_bytes()))
+}
+
 #[test]
-fn demo_config_runs_and_answers_an_empty_callback() {
-    let up = Upstream::start();
-    let envoy = Envoy::start_yaml("demo", &demo_config(&[("18080", up.port())]));
+fn demo_config_runs_the_shipped_policy() {
+    let (default, a, b, c) = (
+        Upstream::start(),
+        Upstream::start(),
+        Upstream::start(),
+        Upstream::start(),
+    );
+    let yaml = demo_config(&[
+        ("18080", default.port()),
+        ("18081", a.port()),
+        ("18082", b.port()),
+        ("18083", c.port()),
+    ]);
+    let envoy = Envoy::start_yaml("demo", &yaml);
+
+    // Empty callback: answered at the proxy and counted.
     let resp = Request::post("/callbacks/payments")
         .json("{}")
         .send(envoy.addr());
     assert_eq!(resp.status, 204);
-    assert_eq!(up.count(), 0);
     assert_eq!(
         envoy.metric("callback_empty_total", &[("channel", "payments")]),
         1.0
     );
+
+    // Unsigned payment: refused.
+    let resp = Request::post("/callbacks/payments")
+        .json(r#"{"amount":1}"#)
+        .send(envoy.addr());
+    assert_eq!(resp.status, 401);
+
+    // Signed payment: verified, routed to one region, dedup'd on redelivery.
+    let body = r#"{"type":"payment.succeeded","amount":1200}"#;
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let signed = Request::post("/callbacks/payments")
+        .header("webhook-id", "msg_demo_1")
+        .header("webhook-timestamp", &ts.to_string())
+        .header(
+            "webhook-signature",
+            &standard_webhooks("msg_demo_1", ts, body),
+        )
+        .json(body);
+    let resp = signed.send(envoy.addr());
+    assert_eq!(resp.status, 200, "{}", resp.body_str());
+    assert_eq!(
+        resp.header("x-verified-signature"),
+        Some("standard-webhooks")
+    );
+    let regions: Vec<_> = [&a, &b, &c].iter().flat_map(|u| u.received()).collect();
+    assert_eq!(regions.len(), 1);
+    assert_eq!(
+        regions[0].header("x-verified-signature"),
+        Some("standard-webhooks")
+    );
+    assert_eq!(
+        regions[0].header("x-callback-priority-admitted"),
+        Some("normal")
+    );
+    assert_eq!(regions[0].body_str(), body);
+    let resp = signed.send(envoy.addr());
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("x-callback-duplicate"), Some("true"));
+    assert_eq!([&a, &b, &c].iter().map(|u| u.count()).sum::<usize>(), 1);
+    assert_eq!(default.count(), 0);
 }

@@ -20,6 +20,10 @@ pub struct MaskSpec {
     /// For `redact`; default `"***"`.
     #[serde(default)]
     pub replacement: Option<String>,
+    /// Extension: deepest nesting of objects and arrays accepted (1–1024,
+    /// default 128); deeper bodies are refused like malformed JSON.
+    #[serde(default)]
+    pub max_depth: Option<u32>,
 }
 
 pub(super) fn compile(spec: &MaskSpec, path: &FieldPath) -> Result<Masker, ConfigError> {

@@ -1,9 +1,17 @@
 //! `channels[].signature` and `channels[].dedup`.
+//!
+//! Only the JSON shape lives here; every semantic check (known scheme, keys
+//! that decode, fields that apply to the scheme) happens when
+//! [`Verifier::compile`] and [`DedupPolicy::compile`] build the runtime form,
+//! so each error names its field path.
+//!
+//! Extensions beyond SPEC (all optional): `dedup.id_header`, `dedup.max_ids`.
 
 use super::{ConfigError, EnvLookup, FieldPath};
 use crate::core::dedup::DedupPolicy;
 use crate::core::signature::Verifier;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+use std::fmt;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -15,33 +23,68 @@ pub struct SignatureSpec {
     /// `whpk_...` ed25519 public keys (standard-webhooks / svix `v1a`).
     #[serde(default)]
     pub public_keys: Vec<String>,
+    /// Bound on `|now - timestamp|` for timestamped schemes (default 300).
     #[serde(default)]
     pub tolerance_s: Option<u64>,
-    /// Generic `hmac` scheme only.
+    /// Generic `hmac` scheme only: the header carrying the signature.
     #[serde(default)]
     pub header: Option<String>,
+    /// Generic `hmac` scheme only: sha256 (default) | sha512 | sha1.
     #[serde(default)]
     pub algorithm: Option<String>,
+    /// Generic `hmac` scheme only: hex (default) | base64.
     #[serde(default)]
     pub encoding: Option<String>,
+    /// Generic `hmac` scheme only: text stripped before decoding (`sha256=`).
     #[serde(default)]
     pub prefix: Option<String>,
 }
 
 /// `{"value": "..."}` or `{"env": "NAME"}`: exactly one of the two.
-#[derive(Debug, Clone, Deserialize)]
+///
+/// `Debug` is written by hand so a secret given inline never reaches a log
+/// line through `{:?}` of the configuration.
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretSpec {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "secret_text")]
     pub value: Option<String>,
     #[serde(default)]
     pub env: Option<String>,
+}
+
+impl fmt::Debug for SecretSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretSpec")
+            .field("value", &self.value.as_ref().map(|_| "<redacted>"))
+            .field("env", &self.env)
+            .finish()
+    }
+}
+
+/// serde's own type errors quote the offending value (`invalid type:
+/// integer `123`...`); for a secret that would print the secret, so any
+/// non-string is refused with a fixed sentence instead.
+fn secret_text<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
+    match serde_json::Value::deserialize(de)? {
+        serde_json::Value::String(s) => Ok(Some(s)),
+        serde_json::Value::Null => Ok(None),
+        _ => Err(serde::de::Error::custom("must be a string")),
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DedupSpec {
     pub window_s: u64,
+    /// Extension: read the delivery id from this header instead of the
+    /// scheme's own (for `hmac`/`slack` providers, or a custom id).
+    #[serde(default)]
+    pub id_header: Option<String>,
+    /// Extension: how many delivery ids the channel remembers at most
+    /// (default 4096, 256..=65536, rounded up to a multiple of 256).
+    #[serde(default)]
+    pub max_ids: Option<u32>,
 }
 
 pub(super) fn compile(
@@ -58,4 +101,43 @@ pub(super) fn compile_dedup(
     path: &FieldPath,
 ) -> Result<DedupPolicy, ConfigError> {
     DedupPolicy::compile(spec, signature, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn debug_redacts_inline_secrets() {
+        let spec: SignatureSpec = serde_json::from_str(
+            r#"{"scheme":"github","secrets":[{"value":"hunter2-very-secret"},{"env":"GH"}]}"#,
+        )
+        .unwrap();
+        let shown = format!("{spec:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("<redacted>") && shown.contains("GH"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn non_string_secret_is_refused_without_echo() {
+        let err = crate::config::parse(
+            br#"{"channels":[{"name":"a","match":{"path_prefix":"/"},
+                 "signature":{"scheme":"github","secrets":[{"value":918273645}]}}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains("918273645"), "{err}");
+        assert!(err.contains("must be a string"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = serde_json::from_str::<DedupSpec>(r#"{"window_s":1,"bogus":2}"#).unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
 }

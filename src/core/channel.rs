@@ -17,7 +17,9 @@ impl ChannelMatch {
     /// the `:authority` (port allowed, case-insensitive).
     pub fn matches(&self, path: &str, authority: &str) -> bool {
         let path = path.split(['?', '#']).next().unwrap_or(path);
-        if !path.starts_with(&self.path_prefix) {
+        if !path.starts_with(&self.path_prefix)
+            && !normalize_path(path).starts_with(&self.path_prefix)
+        {
             return false;
         }
         if self.hosts.is_empty() {
@@ -26,6 +28,62 @@ impl ChannelMatch {
         let host = strip_port(authority);
         self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
     }
+}
+
+/// The path a lenient upstream would see: percent-encoded unreserved
+/// characters and `/` decoded, repeated slashes merged, `.` and `..`
+/// segments resolved (RFC 3986 §5.2.4). Matching the normalised path too
+/// means `/callbacks//payments` or `/callbacks/./%70ayments` cannot slip
+/// past a channel to a service that normalises paths itself.
+pub fn normalize_path(path: &str) -> String {
+    let decoded = percent_decode_unreserved(path);
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if out.is_empty() || (decoded.ends_with('/') && !segments.is_empty()) {
+        out.push('/');
+    }
+    out
+}
+
+fn percent_decode_unreserved(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%'
+            && let (Some(h), Some(l)) = (bytes.get(i + 1), bytes.get(i + 2))
+            && let (Some(h), Some(l)) = ((*h as char).to_digit(16), (*l as char).to_digit(16))
+        {
+            let c = (h * 16 + l) as u8;
+            if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'/') {
+                out.push(c as char);
+                i += 3;
+                continue;
+            }
+        }
+        // Multi-byte UTF-8 is copied through char by char.
+        match path.get(i..).and_then(|rest| rest.chars().next()) {
+            Some(ch) => {
+                out.push(ch);
+                i += ch.len_utf8();
+            }
+            None => break,
+        }
+    }
+    out
 }
 
 fn strip_port(authority: &str) -> &str {
@@ -56,6 +114,39 @@ mod tests {
         assert!(!m.matches("/callbacks/pay", "hooks.example.com"));
         assert!(!m.matches("/callbacks/payments", "evil.example.com"));
         assert!(!m.matches("/other?/callbacks/payments", "hooks.example.com"));
+    }
+
+    #[test]
+    fn path_tricks_still_match() {
+        let m = ChannelMatch::new("/callbacks/payments".into(), vec![]);
+        for p in [
+            "/callbacks//payments",
+            "//callbacks/payments/",
+            "/callbacks/./payments",
+            "/callbacks/x/../payments",
+            "/callbacks/%70ayments",
+            "/callbacks%2Fpayments",
+            "/callbacks%2fpayments?x=1",
+        ] {
+            assert!(m.matches(p, ""), "{p}");
+        }
+        // Either form matching is enough: erring towards checking is safe.
+        assert!(m.matches("/callbacks/payments/../other", ""));
+        for p in [
+            "/callbacks/payment",
+            "/callbacks/other",
+            "/%2e%2e/callbacks/pay",
+        ] {
+            assert!(!m.matches(p, ""), "{p}");
+        }
+    }
+
+    #[test]
+    fn normalize_keeps_utf8_and_reserved_escapes() {
+        assert_eq!(normalize_path("/a/%C3%A9/é/%3F"), "/a/%C3%A9/é/%3F");
+        assert_eq!(normalize_path("/../.."), "/");
+        assert_eq!(normalize_path(""), "/");
+        assert_eq!(normalize_path("/a/b/"), "/a/b/");
     }
 
     #[test]

@@ -1,8 +1,90 @@
-//! Delivery dedup (SPEC `dedup`). STUB: API the filter calls.
+//! Delivery dedup (SPEC `dedup`): a second delivery with the same delivery
+//! id inside `window_s` is a duplicate (answered 200 +
+//! `x-callback-duplicate: true`, not forwarded).
+//!
+//! # Where the id comes from
+//! By the channel's signature scheme ([`DeliveryIdSource::for_scheme`]):
+//! `webhook-id` (standard-webhooks), `svix-id` (svix), `x-github-delivery`
+//! (github), `x-shopify-webhook-id` (shopify), the top-level `id` of the
+//! JSON body (stripe event id). Without a signature, or for schemes that
+//! carry no id (`slack`, `hmac`), the first of those headers present is
+//! used. The extension `dedup.id_header` names one header instead.
+//! Call [`DedupPolicy::check`] only after the signature verified, so
+//! unauthenticated requests cannot plant ids.
+//!
+//! # Storage, and its bound
+//! Remembered ids live in proxy-wasm shared data, visible to every worker
+//! thread, and shared data never evicts. So the set is bounded by
+//! construction: each channel has a fixed number of shards (keys
+//! `cg:dedup:<channel>:<shard>`), each one compact binary value — a format
+//! byte, then up to [`SHARD_CAPACITY`] (256) entries of 16 bytes: the
+//! 64-bit hash of the id (first 8 bytes of its SHA-256, big-endian: the
+//! same in every worker and every build) and its expiry second. Inserting
+//! into a full shard drops expired entries first, then the oldest.
+//!
+//! A channel therefore remembers at most `max_ids` ids (default
+//! [`DEFAULT_MAX_IDS`] = 4096: 16 shards, 64 KiB; the extension
+//! `dedup.max_ids` goes up to 65536: 256 shards, 1 MiB). When more than
+//! that arrive within a window, the oldest are forgotten early and a late
+//! duplicate of them is forwarded: dedup fails open, a callback is never
+//! lost for it.
+//!
+//! Every read-modify-write goes through [`update`] (compare-and-swap with
+//! bounded retries); a duplicate is answered from one read, without a write.
+//! [`DedupPolicy::forget`] undoes a [`DedupOutcome::First`] when the
+//! upstream answered 5xx or reset, so the provider's retry is forwarded.
+//! Known gap: a retry that arrives while the first delivery is still in
+//! flight is already answered as a duplicate; if that first delivery then
+//! fails, the `forget` comes too late for that retry (only later retries
+//! get through). Closing it needs a "pending" state answered with a
+//! retryable status, which SPEC does not define.
+//!
+//! ```
+//! use callback_guard::config::{DedupSpec, FieldPath};
+//! use callback_guard::core::dedup::{DedupOutcome, DedupPolicy};
+//! use callback_guard::core::shared::MemoryStore;
+//!
+//! let spec: DedupSpec = serde_json::from_str(r#"{"window_s": 60}"#).unwrap();
+//! let dedup = DedupPolicy::compile(&spec, None, &FieldPath::root()).unwrap();
+//! let store = MemoryStore::new();
+//! assert_eq!(dedup.check(&store, "payments", "msg_1", 1000), Ok(DedupOutcome::First));
+//! assert_eq!(dedup.check(&store, "payments", "msg_1", 1059), Ok(DedupOutcome::Duplicate));
+//! assert_eq!(dedup.check(&store, "payments", "msg_1", 1060), Ok(DedupOutcome::First));
+//! ```
 
 use crate::config::{ConfigError, DedupSpec, FieldPath, SignatureSpec};
 use crate::core::headers::Headers;
-use crate::core::shared::{SharedStore, StoreError};
+use crate::core::shared::{SharedStore, StoreError, update};
+use crate::core::signature::Scheme;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+
+/// Entries per shard value.
+pub const SHARD_CAPACITY: usize = 256;
+/// Ids remembered per channel unless `dedup.max_ids` says otherwise.
+pub const DEFAULT_MAX_IDS: u32 = 4096;
+/// Range accepted for `dedup.max_ids`.
+pub const MIN_MAX_IDS: u32 = SHARD_CAPACITY as u32;
+pub const MAX_MAX_IDS: u32 = 65_536;
+/// Longest accepted `window_s`: 30 days (Stripe retries for 3 days).
+pub const MAX_WINDOW_S: u64 = 30 * 24 * 3600;
+/// Delivery ids longer than this are not deduplicated (no provider sends
+/// them; it keeps hostile input from being hashed without end).
+pub const MAX_ID_LEN: usize = 256;
+
+/// Headers tried in order when the scheme names none.
+pub const FALLBACK_ID_HEADERS: [&str; 4] = [
+    "webhook-id",
+    "svix-id",
+    "x-github-delivery",
+    "x-shopify-webhook-id",
+];
+
+/// Shard value layout version; a value with another first byte (a future
+/// layout written by a newer VM during a rollout) is read as empty.
+const FORMAT: u8 = 1;
+const ENTRY_LEN: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DedupOutcome {
@@ -12,48 +94,550 @@ pub enum DedupOutcome {
     Duplicate,
 }
 
+/// Where a request's delivery id is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryIdSource {
+    /// One header (lower-case name).
+    Header(Cow<'static, str>),
+    /// The top-level string `id` of a JSON body (Stripe event id).
+    JsonBodyId,
+    /// The first present of [`FALLBACK_ID_HEADERS`].
+    KnownHeaders,
+}
+
+impl DeliveryIdSource {
+    /// The id a provider using `scheme` sends; `None` = no signature.
+    pub fn for_scheme(scheme: Option<Scheme>) -> Self {
+        match scheme {
+            Some(Scheme::StandardWebhooks) => Self::Header(Cow::Borrowed("webhook-id")),
+            Some(Scheme::Svix) => Self::Header(Cow::Borrowed("svix-id")),
+            Some(Scheme::Github) => Self::Header(Cow::Borrowed("x-github-delivery")),
+            Some(Scheme::Shopify) => Self::Header(Cow::Borrowed("x-shopify-webhook-id")),
+            Some(Scheme::Stripe) => Self::JsonBodyId,
+            Some(Scheme::Slack | Scheme::Hmac) | None => Self::KnownHeaders,
+        }
+    }
+
+    /// The delivery id, when present, non-blank and at most
+    /// [`MAX_ID_LEN`] bytes.
+    pub fn delivery_id(&self, headers: &Headers, body: &[u8]) -> Option<String> {
+        let id = match self {
+            Self::Header(name) => headers.get(name).map(|v| Cow::Borrowed(v.trim())),
+            Self::KnownHeaders => FALLBACK_ID_HEADERS
+                .iter()
+                .filter_map(|name| headers.get(name).map(str::trim))
+                .find(|v| !v.is_empty())
+                .map(Cow::Borrowed),
+            Self::JsonBodyId => json_body_id(body),
+        }?;
+        (!id.is_empty() && id.len() <= MAX_ID_LEN).then(|| id.into_owned())
+    }
+}
+
+/// Top-level `"id": "<string>"` of a JSON object; anything else is `None`.
+fn json_body_id(body: &[u8]) -> Option<Cow<'_, str>> {
+    #[derive(Deserialize)]
+    struct Event<'a> {
+        #[serde(borrow, default)]
+        id: Option<Cow<'a, str>>,
+    }
+    // serde also reads a struct from a JSON array (by position): only an
+    // object is an event.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return None;
+    }
+    serde_json::from_slice::<Event<'_>>(body).ok()?.id
+}
+
+/// A compiled `dedup` section.
 #[derive(Debug)]
 pub struct DedupPolicy {
     pub window_s: u64,
+    source: DeliveryIdSource,
+    shards: u64,
 }
 
 impl DedupPolicy {
     pub fn compile(
         spec: &DedupSpec,
-        _signature: Option<&SignatureSpec>,
+        signature: Option<&SignatureSpec>,
         path: &FieldPath,
     ) -> Result<Self, ConfigError> {
         if spec.window_s == 0 {
             return Err(path.key("window_s").error("must be at least 1"));
         }
+        if spec.window_s > MAX_WINDOW_S {
+            return Err(path
+                .key("window_s")
+                .error(format!("must be at most {MAX_WINDOW_S} (30 days)")));
+        }
+        let max_ids = spec.max_ids.unwrap_or(DEFAULT_MAX_IDS);
+        if !(MIN_MAX_IDS..=MAX_MAX_IDS).contains(&max_ids) {
+            return Err(path.key("max_ids").error(format!(
+                "must be between {MIN_MAX_IDS} and {MAX_MAX_IDS}, got {max_ids}"
+            )));
+        }
+        let source = match &spec.id_header {
+            Some(name) if !is_token(name) => {
+                return Err(path
+                    .key("id_header")
+                    .error(format!("{name:?} is not a header name")));
+            }
+            Some(name) => DeliveryIdSource::Header(Cow::Owned(name.to_ascii_lowercase())),
+            None => DeliveryIdSource::for_scheme(signature.and_then(|s| Scheme::parse(&s.scheme))),
+        };
         Ok(Self {
             window_s: spec.window_s,
+            source,
+            shards: u64::from(max_ids.div_ceil(MIN_MAX_IDS)),
         })
     }
 
-    /// The delivery id of a request (headers first, then the body).
-    pub fn delivery_id(&self, _headers: &Headers, _body: &[u8]) -> Option<String> {
-        None
+    /// The delivery id of a request (see [`DeliveryIdSource`]).
+    pub fn delivery_id(&self, headers: &Headers, body: &[u8]) -> Option<String> {
+        self.source.delivery_id(headers, body)
     }
 
-    /// Remembers `id` for `channel` and says whether it was already seen.
+    /// Where ids are read from.
+    pub fn source(&self) -> &DeliveryIdSource {
+        &self.source
+    }
+
+    /// Upper bound of ids remembered for one channel.
+    pub fn max_ids(&self) -> usize {
+        usize::try_from(self.shards)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(SHARD_CAPACITY)
+    }
+
+    /// Remembers `id` for `channel` and says whether it was already seen
+    /// inside the window.
     pub fn check(
         &self,
-        _store: &dyn SharedStore,
-        _channel: &str,
-        _id: &str,
-        _now_unix_s: u64,
+        store: &dyn SharedStore,
+        channel: &str,
+        id: &str,
+        now_unix_s: u64,
     ) -> Result<DedupOutcome, StoreError> {
-        Ok(DedupOutcome::First)
+        let hash = id_hash(id);
+        let key = self.key(channel, hash);
+        // Fast path: a duplicate is answered from one read, no write.
+        if let Some((value, _)) = store.get(&key)?
+            && decode(&value).any(|e| e.hash == hash && e.expiry > now_unix_s)
+        {
+            return Ok(DedupOutcome::Duplicate);
+        }
+        let expiry = now_unix_s.saturating_add(self.window_s);
+        update(store, &key, |current| {
+            let mut entries: Vec<Entry> = current
+                .map(|v| decode(v).filter(|e| e.expiry > now_unix_s).collect())
+                .unwrap_or_default();
+            if entries.iter().any(|e| e.hash == hash) {
+                // Another worker remembered it between our read and now.
+                return (encode(&entries), DedupOutcome::Duplicate);
+            }
+            entries.push(Entry { hash, expiry });
+            // Entries are kept in arrival order: the front is the oldest.
+            let excess = entries.len().saturating_sub(SHARD_CAPACITY);
+            entries.drain(..excess);
+            (encode(&entries), DedupOutcome::First)
+        })
     }
 
-    /// Forgets `id` again (the upstream failed; let the retry through).
+    /// Forgets `id` for `channel`, so the provider's retry is forwarded:
+    /// call it when the upstream answered 5xx or the request was reset.
+    /// Writes nothing when the id is not remembered.
     pub fn forget(
         &self,
-        _store: &dyn SharedStore,
-        _channel: &str,
-        _id: &str,
+        store: &dyn SharedStore,
+        channel: &str,
+        id: &str,
     ) -> Result<(), StoreError> {
-        Ok(())
+        let hash = id_hash(id);
+        let key = self.key(channel, hash);
+        match store.get(&key)? {
+            Some((value, _)) if decode(&value).any(|e| e.hash == hash) => {}
+            _ => return Ok(()),
+        }
+        update(store, &key, |current| {
+            let entries: Vec<Entry> = current
+                .map(|v| decode(v).filter(|e| e.hash != hash).collect())
+                .unwrap_or_default();
+            (encode(&entries), ())
+        })
+    }
+
+    fn key(&self, channel: &str, hash: u64) -> String {
+        // `shards` >= 1 by construction; `max(1)` keeps the modulo total.
+        format!("cg:dedup:{channel}:{}", hash % self.shards.max(1))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    hash: u64,
+    expiry: u64,
+}
+
+/// First 8 bytes of SHA-256(id), big-endian.
+fn id_hash(id: &str) -> u64 {
+    Sha256::digest(id.as_bytes())
+        .iter()
+        .take(8)
+        .fold(0, |acc, b| acc << 8 | u64::from(*b))
+}
+
+fn be_u64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0, |acc, b| acc << 8 | u64::from(*b))
+}
+
+/// The entries of a shard value; an unknown layout or a torn tail yields
+/// what can be read (nothing, for an unknown layout).
+fn decode(value: &[u8]) -> impl Iterator<Item = Entry> + '_ {
+    let body = match value.split_first() {
+        Some((&FORMAT, rest)) => rest,
+        _ => &[],
+    };
+    body.chunks_exact(ENTRY_LEN).map(|chunk| {
+        let (hash, expiry) = chunk.split_at(ENTRY_LEN / 2);
+        Entry {
+            hash: be_u64(hash),
+            expiry: be_u64(expiry),
+        }
+    })
+}
+
+fn encode(entries: &[Entry]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + entries.len() * ENTRY_LEN);
+    out.push(FORMAT);
+    for e in entries {
+        out.extend_from_slice(&e.hash.to_be_bytes());
+        out.extend_from_slice(&e.expiry.to_be_bytes());
+    }
+    out
+}
+
+/// RFC 9110 token characters.
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::shared::MemoryStore;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn policy(json: &str, scheme: Option<&str>) -> DedupPolicy {
+        let spec: DedupSpec = serde_json::from_str(json).unwrap();
+        let sig: Option<SignatureSpec> =
+            scheme.map(|s| serde_json::from_str(&format!(r#"{{"scheme":"{s}"}}"#)).unwrap());
+        DedupPolicy::compile(&spec, sig.as_ref(), &FieldPath::root().key("dedup")).unwrap()
+    }
+
+    fn compile_err(json: &str) -> String {
+        let spec: DedupSpec = serde_json::from_str(json).unwrap();
+        DedupPolicy::compile(&spec, None, &FieldPath::root().key("dedup"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> Headers {
+        pairs.iter().copied().collect()
+    }
+
+    const ALL_IDS: [(&str, &str); 4] = [
+        (
+            "X-Shopify-Webhook-Id",
+            "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
+        ),
+        ("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+        ("svix-id", "msg_svix"),
+        ("webhook-id", "msg_std"),
+    ];
+
+    #[test]
+    fn delivery_id_by_scheme() {
+        let h = headers(&ALL_IDS);
+        let id = |scheme: Option<&str>, body: &[u8]| {
+            policy(r#"{"window_s":60}"#, scheme).delivery_id(&h, body)
+        };
+        assert_eq!(
+            id(Some("standard-webhooks"), b"").as_deref(),
+            Some("msg_std")
+        );
+        assert_eq!(id(Some("svix"), b"").as_deref(), Some("msg_svix"));
+        assert_eq!(
+            id(Some("github"), b"").as_deref(),
+            Some("72d3162e-cc78-11e3-81ab-4c9367dc0958")
+        );
+        assert_eq!(
+            id(Some("shopify"), b"").as_deref(),
+            Some("b54557e4-bdd9-4b37-8a5f-bf7d70bcd043")
+        );
+        // Stripe: the event id from the body, never a header.
+        let event = br#"{"id": "evt_1NG8Du2eZvKYlo2CUI79vXWy", "object": "event", "data": {"object": {"id": "pi_1"}}}"#;
+        assert_eq!(
+            id(Some("stripe"), event).as_deref(),
+            Some("evt_1NG8Du2eZvKYlo2CUI79vXWy")
+        );
+        assert_eq!(id(Some("stripe"), b"not json"), None);
+        assert_eq!(id(Some("stripe"), br#"{"id": 42}"#), None);
+        assert_eq!(id(Some("stripe"), br#"{"object": "event"}"#), None);
+        assert_eq!(id(Some("stripe"), br#"["evt_1"]"#), None);
+        // No signature, slack, hmac: the known headers, in order.
+        for scheme in [None, Some("slack"), Some("hmac")] {
+            assert_eq!(id(scheme, b"").as_deref(), Some("msg_std"), "{scheme:?}");
+        }
+        let only_github = headers(&[("webhook-id", "  "), ("x-github-delivery", "gh-1")]);
+        assert_eq!(
+            policy(r#"{"window_s":60}"#, None)
+                .delivery_id(&only_github, b"")
+                .as_deref(),
+            Some("gh-1")
+        );
+        assert_eq!(
+            policy(r#"{"window_s":60}"#, None).delivery_id(&headers(&[]), b"{}"),
+            None
+        );
+    }
+
+    #[test]
+    fn delivery_id_edge_cases() {
+        let p = policy(r#"{"window_s":60}"#, Some("github"));
+        assert_eq!(
+            p.delivery_id(&headers(&[("x-github-delivery", "")]), b""),
+            None
+        );
+        let long = "x".repeat(MAX_ID_LEN + 1);
+        assert_eq!(
+            p.delivery_id(&headers(&[("x-github-delivery", &long)]), b""),
+            None
+        );
+        let custom = policy(
+            r#"{"window_s":60,"id_header":"X-Request-Id"}"#,
+            Some("hmac"),
+        );
+        assert_eq!(
+            custom
+                .delivery_id(
+                    &headers(&[("x-request-id", "r-1"), ("webhook-id", "w")]),
+                    b""
+                )
+                .as_deref(),
+            Some("r-1")
+        );
+    }
+
+    #[test]
+    fn first_then_duplicate_then_expired() {
+        let p = policy(r#"{"window_s":3600}"#, Some("standard-webhooks"));
+        let store = MemoryStore::new();
+        assert_eq!(
+            p.check(&store, "payments", "msg_1", 1_000),
+            Ok(DedupOutcome::First)
+        );
+        assert_eq!(
+            p.check(&store, "payments", "msg_1", 1_001),
+            Ok(DedupOutcome::Duplicate)
+        );
+        assert_eq!(
+            p.check(&store, "payments", "msg_1", 4_599),
+            Ok(DedupOutcome::Duplicate)
+        );
+        assert_eq!(
+            p.check(&store, "payments", "msg_2", 4_599),
+            Ok(DedupOutcome::First)
+        );
+        // The window is over: a new first delivery, remembered again.
+        assert_eq!(
+            p.check(&store, "payments", "msg_1", 4_600),
+            Ok(DedupOutcome::First)
+        );
+        assert_eq!(
+            p.check(&store, "payments", "msg_1", 4_601),
+            Ok(DedupOutcome::Duplicate)
+        );
+    }
+
+    #[test]
+    fn duplicates_do_not_write() {
+        let p = policy(r#"{"window_s":60}"#, None);
+        let store = MemoryStore::new();
+        p.check(&store, "c", "a", 10).unwrap();
+        let key = p.key("c", id_hash("a"));
+        let (_, cas) = store.get(&key).unwrap().unwrap();
+        assert_eq!(p.check(&store, "c", "a", 11), Ok(DedupOutcome::Duplicate));
+        assert_eq!(store.get(&key).unwrap().unwrap().1, cas);
+    }
+
+    #[test]
+    fn channels_are_independent() {
+        let p = policy(r#"{"window_s":60}"#, None);
+        let store = MemoryStore::new();
+        assert_eq!(
+            p.check(&store, "payments", "evt_1", 10),
+            Ok(DedupOutcome::First)
+        );
+        assert_eq!(
+            p.check(&store, "orders", "evt_1", 10),
+            Ok(DedupOutcome::First)
+        );
+        assert_eq!(
+            p.check(&store, "orders", "evt_1", 11),
+            Ok(DedupOutcome::Duplicate)
+        );
+        p.forget(&store, "orders", "evt_1").unwrap();
+        assert_eq!(
+            p.check(&store, "payments", "evt_1", 12),
+            Ok(DedupOutcome::Duplicate)
+        );
+    }
+
+    #[test]
+    fn forget_lets_the_retry_through() {
+        let p = policy(r#"{"window_s":60}"#, None);
+        let store = MemoryStore::new();
+        assert_eq!(p.check(&store, "c", "evt_1", 10), Ok(DedupOutcome::First));
+        assert_eq!(p.check(&store, "c", "evt_2", 10), Ok(DedupOutcome::First));
+        p.forget(&store, "c", "evt_1").unwrap();
+        assert_eq!(p.check(&store, "c", "evt_1", 11), Ok(DedupOutcome::First));
+        assert_eq!(
+            p.check(&store, "c", "evt_2", 11),
+            Ok(DedupOutcome::Duplicate)
+        );
+        // Forgetting an unknown id creates nothing.
+        let empty = MemoryStore::new();
+        p.forget(&empty, "c", "never-seen").unwrap();
+        assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn storage_stays_bounded_under_many_ids() {
+        let p = policy(r#"{"window_s":86400}"#, None);
+        assert_eq!(p.max_ids(), DEFAULT_MAX_IDS as usize);
+        let store = MemoryStore::new();
+        let n = 20_000;
+        for i in 0..n {
+            assert_eq!(
+                p.check(&store, "c", &format!("evt_{i}"), 1_000),
+                Ok(DedupOutcome::First)
+            );
+        }
+        assert_eq!(store.len(), 16);
+        let mut remembered = 0;
+        for shard in 0..16 {
+            let (value, _) = store.get(&format!("cg:dedup:c:{shard}")).unwrap().unwrap();
+            assert!(value.len() <= 1 + SHARD_CAPACITY * ENTRY_LEN);
+            remembered += decode(&value).count();
+        }
+        assert_eq!(remembered, DEFAULT_MAX_IDS as usize);
+        // The newest are still remembered; the oldest were dropped first.
+        assert_eq!(
+            p.check(&store, "c", &format!("evt_{}", n - 1), 1_001),
+            Ok(DedupOutcome::Duplicate)
+        );
+        assert_eq!(
+            p.check(&store, "c", "evt_0", 1_001),
+            Ok(DedupOutcome::First)
+        );
+    }
+
+    #[test]
+    fn expired_entries_make_room_before_live_ones() {
+        let p = policy(r#"{"window_s":10,"max_ids":256}"#, None);
+        let store = MemoryStore::new();
+        for i in 0..SHARD_CAPACITY - 1 {
+            p.check(&store, "c", &format!("old_{i}"), 0).unwrap();
+        }
+        p.check(&store, "c", "live", 5).unwrap();
+        // At t=12 every old_ entry expired; filling the shard keeps "live".
+        for i in 0..SHARD_CAPACITY - 1 {
+            p.check(&store, "c", &format!("new_{i}"), 12).unwrap();
+        }
+        assert_eq!(
+            p.check(&store, "c", "live", 14),
+            Ok(DedupOutcome::Duplicate)
+        );
+        let (value, _) = store.get("cg:dedup:c:0").unwrap().unwrap();
+        assert_eq!(decode(&value).count(), SHARD_CAPACITY);
+    }
+
+    #[test]
+    fn max_ids_sets_the_shard_count() {
+        assert_eq!(
+            policy(r#"{"window_s":1,"max_ids":256}"#, None).max_ids(),
+            256
+        );
+        assert_eq!(
+            policy(r#"{"window_s":1,"max_ids":300}"#, None).max_ids(),
+            512
+        );
+        assert_eq!(
+            policy(r#"{"window_s":1,"max_ids":65536}"#, None).max_ids(),
+            65_536
+        );
+    }
+
+    #[test]
+    fn hash_is_stable_across_builds() {
+        // python: hashlib.sha256(b"msg_p5jXN8AQM9LWM0D4loKWxJek").hexdigest()[:16]
+        assert_eq!(
+            id_hash("msg_p5jXN8AQM9LWM0D4loKWxJek"),
+            0xf968_7cd8_cba4_44e0
+        );
+        assert_eq!(id_hash("evt_123"), 0xa404_468e_8bb9_9ce1);
+    }
+
+    #[test]
+    fn unknown_layout_and_torn_values_are_tolerated() {
+        let p = policy(r#"{"window_s":60,"max_ids":256}"#, None);
+        let store = MemoryStore::new();
+        store.set("cg:dedup:c:0", &[9, 1, 2, 3], None).unwrap();
+        assert_eq!(p.check(&store, "c", "a", 1), Ok(DedupOutcome::First));
+        let (mut value, cas) = store.get("cg:dedup:c:0").unwrap().unwrap();
+        value.extend_from_slice(&[7, 7, 7]);
+        store.set("cg:dedup:c:0", &value, Some(cas)).unwrap();
+        assert_eq!(p.check(&store, "c", "a", 2), Ok(DedupOutcome::Duplicate));
+    }
+
+    struct Broken;
+    impl SharedStore for Broken {
+        fn get(&self, _: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+            Err(StoreError::Host)
+        }
+        fn set(&self, _: &str, _: &[u8], _: Option<u32>) -> Result<(), StoreError> {
+            Err(StoreError::Host)
+        }
+    }
+
+    #[test]
+    fn store_errors_are_reported_not_hidden() {
+        let p = policy(r#"{"window_s":60}"#, None);
+        assert_eq!(p.check(&Broken, "c", "a", 1), Err(StoreError::Host));
+        assert_eq!(p.forget(&Broken, "c", "a"), Err(StoreError::Host));
+    }
+
+    #[test]
+    fn config_errors_name_the_field() {
+        assert_eq!(
+            compile_err(r#"{"window_s":0}"#),
+            "dedup.window_s: must be at least 1"
+        );
+        assert!(
+            compile_err(r#"{"window_s":2592001}"#).starts_with("dedup.window_s: must be at most")
+        );
+        assert_eq!(
+            compile_err(r#"{"window_s":1,"max_ids":10}"#),
+            "dedup.max_ids: must be between 256 and 65536, got 10"
+        );
+        assert_eq!(
+            compile_err(r#"{"window_s":1,"id_header":"bad header"}"#),
+            "dedup.id_header: \"bad header\" is not a header name"
+        );
     }
 }

@@ -51,6 +51,8 @@ pub struct Http {
     /// The request went upstream.
     forwarded: bool,
     response_status: Option<u32>,
+    /// Request body bytes buffered so far.
+    body_size: usize,
 }
 
 impl Http {
@@ -69,6 +71,7 @@ impl Http {
             replied: false,
             forwarded: false,
             response_status: None,
+            body_size: 0,
         }
     }
 
@@ -159,8 +162,13 @@ impl Http {
             return Action::Continue;
         };
         let Some(body) = host::request_body(body_size) else {
-            host::log_warn("callback-guard: request body unavailable; forwarding unchecked");
-            return Action::Continue;
+            // Never forward what we could not check.
+            host::log_warn("callback-guard: request body unavailable to the filter");
+            return self.reply(&LocalReply::new(
+                500,
+                "internal",
+                "callback body could not be inspected",
+            ));
         };
         let input = BodyInput {
             headers: &self.headers,
@@ -336,6 +344,7 @@ impl HttpContext for Http {
         let Some(ch) = policy.channels.get(index) else {
             return Action::Continue;
         };
+        self.body_size = body_size;
         if u64::try_from(body_size).unwrap_or(u64::MAX) > ch.max_body_bytes {
             self.count_event(&ch.name, Event::Rejected("too_large"));
             return self.reply(&LocalReply::too_large(ch.max_body_bytes));
@@ -345,6 +354,16 @@ impl HttpContext for Http {
             return Action::Pause;
         }
         self.finish(body_size)
+    }
+
+    /// Trailers end the request instead of a body callback with
+    /// `end_of_stream`: the body is complete now, check it here or it would
+    /// be forwarded unchecked.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.channel.is_none() || self.replied || self.forwarded {
+            return Action::Continue;
+        }
+        self.finish(self.body_size)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {

@@ -14,6 +14,8 @@ pub struct Request {
     /// Send the body as these chunks (chunked encoding), pausing between.
     pub chunks: Option<(Vec<Vec<u8>>, Duration)>,
     pub host: String,
+    /// Trailers sent after a chunked body.
+    pub trailers: Vec<(String, String)>,
 }
 
 impl Request {
@@ -25,6 +27,7 @@ impl Request {
             body: Vec::new(),
             chunks: None,
             host: "hooks.example.com".to_string(),
+            trailers: Vec::new(),
         }
     }
 
@@ -53,6 +56,12 @@ impl Request {
 
     pub fn json(self, body: &str) -> Self {
         self.header("content-type", "application/json").body(body)
+    }
+
+    /// Adds a trailer (only sent with a chunked body).
+    pub fn trailer(mut self, name: &str, value: &str) -> Self {
+        self.trailers.push((name.to_string(), value.to_string()));
+        self
     }
 
     /// Sends the body in `pieces` chunks with `pause` between them.
@@ -129,7 +138,11 @@ pub fn try_send(req: &Request, addr: SocketAddr) -> std::io::Result<Response> {
                     std::thread::sleep(*pause);
                 }
             }
-            stream.write_all(b"0\r\n\r\n")?;
+            stream.write_all(b"0\r\n")?;
+            for (k, v) in &req.trailers {
+                stream.write_all(format!("{k}: {v}\r\n").as_bytes())?;
+            }
+            stream.write_all(b"\r\n")?;
         }
         None => stream.write_all(&req.body)?,
     }

@@ -18,6 +18,13 @@ pub const LABELS: [&str; 6] = [
     "channel", "reason", "priority", "decision", "cluster", "scheme",
 ];
 
+/// The secrets the shipped demo config reads from Envoy's environment
+/// (`host_env_keys`); `make run` exports the same values.
+pub const DEMO_ENV: [(&str, &str); 2] = [
+    ("PAYMENTS_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+    ("GITHUB_SECRET", "demo-github-secret"),
+];
+
 pub fn envoy_bin() -> PathBuf {
     if let Ok(p) = std::env::var("ENVOY_BIN") {
         return PathBuf::from(p);
@@ -64,6 +71,7 @@ pub struct EnvoyBuilder {
     buffer_limit: u64,
     transport_socket: Option<Value>,
     extra_clusters: Vec<Value>,
+    http1_trailers: bool,
 }
 
 impl EnvoyBuilder {
@@ -79,6 +87,7 @@ impl EnvoyBuilder {
             buffer_limit: 1024 * 1024,
             transport_socket: None,
             extra_clusters: Vec::new(),
+            http1_trailers: false,
         }
     }
 
@@ -139,6 +148,13 @@ impl EnvoyBuilder {
         self
     }
 
+    /// Let Envoy parse HTTP/1 request trailers (off by default in Envoy;
+    /// HTTP/2 always has them).
+    pub fn http1_trailers(mut self) -> Self {
+        self.http1_trailers = true;
+        self
+    }
+
     pub fn bootstrap(&self) -> Value {
         let mut filters = Vec::new();
         if let Some(cfg) = &self.plugin_config {
@@ -185,6 +201,10 @@ impl EnvoyBuilder {
                 }
             }]
         });
+        if self.http1_trailers {
+            chain["filters"][0]["typed_config"]["http_protocol_options"] =
+                json!({"enable_trailers": true});
+        }
         if let Some(ts) = &self.transport_socket {
             chain["transport_socket"] = ts.clone();
         }
@@ -274,6 +294,7 @@ fn spawn_envoy(config: &Path, dir: &Path, concurrency: u32) -> Child {
     Command::new(envoy_bin())
         // Shipped configs name the .wasm relative to the repository root.
         .current_dir(repo_root())
+        .envs(DEMO_ENV)
         .arg("-c")
         .arg(config)
         .arg("--use-dynamic-base-id")
@@ -316,6 +337,7 @@ impl Envoy {
     pub fn validate(path: &Path) -> (bool, String) {
         let out = Command::new(envoy_bin())
             .current_dir(repo_root())
+            .envs(DEMO_ENV)
             .args([
                 "--mode",
                 "validate",
