@@ -18,16 +18,24 @@ WBG_VERSION   := $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/"/,"",$$
 WBG_DIR       := $(TOOLS)/wasm-bindgen-$(WBG_VERSION)
 # e2e tests each start an Envoy with 2 workers: keep a 2-core machine busy, not drowned.
 E2E_THREADS   ?= 3
+# The native tool (validate / oci), built with the `cli` feature.
+CLI           := cargo run --quiet --features cli --bin callback-guard --
+VERSION       := $(shell awk -F'"' '/^version = /{print $$2; exit}' Cargo.toml)
+OCI_DIR       ?= dist/oci
+OCI_TAG       ?= v$(VERSION)
 
 export PATH := $(WBG_DIR)/bin:$(PATH)
 
-.PHONY: help setup toolchain envoy wasm-bindgen wasm lint unit wasm-unit e2e test run bench clean
+.PHONY: help setup toolchain envoy wasm-bindgen wasm lint unit wasm-unit e2e test run bench clean oci validate
 
 help:
 	@echo "make run    - build and run the filter in a local Envoy with demo upstreams"
 	@echo "make test   - build and run every test tier (lint, unit, wasm unit, e2e)"
 	@echo "make wasm   - build $(WASM)"
 	@echo "make bench  - criterion benchmarks of the pure core"
+	@echo "make validate FILE='policy.json istio/sidecar/*.yaml' [ARGS=--allow-missing-env]"
+	@echo "             - check policies / Istio manifests with the filter's own parser"
+	@echo "make oci    - the .wasm as an OCI image layout in $(OCI_DIR) (tag $(OCI_TAG))"
 
 setup: toolchain envoy wasm-bindgen
 
@@ -54,12 +62,13 @@ wasm: toolchain
 
 lint: toolchain
 	cargo fmt --all --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --all-features -- -D warnings
 	cargo clippy --target wasm32-wasip1 --lib -- -D warnings
 
 unit: toolchain
 	cargo test --lib
 	cargo test --doc
+	cargo test --features cli --bins
 
 wasm-unit: toolchain wasm-bindgen
 	@# The pure core (no proxy-wasm shell) under wasm-bindgen-test in node.
@@ -68,7 +77,7 @@ wasm-unit: toolchain wasm-bindgen
 
 e2e: wasm envoy
 	ENVOY_BIN=$(abspath $(ENVOY)) CALLBACK_GUARD_WASM=$(abspath $(WASM)) \
-	  cargo test --test '*' -- --test-threads $(E2E_THREADS)
+	  cargo test --features cli --test '*' -- --test-threads $(E2E_THREADS)
 
 test: setup lint unit wasm-unit e2e
 	@echo "all test tiers passed"
@@ -80,6 +89,13 @@ run: wasm envoy
 	  PAYMENTS_SECRET="$${PAYMENTS_SECRET:-whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}" \
 	  GITHUB_SECRET="$${GITHUB_SECRET:-demo-github-secret}" \
 	  $(ENVOY) -c envoy/envoy.yaml --concurrency 2 -l info --component-log-level wasm:info
+
+validate: toolchain
+	@test -n "$(FILE)" || { echo "usage: make validate FILE='policy.json istio/sidecar/*.yaml' [ARGS=--allow-missing-env]"; exit 2; }
+	$(CLI) validate $(ARGS) $(FILE)
+
+oci: wasm
+	$(CLI) oci --wasm $(WASM) --out $(OCI_DIR) --tag $(OCI_TAG)
 
 bench:
 	cargo bench --benches -- --warm-up-time 1 --measurement-time 3
