@@ -393,3 +393,44 @@ fn a_body_ending_in_trailers_is_still_checked() {
     assert_eq!(got[0].body, body);
     assert_eq!(got[0].header("x-verified-signature"), Some("github"));
 }
+
+#[test]
+fn an_upstream_reset_is_a_counted_failure_and_the_retry_is_not_a_duplicate() {
+    let up = Upstream::with_reply(Reply {
+        reset: true,
+        ..Reply::default()
+    });
+    let envoy = Envoy::builder("upstream-reset")
+        .plugin(
+            r#"{"channels":[{"name":"orders","match":{"path_prefix":"/cb"},"dedup":{"window_s":60}}]}"#,
+        )
+        .cluster("upstream", up.port())
+        .start();
+    let delivery = Request::post("/cb")
+        .header("webhook-id", "msg_reset_1")
+        .json(r#"{"a":1}"#);
+    let resp = delivery.send(envoy.addr());
+    assert!(
+        resp.status >= 500,
+        "reset upstream answered {}",
+        resp.status
+    );
+    assert!(up.count() >= 1);
+    assert!(
+        envoy.metric(
+            "callback_upstream_failures_total",
+            &[("channel", "orders"), ("cluster", "upstream")]
+        ) >= 1.0
+    );
+    // The provider retries: the id was forgotten, so it is forwarded again.
+    up.set_reply(Reply::default());
+    let before = up.count();
+    let resp = delivery.send(envoy.addr());
+    assert_eq!(resp.status, 200, "{}", resp.body_str());
+    assert_eq!(resp.header("x-callback-duplicate"), None);
+    assert_eq!(up.count(), before + 1);
+    // Now it was delivered: the next copy is a duplicate.
+    let resp = delivery.send(envoy.addr());
+    assert_eq!(resp.header("x-callback-duplicate"), Some("true"));
+    assert_eq!(up.count(), before + 1);
+}

@@ -55,6 +55,20 @@ pub fn update<T>(
     Err(StoreError::Contended)
 }
 
+/// Creates `key` with an empty value if it does not exist yet.
+///
+/// The host only compares-and-swaps keys that exist: two workers creating
+/// the same key at the same moment both succeed, and one write is lost. The
+/// root context calls this for its keys when the configuration loads,
+/// before traffic, so request-time updates always find the key and CAS
+/// holds. Every user of a key reads an empty value as its initial state.
+pub fn create_if_absent(store: &dyn SharedStore, key: &str) -> Result<(), StoreError> {
+    if store.get(key)?.is_none() {
+        store.set(key, &[], None)?;
+    }
+    Ok(())
+}
+
 /// In-memory [`SharedStore`] for tests and native tools; CAS tokens count
 /// writes like Envoy's.
 #[derive(Debug, Default)]
@@ -123,6 +137,19 @@ mod tests {
         assert_eq!(
             store.set("k", b"c", Some(cas)),
             Err(StoreError::CasMismatch)
+        );
+    }
+
+    #[test]
+    fn create_if_absent_keeps_existing_values() {
+        let store = MemoryStore::new();
+        create_if_absent(&store, "k").unwrap();
+        assert_eq!(store.get("k").unwrap().map(|(v, _)| v), Some(vec![]));
+        store.set("k", b"data", None).unwrap();
+        create_if_absent(&store, "k").unwrap();
+        assert_eq!(
+            store.get("k").unwrap().map(|(v, _)| v),
+            Some(b"data".to_vec())
         );
     }
 

@@ -53,6 +53,8 @@ pub struct Http {
     response_status: Option<u32>,
     /// Request body bytes buffered so far.
     body_size: usize,
+    /// Empty by `x-callback-status`: answer 204 once the body is in.
+    empty_reply_pending: bool,
 }
 
 impl Http {
@@ -72,6 +74,7 @@ impl Http {
             forwarded: false,
             response_status: None,
             body_size: 0,
+            empty_reply_pending: false,
         }
     }
 
@@ -155,6 +158,9 @@ impl Http {
 
     /// Runs the body checks on the complete body and applies the verdict.
     fn finish(&mut self, body_size: usize) -> Action {
+        if self.empty_reply_pending {
+            return self.reply(&LocalReply::empty_callback());
+        }
         let Some((policy, index)) = self.channel_policy() else {
             return Action::Continue;
         };
@@ -306,7 +312,13 @@ impl HttpContext for Http {
             self.counted_empty = true;
             self.count_event(&ch.name, Event::Empty);
             if ch.empty_action == EmptyAction::Reply {
-                return self.reply(&LocalReply::empty_callback());
+                if end_of_stream {
+                    return self.reply(&LocalReply::empty_callback());
+                }
+                // Read the (bounded) body first: answering while the caller
+                // is still sending makes Envoy close the connection under it,
+                // and the caller sees a reset instead of the 204.
+                self.empty_reply_pending = true;
             }
         }
 

@@ -6,6 +6,7 @@ use super::http_context::Http;
 use crate::config::{self, Policy};
 use crate::core::metrics::{self, stat_name};
 use crate::core::rng::SplitMix64;
+use crate::core::shared;
 use crate::host;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
@@ -58,6 +59,12 @@ impl Root {
             }
             if ch.signature.is_some() {
                 m.declare_counter(stat_name(metrics::SIGNATURE_VERIFIED_TOTAL, &[c]));
+                for reason in ["missing", "malformed", "mismatch", "expired"] {
+                    m.declare_counter(stat_name(
+                        metrics::SIGNATURE_FAILED_TOTAL,
+                        &[c, ("reason", reason)],
+                    ));
+                }
             }
             if ch.dedup.is_some() {
                 m.declare_counter(stat_name(metrics::DUPLICATES_TOTAL, &[c]));
@@ -76,6 +83,27 @@ impl Root {
     }
 }
 
+/// Creates the shared-data keys request-time updates compare-and-swap on,
+/// before traffic arrives (the host cannot CAS a key that does not exist).
+fn create_shared_keys(policy: &Policy) {
+    let mut keys = Vec::new();
+    if policy.admission.is_some() {
+        keys.push(crate::core::admission::bucket::STATE_KEY.to_string());
+    }
+    for ch in &policy.channels {
+        if ch.routing.is_some() {
+            keys.push(crate::core::routing::state_key(&ch.name));
+        }
+    }
+    for key in keys {
+        if let Err(e) = shared::create_if_absent(&host::SharedData, &key) {
+            host::log_warn(&format!(
+                "callback-guard: cannot create shared key {key}: {e:?}"
+            ));
+        }
+    }
+}
+
 impl Context for Root {}
 
 impl RootContext for Root {
@@ -84,6 +112,7 @@ impl RootContext for Root {
         match config::load(&raw, &|name| host::env_var(name)) {
             Ok(policy) => {
                 self.declare_metrics(&policy);
+                create_shared_keys(&policy);
                 host::log_info(&format!(
                     "callback-guard: configuration loaded, {} channel(s)",
                     policy.channels.len()

@@ -1,7 +1,8 @@
-//! A plain HTTP/1.1 client over `TcpStream`: exact control over headers,
-//! chunking and pauses between body pieces.
+//! A plain HTTP/1.1 client over `TcpStream` (or any `Read + Write`, e.g. a
+//! TLS stream, see `tls.rs`): exact control over headers, chunking and
+//! pauses between body pieces.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -103,9 +104,19 @@ impl Response {
 }
 
 pub fn try_send(req: &Request, addr: SocketAddr) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect(addr)?;
+    let stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(20)))?;
     stream.set_nodelay(true)?;
+    exchange(req, stream)
+}
+
+/// Writes `req` on an open connection (plain or TLS) and reads the answer.
+pub fn exchange(req: &Request, mut stream: impl Read + Write) -> std::io::Result<Response> {
+    write_request(req, &mut stream)?;
+    read_response(&mut BufReader::new(stream))
+}
+
+fn write_request(req: &Request, stream: &mut impl Write) -> std::io::Result<()> {
     let mut head = format!(
         "{} {} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n",
         req.method, req.path, req.host
@@ -146,8 +157,7 @@ pub fn try_send(req: &Request, addr: SocketAddr) -> std::io::Result<Response> {
         }
         None => stream.write_all(&req.body)?,
     }
-    stream.flush()?;
-    read_response(&mut BufReader::new(stream))
+    stream.flush()
 }
 
 fn line(reader: &mut impl BufRead) -> std::io::Result<String> {

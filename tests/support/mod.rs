@@ -5,6 +5,8 @@
 
 pub mod client;
 pub mod envoy;
+pub mod sign;
+pub mod tls;
 pub mod upstream;
 
 pub use client::{Request, Response};

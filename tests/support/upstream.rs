@@ -39,6 +39,8 @@ pub struct Reply {
     pub delay: Duration,
     pub body: Vec<u8>,
     pub headers: Vec<(String, String)>,
+    /// Close the connection instead of answering (an upstream reset).
+    pub reset: bool,
 }
 
 impl Default for Reply {
@@ -48,6 +50,7 @@ impl Default for Reply {
             delay: Duration::ZERO,
             body: b"upstream-ok".to_vec(),
             headers: Vec::new(),
+            reset: false,
         }
     }
 }
@@ -133,6 +136,10 @@ fn serve(conn: TcpStream, shared: &Shared) {
         shared.received.lock().unwrap().push(req);
         if !reply.delay.is_zero() {
             std::thread::sleep(reply.delay);
+        }
+        if reply.reset {
+            let _ = writer.shutdown(std::net::Shutdown::Both);
+            return;
         }
         let mut out = format!(
             "HTTP/1.1 {} Status\r\ncontent-length: {}\r\ncontent-type: text/plain\r\n",

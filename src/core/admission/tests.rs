@@ -528,3 +528,29 @@ fn unknown_keys_are_parse_errors() {
         );
     }
 }
+
+#[test]
+fn an_empty_placeholder_key_reads_as_full_buckets() {
+    use crate::core::shared::{SharedStore, create_if_absent};
+    let spec: crate::config::AdmissionSpec =
+        serde_json::from_str(r#"{"limits": {"normal": {"rps": 1, "burst": 2}}}"#).unwrap();
+    let policy = AdmissionPolicy::compile(&spec, &crate::config::FieldPath::root()).unwrap();
+    let store = MemoryStore::new();
+    create_if_absent(&store, super::bucket::STATE_KEY).unwrap();
+    let (_, cas_before) = store.get(super::bucket::STATE_KEY).unwrap().unwrap();
+    for _ in 0..2 {
+        assert!(matches!(
+            policy.decide(&store, None, None, 1_000).unwrap(),
+            Decision::Admitted(_)
+        ));
+    }
+    assert!(matches!(
+        policy.decide(&store, None, None, 1_000).unwrap(),
+        Decision::Shed { .. }
+    ));
+    let (_, cas_after) = store.get(super::bucket::STATE_KEY).unwrap().unwrap();
+    assert_ne!(
+        cas_before, cas_after,
+        "draws went through compare-and-swap on the existing key"
+    );
+}

@@ -560,3 +560,18 @@ fn concurrent_writers_do_not_lose_updates() {
         assert!((got.1 - want).abs() < 1e-3, "{shares:?}");
     }
 }
+
+#[test]
+fn an_empty_placeholder_key_is_replaced_by_real_state() {
+    use crate::core::shared::create_if_absent;
+    let policy = spec_example();
+    let store = MemoryStore::new();
+    create_if_absent(&store, &state_key("payments")).unwrap();
+    policy
+        .observe(&store, "payments", "region-a", 10, false, 1_000)
+        .unwrap();
+    assert!(matches!(
+        policy.shares(&store, "payments", 1_000).source,
+        WeightSource::Adaptive
+    ));
+}

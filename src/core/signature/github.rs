@@ -5,49 +5,22 @@
 //! replays are what `dedup` (on `X-GitHub-Delivery`) is for. The legacy
 //! SHA-1 `X-Hub-Signature` is not accepted.
 
-use super::FailureReason;
-use super::compare::{self, header};
-use super::keys::{self, Algorithm, HmacKey};
+use super::hmac_generic::{Encoding, HmacGeneric};
 use crate::config::{ConfigError, FieldPath};
-use crate::core::headers::Headers;
 
 const HEADER: &str = "x-hub-signature-256";
 const PREFIX: &str = "sha256=";
-const TAG_LEN: usize = 32;
 
-pub(super) struct Github {
-    secrets: Vec<HmacKey>,
-}
-
-impl Github {
-    pub(super) fn compile(secrets: &[String], path: &FieldPath) -> Result<Self, ConfigError> {
-        Ok(Self {
-            secrets: keys::raw_hmac_keys(secrets, Algorithm::Sha256, &path.key("secrets"))?,
-        })
-    }
-
-    pub(super) fn secret_count(&self) -> usize {
-        self.secrets.len()
-    }
-
-    pub(super) fn verify(&self, headers: &Headers, body: &[u8]) -> Result<(), FailureReason> {
-        let value = header(headers, HEADER)?;
-        let tag = value
-            .strip_prefix(PREFIX)
-            .and_then(|hex| compare::hex_exact(hex, TAG_LEN))
-            .ok_or(FailureReason::Malformed)?;
-        if keys::any_matches(&self.secrets, &[body], &[tag]) {
-            Ok(())
-        } else {
-            Err(FailureReason::Mismatch)
-        }
-    }
+/// GitHub's scheme: hex HMAC-SHA256 of the body after `sha256=`.
+pub(super) fn body_hmac(secrets: &[String], path: &FieldPath) -> Result<HmacGeneric, ConfigError> {
+    HmacGeneric::preset(HEADER, Some(PREFIX), Encoding::Hex, secrets, path)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::FailureReason;
     use super::super::testing::*;
-    use super::*;
+    use crate::core::headers::Headers;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 

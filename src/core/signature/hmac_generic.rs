@@ -1,8 +1,9 @@
-//! Generic HMAC (`scheme: "hmac"`), for providers without a scheme of
-//! their own: the signature of the raw body in one configured `header`,
-//! `algorithm` sha256 (default) | sha512 | sha1, `encoding` hex (default) |
-//! base64, after an optional literal `prefix` (e.g. `sha256=`). Keyed by
-//! the secret string; no timestamp.
+//! HMAC of the raw body in one header (`scheme: "hmac"`), for providers
+//! without a scheme of their own: the configured `header`, `algorithm`
+//! sha256 (default) | sha512 | sha1, `encoding` hex (default) | base64,
+//! after an optional literal `prefix` (e.g. `sha256=`). Keyed by the secret
+//! string; no timestamp. `github` and `shopify` are fixed presets of it
+//! ([`HmacGeneric::preset`]).
 
 use super::FailureReason;
 use super::compare::{self, header};
@@ -11,7 +12,7 @@ use crate::config::{ConfigError, FieldPath, SignatureSpec};
 use crate::core::headers::Headers;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Encoding {
+pub(super) enum Encoding {
     Hex,
     Base64,
 }
@@ -74,6 +75,24 @@ impl HmacGeneric {
             algorithm,
             encoding,
             prefix,
+            secrets: keys::raw_hmac_keys(secrets, algorithm, &path.key("secrets"))?,
+        })
+    }
+
+    /// A provider's fixed body-HMAC scheme (`github`, `shopify`).
+    pub(super) fn preset(
+        header: &'static str,
+        prefix: Option<&'static str>,
+        encoding: Encoding,
+        secrets: &[String],
+        path: &FieldPath,
+    ) -> Result<Self, ConfigError> {
+        let algorithm = Algorithm::Sha256;
+        Ok(Self {
+            header: header.to_string(),
+            algorithm,
+            encoding,
+            prefix: prefix.map(str::to_string),
             secrets: keys::raw_hmac_keys(secrets, algorithm, &path.key("secrets"))?,
         })
     }

@@ -154,10 +154,9 @@ impl Scheme {
 enum Inner {
     StandardWebhooks(standard_webhooks::StandardWebhooks),
     Stripe(stripe::Stripe),
-    Github(github::Github),
     Slack(slack::Slack),
-    Shopify(shopify::Shopify),
-    Hmac(hmac_generic::HmacGeneric),
+    /// `hmac`, and its presets `github` and `shopify`.
+    BodyHmac(hmac_generic::HmacGeneric),
 }
 
 /// A compiled `signature` section: scheme plus decoded keys.
@@ -173,10 +172,8 @@ impl fmt::Debug for Verifier {
         let (secrets, public_keys) = match &self.inner {
             Inner::StandardWebhooks(v) => (v.secret_count(), v.public_key_count()),
             Inner::Stripe(v) => (v.secret_count(), 0),
-            Inner::Github(v) => (v.secret_count(), 0),
             Inner::Slack(v) => (v.secret_count(), 0),
-            Inner::Shopify(v) => (v.secret_count(), 0),
-            Inner::Hmac(v) => (v.secret_count(), 0),
+            Inner::BodyHmac(v) => (v.secret_count(), 0),
         };
         f.debug_struct("Verifier")
             .field("scheme", &self.scheme.as_str())
@@ -263,10 +260,12 @@ impl Verifier {
                 )?)
             }
             Scheme::Stripe => Inner::Stripe(stripe::Stripe::compile(&texts, path, tolerance_s)?),
-            Scheme::Github => Inner::Github(github::Github::compile(&texts, path)?),
+            Scheme::Github => Inner::BodyHmac(github::body_hmac(&texts, path)?),
             Scheme::Slack => Inner::Slack(slack::Slack::compile(&texts, path, tolerance_s)?),
-            Scheme::Shopify => Inner::Shopify(shopify::Shopify::compile(&texts, path)?),
-            Scheme::Hmac => Inner::Hmac(hmac_generic::HmacGeneric::compile(spec, &texts, path)?),
+            Scheme::Shopify => Inner::BodyHmac(shopify::body_hmac(&texts, path)?),
+            Scheme::Hmac => {
+                Inner::BodyHmac(hmac_generic::HmacGeneric::compile(spec, &texts, path)?)
+            }
         };
         Ok(Self { scheme, inner })
     }
@@ -292,10 +291,8 @@ impl Verifier {
         match &self.inner {
             Inner::StandardWebhooks(v) => v.verify(headers, body, now_unix_s),
             Inner::Stripe(v) => v.verify(headers, body, now_unix_s),
-            Inner::Github(v) => v.verify(headers, body),
             Inner::Slack(v) => v.verify(headers, body, now_unix_s),
-            Inner::Shopify(v) => v.verify(headers, body),
-            Inner::Hmac(v) => v.verify(headers, body),
+            Inner::BodyHmac(v) => v.verify(headers, body),
         }
     }
 

@@ -3,45 +3,21 @@
 //! `X-Shopify-Hmac-Sha256: <base64 HMAC-SHA256 of the raw body>`, keyed by
 //! the app's client secret string. No timestamp is signed.
 
-use super::FailureReason;
-use super::compare::{self, header};
-use super::keys::{self, Algorithm, HmacKey};
+use super::hmac_generic::{Encoding, HmacGeneric};
 use crate::config::{ConfigError, FieldPath};
-use crate::core::headers::Headers;
 
 const HEADER: &str = "x-shopify-hmac-sha256";
-const TAG_LEN: usize = 32;
 
-pub(super) struct Shopify {
-    secrets: Vec<HmacKey>,
-}
-
-impl Shopify {
-    pub(super) fn compile(secrets: &[String], path: &FieldPath) -> Result<Self, ConfigError> {
-        Ok(Self {
-            secrets: keys::raw_hmac_keys(secrets, Algorithm::Sha256, &path.key("secrets"))?,
-        })
-    }
-
-    pub(super) fn secret_count(&self) -> usize {
-        self.secrets.len()
-    }
-
-    pub(super) fn verify(&self, headers: &Headers, body: &[u8]) -> Result<(), FailureReason> {
-        let value = header(headers, HEADER)?;
-        let tag = compare::base64_exact(value, TAG_LEN).ok_or(FailureReason::Malformed)?;
-        if keys::any_matches(&self.secrets, &[body], &[tag]) {
-            Ok(())
-        } else {
-            Err(FailureReason::Mismatch)
-        }
-    }
+/// Shopify's scheme: base64 HMAC-SHA256 of the body, no prefix.
+pub(super) fn body_hmac(secrets: &[String], path: &FieldPath) -> Result<HmacGeneric, ConfigError> {
+    HmacGeneric::preset(HEADER, None, Encoding::Base64, secrets, path)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::FailureReason;
     use super::super::testing::*;
-    use super::*;
+    use crate::core::headers::Headers;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
