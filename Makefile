@@ -26,7 +26,7 @@ OCI_TAG       ?= v$(VERSION)
 
 export PATH := $(WBG_DIR)/bin:$(PATH)
 
-.PHONY: help setup toolchain envoy wasm-bindgen wasm lint unit wasm-unit e2e test run bench clean oci validate
+.PHONY: help setup toolchain envoy wasm-bindgen wasm lint unit wasm-unit e2e test run bench clean oci validate schema
 
 help:
 	@echo "make run    - build and run the filter in a local Envoy with demo upstreams"
@@ -36,6 +36,7 @@ help:
 	@echo "make validate FILE='policy.json istio/sidecar/*.yaml' [ARGS=--allow-missing-env]"
 	@echo "             - check policies / Istio manifests with the filter's own parser"
 	@echo "make oci    - the .wasm as an OCI image layout in $(OCI_DIR) (tag $(OCI_TAG))"
+	@echo "make schema - regenerate schema/callback-guard.schema.json from the config types"
 
 setup: toolchain envoy wasm-bindgen
 
@@ -93,6 +94,9 @@ run: wasm envoy
 validate: toolchain
 	@test -n "$(FILE)" || { echo "usage: make validate FILE='policy.json istio/sidecar/*.yaml' [ARGS=--allow-missing-env]"; exit 2; }
 	$(CLI) validate $(ARGS) $(FILE)
+
+schema: toolchain
+	$(CLI) schema --output schema/callback-guard.schema.json
 
 oci: wasm
 	$(CLI) oci --wasm $(WASM) --out $(OCI_DIR) --tag $(OCI_TAG)

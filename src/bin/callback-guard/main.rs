@@ -4,13 +4,16 @@
 //!   (`WasmPlugin` `spec.pluginConfig`, `EnvoyFilter` wasm `configuration`)
 //!   with the parser the filter runs at load time, and prints every error
 //!   it finds with its field path.
+//! - `schema` prints the JSON Schema of the configuration, generated from
+//!   the same serde types.
 //! - `oci` writes the built `.wasm` as an OCI image layout that Istio pulls
 //!   with `oci://` once pushed to a registry.
 //!
-//! Built only with `--features cli` (`make validate`, `make oci`); the
-//! `.wasm` never links any of this.
+//! Built only with `--features cli` (`make validate`, `make oci`, `make
+//! schema`); the `.wasm` never links any of this.
 
 mod oci;
+mod schema;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -44,6 +47,12 @@ enum Command {
         #[arg(long)]
         allow_missing_env: bool,
     },
+    /// Print the JSON Schema of the plugin configuration
+    Schema {
+        /// Write it to this file instead of stdout
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Write the .wasm as an OCI image layout for Istio's oci:// URLs
     Oci {
         /// The built filter
@@ -75,6 +84,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             };
         }
+        Command::Schema { output } => schema::run(output.as_deref()),
         Command::Oci { wasm, out, tag } => oci::run(&wasm, &out, &tag),
     };
     match result {
