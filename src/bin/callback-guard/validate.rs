@@ -338,7 +338,11 @@ fn check_and_print(target: &Target, opts: &Options) -> usize {
         Ok(p) => Some(p),
         Err(errs) => {
             errors.extend(errs.into_iter().map(|e| ConfigError {
-                path: format!("{}{}", target.prefix, e.path),
+                path: if e.path.is_empty() || e.path.starts_with('[') {
+                    format!("{}{}", target.prefix.trim_end_matches('.'), e.path)
+                } else {
+                    format!("{}{}", target.prefix, e.path)
+                },
                 ..e
             }));
             None
