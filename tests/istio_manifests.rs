@@ -650,8 +650,14 @@ fn work_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// `envoy --mode validate` with the given environment (the VM's HOST vars).
-fn envoy_validate(config: &Value, name: &str, env: &[(String, String)]) -> (bool, String) {
+/// `envoy --mode validate` with the given environment (the VM's HOST vars)
+/// and extra command-line arguments.
+fn envoy_validate(
+    config: &Value,
+    name: &str,
+    env: &[(String, String)],
+    extra: &[&str],
+) -> (bool, String) {
     let path = work_dir(name).join("envoy.json");
     std::fs::write(&path, serde_json::to_string_pretty(config).unwrap()).unwrap();
     let out = Command::new(envoy_bin())
@@ -665,6 +671,7 @@ fn envoy_validate(config: &Value, name: &str, env: &[(String, String)]) -> (bool
             "-c",
         ])
         .arg(&path)
+        .args(extra)
         .output()
         .expect("run envoy --mode validate");
     let text = format!(
@@ -762,7 +769,7 @@ fn every_envoyfilter_validates_in_envoy() {
     for doc in of_kind("EnvoyFilter") {
         let ext = &extension_configs(&doc.value)[0];
         let bootstrap = envoy_filter_bootstrap(&doc.value);
-        let (ok, out) = envoy_validate(&bootstrap, "envoyfilter", &host_env(ext));
+        let (ok, out) = envoy_validate(&bootstrap, "envoyfilter", &host_env(ext), &[]);
         assert!(ok, "{} does not validate in Envoy:\n{out}", doc.name());
     }
 }
@@ -784,11 +791,12 @@ fn envoy_validation_catches_a_broken_envoyfilter() {
         &envoy_filter_bootstrap(&broken),
         "broken-policy",
         &host_env(ext),
+        &[],
     );
     assert!(!ok, "a misspelt policy validated:\n{out}");
     assert!(out.contains("unknown field `window`"), "{out}");
     // The secrets missing from the proxy's environment: refused too.
-    let (ok, out) = envoy_validate(&envoy_filter_bootstrap(&doc.value), "no-env", &[]);
+    let (ok, out) = envoy_validate(&envoy_filter_bootstrap(&doc.value), "no-env", &[], &[]);
     assert!(!ok, "a configuration without its secrets validated:\n{out}");
     assert!(out.contains("is not set"), "{out}");
 }
@@ -928,28 +936,14 @@ fn telemetry_snippet_gives_labelled_callback_metrics_under_istio() {
         istio_stats_config(&prefixes, &[]),
         json!({}),
     );
-    let dir = work_dir("telemetry");
-    let base = dir.join("bootstrap.json");
-    std::fs::write(&base, bootstrap.to_string()).unwrap();
-    let out = Command::new(envoy_bin())
-        .args([
-            "--mode",
-            "validate",
-            "--use-dynamic-base-id",
-            "-l",
-            "error",
-            "-c",
-        ])
-        .arg(&base)
-        .arg("--config-yaml")
-        .arg(overlay.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let overlay_text = overlay.to_string();
+    let (ok, out) = envoy_validate(
+        &bootstrap,
+        "telemetry",
+        &[],
+        &["--config-yaml", &overlay_text],
     );
+    assert!(ok, "{out}");
 
     // Run it: an unsigned GitHub callback is refused and counted.
     let mut merged = bootstrap.clone();
