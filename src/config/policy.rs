@@ -2,7 +2,7 @@
 
 use super::{ConfigError, ConfigSpec, EnvLookup, FieldPath, admission, channel, routing};
 use crate::core::admission::AdmissionPolicy;
-use crate::core::channel::ChannelMatch;
+use crate::core::channel::{ChannelMatch, RequestTarget};
 use crate::core::dedup::DedupPolicy;
 use crate::core::mask::Masker;
 use crate::core::routing::RoutingPolicy;
@@ -34,11 +34,13 @@ pub struct ChannelPolicy {
 }
 
 impl Policy {
-    /// The first channel whose match fits (SPEC: first match wins).
-    pub fn channel_for(&self, path: &str, authority: &str) -> Option<&ChannelPolicy> {
+    /// The index of the first channel whose match fits (SPEC: first match
+    /// wins).
+    pub fn channel_for(&self, path: &str, authority: &str) -> Option<usize> {
+        let target = RequestTarget::new(path, authority);
         self.channels
             .iter()
-            .find(|c| c.matcher.matches(path, authority))
+            .position(|c| c.matcher.matches_target(&target))
     }
 }
 

@@ -16,17 +16,49 @@ impl ChannelMatch {
     /// `path` is the `:path` pseudo-header (query included), `authority`
     /// the `:authority` (port allowed, case-insensitive).
     pub fn matches(&self, path: &str, authority: &str) -> bool {
-        let path = path.split(['?', '#']).next().unwrap_or(path);
-        if !path.starts_with(&self.path_prefix)
-            && !normalize_path(path).starts_with(&self.path_prefix)
-        {
+        self.matches_target(&RequestTarget::new(path, authority))
+    }
+
+    /// [`matches`](Self::matches) for a target parsed once per request.
+    pub fn matches_target(&self, target: &RequestTarget<'_>) -> bool {
+        let prefix = self.path_prefix.as_str();
+        let path_fits = target.path.starts_with(prefix)
+            || target
+                .normalized
+                .as_deref()
+                .is_some_and(|n| n.starts_with(prefix));
+        if !path_fits {
             return false;
         }
         if self.hosts.is_empty() {
             return true;
         }
-        let host = strip_port(authority);
-        self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+        self.hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(target.host))
+    }
+}
+
+/// A request's path and host as channel matching needs them, computed once
+/// per request: the path without query, its normalised form only when it
+/// has something to normalise (so ordinary requests allocate nothing), and
+/// the host without port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestTarget<'a> {
+    path: &'a str,
+    normalized: Option<String>,
+    host: &'a str,
+}
+
+impl<'a> RequestTarget<'a> {
+    pub fn new(path: &'a str, authority: &'a str) -> Self {
+        let path = path.split(['?', '#']).next().unwrap_or(path);
+        let needs = path.contains("//") || path.contains("/.") || path.contains('%');
+        Self {
+            path,
+            normalized: needs.then(|| normalize_path(path)),
+            host: strip_port(authority),
+        }
     }
 }
 

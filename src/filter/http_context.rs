@@ -288,11 +288,7 @@ impl HttpContext for Http {
 
         let path = self.headers.get(":path").unwrap_or("/");
         let authority = self.headers.get(":authority").unwrap_or("");
-        let Some(index) = policy
-            .channels
-            .iter()
-            .position(|c| c.matcher.matches(path, authority))
-        else {
+        let Some(index) = policy.channel_for(path, authority) else {
             return Action::Continue;
         };
         let Some(ch) = policy.channels.get(index) else {
