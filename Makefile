@@ -18,10 +18,15 @@ WBG_VERSION   := $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/"/,"",$$
 WBG_DIR       := $(TOOLS)/wasm-bindgen-$(WBG_VERSION)
 # e2e tests each start an Envoy with 2 workers: keep a 2-core machine busy, not drowned.
 E2E_THREADS   ?= 3
+# The native tool (validate / oci), built with the `cli` feature.
+CLI           := cargo run --quiet --features cli --bin callback-guard --
+VERSION       := $(shell awk -F'"' '/^version = /{print $$2; exit}' Cargo.toml)
+OCI_DIR       ?= dist/oci
+OCI_TAG       ?= v$(VERSION)
 
 export PATH := $(WBG_DIR)/bin:$(PATH)
 
-.PHONY: help setup toolchain envoy wasm-bindgen wasm lint unit wasm-unit e2e test run bench bench-core bench-tools noop-wasm clean
+.PHONY: help setup toolchain envoy wasm-bindgen wasm lint unit wasm-unit e2e test run bench bench-core bench-tools noop-wasm clean oci validate schema
 
 help:
 	@echo "make run    - build and run the filter in a local Envoy with demo upstreams"
@@ -29,6 +34,10 @@ help:
 	@echo "make wasm   - build $(WASM)"
 	@echo "make bench  - Envoy benchmark (plain / no-op wasm / callback-guard scenarios) -> BENCHMARKS.md"
 	@echo "make bench-core - criterion benchmarks of the pure core"
+	@echo "make validate FILE='policy.json istio/sidecar/*.yaml' [ARGS=--allow-missing-env]"
+	@echo "             - check policies / Istio manifests with the filter's own parser"
+	@echo "make oci    - the .wasm as an OCI image layout in $(OCI_DIR) (tag $(OCI_TAG))"
+	@echo "make schema - regenerate schema/callback-guard.schema.json from the config types"
 
 setup: toolchain envoy wasm-bindgen
 
@@ -55,12 +64,13 @@ wasm: toolchain
 
 lint: toolchain
 	cargo fmt --all --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --all-features -- -D warnings
 	cargo clippy --target wasm32-wasip1 --lib -- -D warnings
 
 unit: toolchain
 	cargo test --lib
 	cargo test --doc
+	cargo test --features cli --bins
 
 wasm-unit: toolchain wasm-bindgen
 	@# The pure core (no proxy-wasm shell) under wasm-bindgen-test in node.
@@ -69,7 +79,7 @@ wasm-unit: toolchain wasm-bindgen
 
 e2e: wasm envoy
 	ENVOY_BIN=$(abspath $(ENVOY)) CALLBACK_GUARD_WASM=$(abspath $(WASM)) \
-	  cargo test --test '*' -- --test-threads $(E2E_THREADS)
+	  cargo test --features cli --test '*' -- --test-threads $(E2E_THREADS)
 
 test: setup lint unit wasm-unit e2e
 	@echo "all test tiers passed"
@@ -103,6 +113,16 @@ bench-tools:
 # Criterion benchmarks of the pure core.
 bench-core:
 	cargo bench --benches -- --warm-up-time 1 --measurement-time 3
+
+validate: toolchain
+	@test -n "$(FILE)" || { echo "usage: make validate FILE='policy.json istio/sidecar/*.yaml' [ARGS=--allow-missing-env]"; exit 2; }
+	$(CLI) validate $(ARGS) $(FILE)
+
+schema: toolchain
+	$(CLI) schema --output schema/callback-guard.schema.json
+
+oci: wasm
+	$(CLI) oci --wasm $(WASM) --out $(OCI_DIR) --tag $(OCI_TAG)
 
 clean:
 	cargo clean

@@ -6,23 +6,30 @@ use crate::core::admission::bucket::Limit;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AdmissionSpec {
     /// Default `x-callback-priority`.
     #[serde(default)]
     pub priority_header: Option<String>,
+    /// Checked in order; the first whose `priority` equals the requested one
+    /// and whose `principals` match the caller decides.
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
     /// demote (default) | reject
     #[serde(default)]
     pub unauthorized_high: Option<String>,
+    /// One more bucket every admitted request draws from; lower priorities
+    /// are shed first.
     #[serde(default)]
     pub capacity: Option<BucketSpec>,
+    /// Token buckets per priority; over its bucket a request gets 429.
     #[serde(default)]
     pub limits: Option<LimitsSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
     /// high | normal | low
@@ -44,9 +51,12 @@ pub struct RuleSpec {
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BucketSpec {
+    /// Tokens added per second.
     pub rps: f64,
+    /// Bucket size.
     pub burst: f64,
 }
 
@@ -58,12 +68,16 @@ impl BucketSpec {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSpec {
+    /// Bucket for `high` (absent: unlimited).
     #[serde(default)]
     pub high: Option<BucketSpec>,
+    /// Bucket for `normal` (absent: unlimited).
     #[serde(default)]
     pub normal: Option<BucketSpec>,
+    /// Bucket for `low` (absent: unlimited).
     #[serde(default)]
     pub low: Option<BucketSpec>,
 }

@@ -15,42 +15,60 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 pub const MAX_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChannelSpec {
+    /// `[a-z0-9_-]{1,64}`, unique; the `channel` label of every metric.
     pub name: String,
+    /// Which requests belong to this channel.
     #[serde(rename = "match")]
     pub match_: MatchSpec,
+    /// Larger bodies are answered 413 and not forwarded (default 1 MiB,
+    /// at most 64 MiB).
     #[serde(default)]
     pub max_body_bytes: Option<u64>,
+    /// Empty callbacks (no body, whitespace, `{}`, `[]`, `null`, or
+    /// `x-callback-status: 204`).
     #[serde(default)]
     pub empty: Option<EmptySpec>,
+    /// Webhook signature verification.
     #[serde(default)]
     pub signature: Option<SignatureSpec>,
+    /// Redelivery suppression by delivery id.
     #[serde(default)]
     pub dedup: Option<DedupSpec>,
+    /// PII masking of JSON bodies before they are forwarded.
     #[serde(default)]
     pub mask: Option<MaskSpec>,
+    /// Weighted, latency-aware choice among clusters.
     #[serde(default)]
     pub routing: Option<ChannelRoutingSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MatchSpec {
+    /// Prefix of the request path (query excluded); starts with `/`.
     pub path_prefix: String,
+    /// If given, the `:authority` must be one of these (port ignored,
+    /// case-insensitive).
     #[serde(default)]
     pub hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EmptySpec {
+    /// reply (default: answer 204 at the proxy) | forward (count only)
     #[serde(default)]
     pub action: EmptyAction,
 }
 
 /// What to do with an empty callback.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum EmptyAction {
     /// Answer 204 at the proxy; the upstream never sees it.

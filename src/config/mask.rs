@@ -5,6 +5,7 @@ use crate::core::mask::Masker;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MaskSpec {
     /// Key names matched at any depth (`phone`) or dotted root paths with

@@ -44,12 +44,17 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// The configuration document as the user wrote it (SPEC "Configuration").
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConfigSpec {
+    /// Classes of callbacks; a request belongs to the first channel whose
+    /// `match` fits. Requests outside every channel only get the header rules.
     #[serde(default)]
     pub channels: Vec<ChannelSpec>,
+    /// Priority by caller identity and load shedding, for channel requests.
     #[serde(default)]
     pub admission: Option<AdmissionSpec>,
+    /// Settings shared by every channel's `routing`.
     #[serde(default)]
     pub routing: Option<RoutingSpec>,
 }

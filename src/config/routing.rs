@@ -8,8 +8,11 @@ use std::collections::HashSet;
 
 /// Top-level `routing`.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RoutingSpec {
+    /// Request header the chosen cluster is written to, read by the Envoy
+    /// route's `cluster_header` (default `x-callback-cluster`).
     #[serde(default)]
     pub cluster_header: Option<String>,
     /// Extension: strict cluster-name checking. The filter cannot see
@@ -22,16 +25,22 @@ pub struct RoutingSpec {
 
 /// `channels[].routing`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChannelRoutingSpec {
+    /// The clusters to spread this channel's callbacks over.
     pub clusters: Vec<ClusterSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
+    /// Envoy cluster name.
     pub name: String,
+    /// Share of traffic, in proportion to the other clusters' weights.
     pub weight: u32,
+    /// Above this recent latency the cluster's share is cut.
     #[serde(default)]
     pub latency_sla_ms: Option<u64>,
 }

@@ -14,10 +14,12 @@ use serde::{Deserialize, Deserializer};
 use std::fmt;
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SignatureSpec {
     /// standard-webhooks | svix | stripe | github | slack | shopify | hmac
     pub scheme: String,
+    /// Keys; any one that verifies is enough (rotation).
     #[serde(default)]
     pub secrets: Vec<SecretSpec>,
     /// `whpk_...` ed25519 public keys (standard-webhooks / svix `v1a`).
@@ -45,10 +47,13 @@ pub struct SignatureSpec {
 /// `Debug` is written by hand so a secret given inline never reaches a log
 /// line through `{:?}` of the configuration.
 #[derive(Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SecretSpec {
+    /// The secret inline.
     #[serde(default, deserialize_with = "secret_text")]
     pub value: Option<String>,
+    /// Name of a VM environment variable holding the secret.
     #[serde(default)]
     pub env: Option<String>,
 }
@@ -74,8 +79,11 @@ fn secret_text<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Er
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DedupSpec {
+    /// A second delivery with the same id within this many seconds is
+    /// answered 200 `x-callback-duplicate: true` and not forwarded.
     pub window_s: u64,
     /// Extension: read the delivery id from this header instead of the
     /// scheme's own (for `hmac`/`slack` providers, or a custom id).

@@ -1,0 +1,97 @@
+//! `callback-guard`: the native companion of the filter.
+//!
+//! - `validate FILE...` checks policies (JSON or YAML) and Istio manifests
+//!   (`WasmPlugin` `spec.pluginConfig`, `EnvoyFilter` wasm `configuration`)
+//!   with the parser the filter runs at load time, and prints every error
+//!   it finds with its field path.
+//! - `schema` prints the JSON Schema of the configuration, generated from
+//!   the same serde types.
+//! - `oci` writes the built `.wasm` as an OCI image layout that Istio pulls
+//!   with `oci://` once pushed to a registry.
+//!
+//! Built only with `--features cli` (`make validate`, `make oci`, `make
+//! schema`); the `.wasm` never links any of this.
+
+mod oci;
+mod schema;
+mod validate;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "callback-guard",
+    version,
+    about = "Check and package callback-guard policies"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check policy files and Istio manifests with the filter's own parser
+    ///
+    /// A FILE is a policy (JSON, or YAML) or a Kubernetes manifest (YAML,
+    /// several documents allowed): each WasmPlugin's spec.pluginConfig and
+    /// each EnvoyFilter's wasm configuration is checked; other kinds are
+    /// skipped. Exit status 0 when everything is valid, 1 otherwise.
+    Validate {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Substitute a placeholder for secrets whose env var is not set
+        /// here (by default a missing variable is an error, as on the proxy)
+        #[arg(long)]
+        allow_missing_env: bool,
+    },
+    /// Print the JSON Schema of the plugin configuration
+    Schema {
+        /// Write it to this file instead of stdout
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Write the .wasm as an OCI image layout for Istio's oci:// URLs
+    Oci {
+        /// The built filter
+        #[arg(
+            long,
+            default_value = "target/wasm32-wasip1/release/callback_guard.wasm"
+        )]
+        wasm: PathBuf,
+        /// Layout directory (replaced if it already holds a layout)
+        #[arg(long, default_value = "dist/oci")]
+        out: PathBuf,
+        /// Tag recorded in index.json (org.opencontainers.image.ref.name)
+        #[arg(long, default_value = concat!("v", env!("CARGO_PKG_VERSION")))]
+        tag: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate {
+            files,
+            allow_missing_env,
+        } => {
+            let outcome = validate::run(&files, &validate::Options { allow_missing_env });
+            return if outcome.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+        Command::Schema { output } => schema::run(output.as_deref()),
+        Command::Oci { wasm, out, tag } => oci::run(&wasm, &out, &tag),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("callback-guard: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

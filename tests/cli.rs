@@ -1,0 +1,249 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! `callback-guard validate` as a user runs it: exit status, and every
+//! error printed with its field path.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use support::repo_root;
+
+const SECRETS: [&str; 3] = [
+    "STRIPE_WEBHOOK_SECRET",
+    "GITHUB_WEBHOOK_SECRET",
+    "ORDERS_WEBHOOK_SECRET",
+];
+
+fn validate(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_callback-guard"));
+    cmd.current_dir(repo_root()).arg("validate").args(args);
+    for name in SECRETS {
+        cmd.env_remove(name);
+    }
+    cmd.envs(env.iter().copied());
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&stdout),
+        String::from_utf8_lossy(&stderr)
+    );
+    (status.success(), text)
+}
+
+fn scratch(name: &str, content: &str) -> String {
+    let dir = repo_root()
+        .join("target/e2e")
+        .join(format!("cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path: PathBuf = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path.to_string_lossy().to_string()
+}
+
+fn shipped(path: &str) -> String {
+    std::fs::read_to_string(repo_root().join(path)).unwrap()
+}
+
+#[test]
+fn every_shipped_manifest_validates() {
+    let mut files = Vec::new();
+    for dir in ["istio", "istio/sidecar", "istio/gateway"] {
+        for entry in std::fs::read_dir(repo_root().join(dir)).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().to_string();
+            if name.ends_with(".yaml") {
+                files.push(format!("{dir}/{name}"));
+            }
+        }
+    }
+    let mut args = vec!["--allow-missing-env"];
+    args.extend(files.iter().map(String::as_str));
+    let (ok, out) = validate(&args, &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("4 configurations checked: all valid"), "{out}");
+    for variant in ["sidecar", "gateway"] {
+        for file in ["wasmplugin", "envoyfilter"] {
+            let label = format!("OK   istio/{variant}/{file}.yaml");
+            assert!(out.contains(&label), "{label} missing:\n{out}");
+        }
+    }
+    assert!(
+        out.contains("placeholder secrets for unset env vars"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_secret_missing_from_the_environment_is_an_error_by_default() {
+    let (ok, out) = validate(&["istio/sidecar/wasmplugin.yaml"], &[]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(
+            "spec.pluginConfig.channels[0].signature.secrets[0]: env var STRIPE_WEBHOOK_SECRET is not set"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("--allow-missing-env"), "{out}");
+    assert!(out.contains("3 errors"), "{out}");
+}
+
+#[test]
+fn secrets_from_the_environment_are_checked() {
+    let whsec = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let env = [
+        ("STRIPE_WEBHOOK_SECRET", "sk_test_secret"),
+        ("GITHUB_WEBHOOK_SECRET", "gh-secret"),
+        ("ORDERS_WEBHOOK_SECRET", whsec),
+    ];
+    let (ok, out) = validate(&["istio/sidecar/wasmplugin.yaml"], &env);
+    assert!(ok, "{out}");
+    assert!(out.contains("3 channels (stripe, github, orders)"), "{out}");
+    // Standard Webhooks wants a whsec_ (base64) key: a wrong one is named.
+    let env = [
+        env[0],
+        env[1],
+        ("ORDERS_WEBHOOK_SECRET", "whsec_not base64!"),
+    ];
+    let (ok, out) = validate(&["istio/sidecar/wasmplugin.yaml"], &env);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("spec.pluginConfig.channels[2].signature.secrets[0]: is not a whsec_ secret"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_broken_policy_reports_every_error_with_its_field_path() {
+    let file = scratch(
+        "broken.yaml",
+        r#"
+channels:
+- name: stripe
+  match: { path_prefix: /callbacks/stripe }
+  signature: { scheme: stripe, secrets: [ { value: sk_test } ], tolerance: 300 }
+- name: github
+  match: { path_prefix: callbacks/github }
+- name: github
+  match: { path_prefix: /callbacks/gh }
+  routing: { clusters: [ { name: region-a, weight: 0 } ] }
+admission:
+  capacity: { rps: -1, burst: 10 }
+"#,
+    );
+    let (ok, out) = validate(&[&file], &[]);
+    assert!(!ok, "{out}");
+    for path in [
+        "channels[0].signature.tolerance: unknown field `tolerance`",
+        "channels[1].match.path_prefix: must start with '/'",
+        "channels[2].routing.clusters[0].weight:",
+        "channels[2].name: duplicate channel name",
+        "admission.capacity.rps:",
+    ] {
+        assert!(out.contains(path), "{path} missing:\n{out}");
+    }
+    assert!(out.contains("1 configuration checked: 5 errors"), "{out}");
+}
+
+#[test]
+fn a_good_json_policy_passes_with_a_summary() {
+    let file = scratch(
+        "good.json",
+        r#"{"channels": [{"name": "payments", "match": {"path_prefix": "/callbacks/payments"},
+             "signature": {"scheme": "standard-webhooks", "secrets": [{"env": "PAYMENTS_SECRET"}]},
+             "dedup": {"window_s": 3600}}]}"#,
+    );
+    let (ok, out) = validate(
+        &[&file],
+        &[("PAYMENTS_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("1 channel (payments); signatures: standard-webhooks; dedup on 1"),
+        "{out}"
+    );
+    assert!(out.contains("1 configuration checked: all valid"), "{out}");
+}
+
+#[test]
+fn an_env_var_the_manifest_does_not_give_the_vm_is_named() {
+    let manifest = shipped("istio/sidecar/wasmplugin.yaml").replacen(
+        "    - name: GITHUB_WEBHOOK_SECRET\n      valueFrom: HOST\n",
+        "",
+        1,
+    );
+    let file = scratch("undeclared.yaml", &manifest);
+    let (ok, out) = validate(&["--allow-missing-env", &file], &[]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(
+            "spec.pluginConfig.channels[1].signature.secrets[0].env: GITHUB_WEBHOOK_SECRET is not listed in spec.vmConfig.env"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_envoyfilter_without_the_stop_iteration_flag_is_refused() {
+    let manifest = shipped("istio/sidecar/envoyfilter.yaml").replacen(
+        "allow_on_headers_stop_iteration: true",
+        "allow_on_headers_stop_iteration: false",
+        1,
+    );
+    let file = scratch("no-flag.yaml", &manifest);
+    let (ok, out) = validate(&["--allow-missing-env", &file], &[]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(
+            "spec.configPatches[0].patch.value.typed_config.config.allow_on_headers_stop_iteration: must be true"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_envoyfilter_with_a_struct_configuration_is_refused() {
+    let file = scratch(
+        "struct.yaml",
+        r#"apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: { name: cg, namespace: webhooks }
+spec:
+  configPatches:
+  - applyTo: EXTENSION_CONFIG
+    patch:
+      operation: ADD
+      value:
+        name: cg
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+          config:
+            allow_on_headers_stop_iteration: true
+            configuration:
+              "@type": type.googleapis.com/google.protobuf.Struct
+              value: { channels: [] }
+"#,
+    );
+    let (ok, out) = validate(&[&file], &[]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("spec.configPatches[0].patch.value.typed_config.config.configuration: must be a type.googleapis.com/google.protobuf.StringValue"),
+        "{out}"
+    );
+}
+
+#[test]
+fn files_without_a_configuration_or_not_yaml_fail() {
+    let (ok, out) = validate(&["istio/telemetry.yaml"], &[]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("no callback-guard configuration found"),
+        "{out}"
+    );
+    let file = scratch("bad.yaml", "channels: [\n");
+    let (ok, out) = validate(&[&file], &[]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("not valid YAML"), "{out}");
+}

@@ -1,0 +1,203 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! `schema/callback-guard.schema.json` is generated from the config types
+//! (`make schema`) and must not drift from them; it describes every shipped
+//! policy; and `docs/configuration.md` documents exactly its fields.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::process::Command;
+use support::repo_root;
+
+const SCHEMA_FILE: &str = "schema/callback-guard.schema.json";
+
+fn generated() -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_callback-guard"))
+        .arg("schema")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn checked_in() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(repo_root().join(SCHEMA_FILE)).unwrap()).unwrap()
+}
+
+#[test]
+fn checked_in_schema_matches_the_types() {
+    let file = std::fs::read_to_string(repo_root().join(SCHEMA_FILE)).unwrap();
+    assert!(
+        file == generated(),
+        "{SCHEMA_FILE} is out of date with src/config: run `make schema` and commit it"
+    );
+}
+
+fn validator() -> jsonschema::Validator {
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .build(&checked_in())
+        .unwrap()
+}
+
+/// Every policy the repository ships: the Istio manifests' and the demo
+/// Envoy config's.
+fn shipped_policies() -> Vec<(String, Value)> {
+    use serde::Deserialize;
+    let mut out = Vec::new();
+    let mut files = vec![repo_root().join("envoy/envoy.yaml")];
+    for dir in ["istio/sidecar", "istio/gateway"] {
+        for entry in std::fs::read_dir(repo_root().join(dir)).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+    }
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (i, de) in serde_yaml_ng::Deserializer::from_str(&text).enumerate() {
+            let doc = Value::deserialize(de).unwrap();
+            let name = format!("{} document {}", file.display(), i + 1);
+            if doc["kind"] == "WasmPlugin" {
+                out.push((name.clone(), doc["spec"]["pluginConfig"].clone()));
+            }
+            collect_configurations(&doc, &name, &mut out);
+        }
+    }
+    assert!(out.len() >= 5, "{out:?}");
+    out
+}
+
+/// Every wasm `configuration` StringValue anywhere in a document.
+fn collect_configurations(v: &Value, name: &str, out: &mut Vec<(String, Value)>) {
+    match v {
+        Value::Object(map) => {
+            if let Some(c) = map.get("configuration")
+                && c["@type"] == "type.googleapis.com/google.protobuf.StringValue"
+            {
+                out.push((
+                    name.to_string(),
+                    serde_json::from_str(c["value"].as_str().unwrap()).unwrap(),
+                ));
+            }
+            map.values()
+                .for_each(|c| collect_configurations(c, name, out));
+        }
+        Value::Array(items) => items
+            .iter()
+            .for_each(|c| collect_configurations(c, name, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn schema_describes_every_shipped_policy() {
+    let validator = validator();
+    for (name, policy) in shipped_policies() {
+        let errors: Vec<String> = validator
+            .iter_errors(&policy)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{name}:\n{}", errors.join("\n"));
+    }
+}
+
+#[test]
+fn schema_refuses_what_the_parser_refuses_by_shape() {
+    let validator = validator();
+    let good = json!({"channels": [{"name": "p", "match": {"path_prefix": "/p"},
+        "signature": {"scheme": "github", "secrets": [{"env": "S"}]}}]});
+    assert!(validator.is_valid(&good));
+    for (bad, what) in [
+        (json!({"channel": []}), "unknown top-level key"),
+        (
+            json!({"channels": [{"name": "p", "match": {"path_prefix": "/p"}, "bogus": 1}]}),
+            "unknown channel key",
+        ),
+        (json!({"channels": [{"name": "p"}]}), "missing match"),
+        (
+            json!({"channels": [{"name": "p", "match": {"path_prefix": "/p"}, "max_body_bytes": -1}]}),
+            "negative size",
+        ),
+        (
+            json!({"channels": [{"name": "p", "match": {"path_prefix": "/p"},
+                   "signature": {"scheme": "github", "secrets": [{"env": "S", "file": "/x"}]}}]}),
+            "unknown secret key",
+        ),
+        (
+            json!({"channels": [{"name": "p", "match": {"path_prefix": "/p"}, "empty": {"action": "drop"}}]}),
+            "unknown empty action",
+        ),
+        (
+            json!({"admission": {"limits": {"high": {"rps": 1}}}}),
+            "bucket without burst",
+        ),
+    ] {
+        assert!(!validator.is_valid(&bad), "schema accepted {what}: {bad}");
+        // And the filter's parser refuses it too.
+        assert!(
+            callback_guard::config::load(bad.to_string().as_bytes(), &|_| Some("k".into()))
+                .is_err(),
+            "parser accepted {what}"
+        );
+    }
+}
+
+/// Every field of the schema as a documentation path:
+/// `channels[].signature.secrets[].env`.
+fn schema_paths(schema: &Value) -> BTreeSet<String> {
+    fn resolve<'a>(root: &'a Value, node: &'a Value) -> &'a Value {
+        if let Some(r) = node["$ref"].as_str() {
+            let name = r.trim_start_matches("#/$defs/");
+            return resolve(root, &root["$defs"][name]);
+        }
+        if let Some(alts) = node["anyOf"].as_array()
+            && let Some(a) = alts.iter().find(|a| a["type"] != "null")
+        {
+            return resolve(root, a);
+        }
+        node
+    }
+    fn walk(root: &Value, node: &Value, path: &str, out: &mut BTreeSet<String>) {
+        let node = resolve(root, node);
+        if let Some(props) = node["properties"].as_object() {
+            for (k, v) in props {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                out.insert(p.clone());
+                walk(root, v, &p, out);
+            }
+        }
+        if node["items"].is_object() {
+            walk(root, &node["items"], &format!("{path}[]"), out);
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(schema, schema, "", &mut out);
+    out
+}
+
+#[test]
+fn configuration_reference_documents_exactly_the_schema_fields() {
+    let doc = std::fs::read_to_string(repo_root().join("docs/configuration.md")).unwrap();
+    let fields = schema_paths(&checked_in());
+    assert!(fields.len() > 40, "{fields:?}");
+    // Field column of the reference tables: "| `path` | ...".
+    let documented: BTreeSet<String> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once("` |").map(|(path, _)| path.to_string()))
+        .collect();
+    let missing: Vec<_> = fields.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "docs/configuration.md lacks {missing:?}"
+    );
+    let unknown: Vec<_> = documented.difference(&fields).collect();
+    assert!(
+        unknown.is_empty(),
+        "docs/configuration.md documents {unknown:?}, not in the schema"
+    );
+}
