@@ -382,20 +382,21 @@ impl HttpContext for Http {
         if self.replied || self.policy.is_none() {
             return Action::Continue;
         }
-        let status = host::response_header(":status")
-            .and_then(|s| s.parse::<u32>().ok())
-            .unwrap_or(0);
-        self.response_status = Some(status);
         if !self.trace_id.is_empty() {
             host::set_response_header(TRACE_ID_HEADER, &self.trace_id);
         }
         if let Some(scheme) = self.verified {
             host::set_response_header(VERIFIED_HEADER, scheme);
         }
+        // The status matters only for callbacks this filter forwarded.
         if self.forwarded
             && let Some((policy, index)) = self.channel_policy()
             && let Some(ch) = policy.channels.get(index)
         {
+            let status = host::response_header(":status")
+                .and_then(|s| s.parse::<u32>().ok())
+                .unwrap_or(0);
+            self.response_status = Some(status);
             let failed = status >= 500;
             self.observe_route(ch, failed);
             if failed {
