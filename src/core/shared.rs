@@ -69,6 +69,73 @@ pub fn create_if_absent(store: &dyn SharedStore, key: &str) -> Result<(), StoreE
     Ok(())
 }
 
+/// Recent reads of shared data, kept per worker for `ttl_ms`: for state a
+/// request may see slightly stale (routing weights), so that reading it
+/// costs a host call only every `ttl_ms` instead of on every request.
+/// Writes through a view go to the real store and drop the cached entry.
+/// Holds one entry per key read, so it is bounded by the keys its users
+/// read (one per routed channel).
+#[derive(Debug)]
+pub struct ReadCache {
+    ttl_ms: u64,
+    entries: RefCell<HashMap<String, CachedRead>>,
+}
+
+/// A read (value and CAS token, or absent) and when it was made.
+type CachedRead = (Option<(Vec<u8>, u32)>, u64);
+
+impl ReadCache {
+    pub fn new(ttl_ms: u64) -> Self {
+        Self {
+            ttl_ms,
+            entries: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// A [`SharedStore`] over `inner` that answers reads from the cache
+    /// while they are younger than the TTL at `now_ms`.
+    pub fn view<'a>(&'a self, inner: &'a dyn SharedStore, now_ms: u64) -> CachedView<'a> {
+        CachedView {
+            cache: self,
+            inner,
+            now_ms,
+        }
+    }
+
+    pub fn invalidate(&self, key: &str) {
+        self.entries.borrow_mut().remove(key);
+    }
+}
+
+/// See [`ReadCache::view`].
+pub struct CachedView<'a> {
+    cache: &'a ReadCache,
+    inner: &'a dyn SharedStore,
+    now_ms: u64,
+}
+
+impl SharedStore for CachedView<'_> {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        if let Some((value, at)) = self.cache.entries.borrow().get(key)
+            && self.now_ms >= *at
+            && self.now_ms - *at < self.cache.ttl_ms
+        {
+            return Ok(value.clone());
+        }
+        let value = self.inner.get(key)?;
+        self.cache
+            .entries
+            .borrow_mut()
+            .insert(key.to_string(), (value.clone(), self.now_ms));
+        Ok(value)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        self.cache.invalidate(key);
+        self.inner.set(key, value, cas)
+    }
+}
+
 /// In-memory [`SharedStore`] for tests and native tools; CAS tokens count
 /// writes like Envoy's.
 #[derive(Debug, Default)]
@@ -151,6 +218,41 @@ mod tests {
             store.get("k").unwrap().map(|(v, _)| v),
             Some(b"data".to_vec())
         );
+    }
+
+    #[test]
+    fn read_cache_serves_fresh_reads_and_refetches_stale_ones() {
+        let store = MemoryStore::new();
+        store.set("k", b"v1", None).unwrap();
+        let cache = ReadCache::new(100);
+        assert_eq!(
+            cache.view(&store, 1_000).get("k").unwrap().map(|(v, _)| v),
+            Some(b"v1".to_vec())
+        );
+        store.set("k", b"v2", None).unwrap();
+        // Within the TTL: the cached value.
+        assert_eq!(
+            cache.view(&store, 1_099).get("k").unwrap().map(|(v, _)| v),
+            Some(b"v1".to_vec())
+        );
+        // Past it (or with a clock that went backwards): fetched again.
+        assert_eq!(
+            cache.view(&store, 1_100).get("k").unwrap().map(|(v, _)| v),
+            Some(b"v2".to_vec())
+        );
+        store.set("k", b"v3", None).unwrap();
+        assert_eq!(
+            cache.view(&store, 900).get("k").unwrap().map(|(v, _)| v),
+            Some(b"v3".to_vec())
+        );
+        // A write through the view drops the entry.
+        cache.view(&store, 901).set("k", b"v4", None).unwrap();
+        assert_eq!(
+            cache.view(&store, 902).get("k").unwrap().map(|(v, _)| v),
+            Some(b"v4".to_vec())
+        );
+        // Absent keys are cached as absent too.
+        assert_eq!(cache.view(&store, 903).get("none").unwrap(), None);
     }
 
     struct AlwaysConflict;

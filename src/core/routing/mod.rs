@@ -107,6 +107,16 @@ use std::collections::HashSet;
 /// Longest cluster name accepted.
 pub const MAX_CLUSTER_NAME_LEN: usize = 255;
 
+/// One response of a cluster, for [`RoutingPolicy::observe_batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observation {
+    /// Index from [`RoutingPolicy::cluster_index`].
+    pub cluster: usize,
+    pub latency_ms: u64,
+    pub failed: bool,
+    pub now_ms: u64,
+}
+
 /// Shared-data key of a channel's routing state.
 pub fn state_key(channel: &str) -> String {
     format!("cg:route:{channel}")
@@ -267,13 +277,8 @@ impl RoutingPolicy {
             .map_or("", |c| c.name.as_str())
     }
 
-    /// Feeds back one response of `cluster`: `latency_ms` from request start
-    /// to response headers, `failed` for a 5xx, a reset or a local timeout.
-    ///
-    /// A cluster this policy does not route to (the configuration changed
-    /// while the request was in flight) is ignored, and so is everything
-    /// for a single-cluster channel (nothing to steer). Errors are the
-    /// store's: the caller may count them, nothing else needs doing.
+    /// Feeds back one observation: latency from request start to response
+    /// headers, and whether it failed (5xx, reset, timeout).
     pub fn observe(
         &self,
         store: &dyn SharedStore,
@@ -283,21 +288,48 @@ impl RoutingPolicy {
         failed: bool,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        if self.clusters.len() < 2 {
-            return Ok(());
-        }
-        let Some(index) = self.clusters.iter().position(|c| c.name == cluster) else {
+        let Some(cluster) = self.cluster_index(cluster) else {
             return Ok(());
         };
-        let sla_ms = self.clusters.get(index).and_then(|c| c.sla_ms);
+        self.observe_batch(
+            store,
+            channel,
+            &[Observation {
+                cluster,
+                latency_ms,
+                failed,
+                now_ms,
+            }],
+        )
+    }
+
+    /// The index of `cluster` among the configured clusters.
+    pub fn cluster_index(&self, cluster: &str) -> Option<usize> {
+        self.clusters.iter().position(|c| c.name == cluster)
+    }
+
+    /// Applies several observations, in order, in one compare-and-swap
+    /// update (a worker batches its responses; see the filter).
+    pub fn observe_batch(
+        &self,
+        store: &dyn SharedStore,
+        channel: &str,
+        batch: &[Observation],
+    ) -> Result<(), StoreError> {
+        if self.clusters.len() < 2 || batch.is_empty() {
+            return Ok(());
+        }
         let n = self.clusters.len();
         shared::update(store, &state_key(channel), |current| {
             let mut all = current
                 .and_then(|bytes| StateView::parse(bytes, self.fingerprint, n))
                 .map(|view| view.to_vec())
                 .unwrap_or_else(|| vec![ClusterHealth::default(); n]);
-            if let Some(c) = all.get_mut(index) {
-                c.observe(latency_ms, failed, sla_ms, now_ms);
+            for o in batch {
+                let sla_ms = self.clusters.get(o.cluster).and_then(|c| c.sla_ms);
+                if let Some(c) = all.get_mut(o.cluster) {
+                    c.observe(o.latency_ms, o.failed, sla_ms, o.now_ms);
+                }
             }
             (state::encode(self.fingerprint, &all), ())
         })

@@ -575,3 +575,46 @@ fn an_empty_placeholder_key_is_replaced_by_real_state() {
         WeightSource::Adaptive
     ));
 }
+
+#[test]
+fn a_batch_is_the_same_as_its_observations_one_by_one() {
+    let policy = spec_example();
+    let (one_by_one, batched) = (MemoryStore::new(), MemoryStore::new());
+    let mut batch = Vec::new();
+    for i in 0..40u64 {
+        let (cluster, latency, failed) = match i % 4 {
+            0 => ("region-a", 900, false),
+            1 => ("region-b", 20, i % 8 == 1),
+            2 => ("region-c", 30, false),
+            _ => ("region-a", 40, false),
+        };
+        let now = 1_000 + i * 10;
+        policy
+            .observe(&one_by_one, "payments", cluster, latency, failed, now)
+            .unwrap();
+        batch.push(Observation {
+            cluster: policy.cluster_index(cluster).unwrap(),
+            latency_ms: latency,
+            failed,
+            now_ms: now,
+        });
+    }
+    policy.observe_batch(&batched, "payments", &batch).unwrap();
+    // The stored format is compact (quantised), so one-by-one re-encodes
+    // after every step: compare the resulting shares, not the bytes.
+    let now = 1_000 + 40 * 10;
+    let a = policy.shares(&one_by_one, "payments", now);
+    let b = policy.shares(&batched, "payments", now);
+    assert!(matches!(a.source, WeightSource::Adaptive));
+    assert!(matches!(b.source, WeightSource::Adaptive));
+    for ((name_a, share_a), (name_b, share_b)) in a.clusters.iter().zip(&b.clusters) {
+        assert_eq!(name_a, name_b);
+        assert!(
+            (share_a - share_b).abs() < 1e-3,
+            "{name_a}: {share_a} vs {share_b}"
+        );
+    }
+    // The slow region was cut in both.
+    assert!(b.clusters[0].1 < 0.5, "{:?}", b.clusters);
+    assert_eq!(policy.cluster_index("nope"), None);
+}
