@@ -84,7 +84,10 @@ mod tests {
     #[test]
     fn holding_ignores_everything_else() {
         let (hold, ch) = channel(true, MASK);
-        let h = headers(&[("content-type", "application/json"), ("content-length", "9")]);
+        let h = headers(&[
+            ("content-type", "application/json"),
+            ("content-length", "9"),
+        ]);
         assert_eq!(body_wait(hold, &ch, &h), BodyWait::Hold);
     }
 
@@ -116,7 +119,10 @@ mod tests {
     #[test]
     fn stream_mode_drops_the_length_of_a_body_masking_may_change() {
         let (hold, ch) = channel(false, MASK);
-        for ct in ["application/json", "application/cloudevents+json; charset=utf-8"] {
+        for ct in [
+            "application/json",
+            "application/cloudevents+json; charset=utf-8",
+        ] {
             let h = headers(&[("content-type", ct), ("content-length", "9")]);
             assert_eq!(
                 body_wait(hold, &ch, &h),
