@@ -362,3 +362,65 @@ fn holding_headers_without_the_flag_stalls_which_is_why_stream_mode_exists() {
     assert_eq!(resp.body_str(), "stream timeout");
     assert_eq!(up.received().len(), 0);
 }
+
+#[test]
+fn routing_is_decided_at_the_headers_and_a_refusing_cluster_is_seen_early() {
+    // The routing header is written before the headers leave, as when
+    // holding. In stream mode the router connects while the body is still
+    // being checked: a cluster that refuses the connection answers (503)
+    // before the filter forwards anything, and that still counts against it.
+    let up = Upstream::start();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let plugin = r#"{
+      "hold_headers": false,
+      "channels": [
+        {"name": "up", "match": {"path_prefix": "/callbacks/up"},
+         "routing": {"clusters": [{"name": "upstream", "weight": 1, "latency_sla_ms": 5000}]}},
+        {"name": "down", "match": {"path_prefix": "/callbacks/down"},
+         "routing": {"clusters": [{"name": "down", "weight": 1, "latency_sla_ms": 5000}]}}
+      ]
+    }"#;
+    let envoy = Envoy::builder("stream-routing")
+        .plugin(plugin)
+        .without_stop_iteration()
+        .stream_idle_timeout("5s")
+        .cluster("upstream", up.port())
+        .cluster("down", down_port)
+        .route_cluster_header("/", "x-callback-cluster")
+        .start();
+
+    let resp = slowly(Request::post("/callbacks/up").json(r#"{"id":1}"#)).send(envoy.addr());
+    assert_eq!(resp.status, 200, "{}", resp.body_str());
+    assert_eq!(up.received().len(), 1);
+    assert_eq!(
+        up.received()[0].header("x-callback-cluster"),
+        Some("upstream")
+    );
+    assert_eq!(
+        envoy.metric(
+            "callback_routed_total",
+            &[("channel", "up"), ("cluster", "upstream")]
+        ),
+        1.0
+    );
+
+    // The client may be cut off mid-send once Envoy has answered.
+    let _ = support::client::try_send(
+        &Request::post("/callbacks/down").json("").chunked(
+            br#"{"id":2}"#,
+            4,
+            Duration::from_millis(300),
+        ),
+        envoy.addr(),
+    );
+    assert_eq!(
+        envoy.wait_metric(
+            "callback_upstream_failures_total",
+            &[("channel", "down"), ("cluster", "down")],
+            1.0
+        ),
+        1.0
+    );
+}
