@@ -424,3 +424,36 @@ fn routing_is_decided_at_the_headers_and_a_refusing_cluster_is_seen_early() {
         1.0
     );
 }
+
+#[test]
+fn a_body_ending_in_trailers_is_still_checked_in_stream_mode() {
+    // The body then never ends with end_of_stream: the trailers callback
+    // must run the checks, or the held body would go out unchecked.
+    let up = Upstream::start();
+    let envoy = Envoy::builder("stream-trailers")
+        .plugin(PLUGIN)
+        .without_stop_iteration()
+        .stream_idle_timeout("5s")
+        .cluster("upstream", up.port())
+        .http1_trailers()
+        .start();
+    let body = br#"{"forged":true}"#;
+    let resp = slowly(
+        Request::post("/callbacks/github")
+            .json("")
+            .body(body.to_vec()),
+    )
+    .trailer("x-checksum", "abc")
+    .send(envoy.addr());
+    assert_eq!(resp.status, 401, "{}", resp.body_str());
+    assert_cut_off(&up, 1);
+
+    let resp = slowly(github_signed(body))
+        .trailer("x-checksum", "abc")
+        .send(envoy.addr());
+    assert_eq!(resp.status, 200, "{}", resp.body_str());
+    assert_eq!(resp.header("x-verified-signature"), Some("github"));
+    let got = up.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, body);
+}
