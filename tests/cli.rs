@@ -204,6 +204,68 @@ fn an_envoyfilter_without_the_stop_iteration_flag_is_refused() {
 }
 
 #[test]
+fn a_wasmplugin_that_holds_headers_is_refused() {
+    // The WasmPlugin API cannot set allow_on_headers_stop_iteration: holding
+    // headers there stalls every callback with a body.
+    let manifest = shipped("istio/sidecar/wasmplugin.yaml");
+    assert!(manifest.contains("    hold_headers: false\n"));
+    for (name, variant) in [
+        (
+            "held-default.yaml",
+            manifest.replacen("    hold_headers: false\n", "", 1),
+        ),
+        (
+            "held-true.yaml",
+            manifest.replacen("    hold_headers: false\n", "    hold_headers: true\n", 1),
+        ),
+    ] {
+        let file = scratch(name, &variant);
+        let (ok, out) = validate(&["--allow-missing-env", &file], &[]);
+        assert!(!ok, "{out}");
+        assert!(
+            out.contains("spec.pluginConfig.hold_headers: must be false in a WasmPlugin"),
+            "{out}"
+        );
+    }
+    // The shipped one runs in stream mode and says what that gives up.
+    let (ok, out) = validate(
+        &["--allow-missing-env", "istio/sidecar/wasmplugin.yaml"],
+        &[],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("admission; stream mode"), "{out}");
+    assert!(
+        out.contains("note: stream mode (hold_headers: false)")
+            && out.contains("x-verified-signature reaches only the caller's response"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_envoyfilter_without_the_flag_is_accepted_in_stream_mode() {
+    let manifest = shipped("istio/sidecar/envoyfilter.yaml");
+    let without_flag = manifest.replacen("allow_on_headers_stop_iteration: true", "", 1);
+    let stream = "{\n                  \"hold_headers\": false,\n                  \"channels\": [";
+    let streaming = without_flag.replacen("{\n                  \"channels\": [", stream, 1);
+    assert_ne!(streaming, without_flag);
+    let file = scratch("stream-no-flag.yaml", &streaming);
+    let (ok, out) = validate(&["--allow-missing-env", &file], &[]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("note: stream mode (hold_headers: false)"),
+        "{out}"
+    );
+    // With the flag and stream mode: valid, with a hint to hold headers.
+    let file = scratch(
+        "stream-with-flag.yaml",
+        &manifest.replacen("{\n                  \"channels\": [", stream, 1),
+    );
+    let (ok, out) = validate(&["--allow-missing-env", &file], &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("drop hold_headers: false"), "{out}");
+}
+
+#[test]
 fn an_envoyfilter_with_a_struct_configuration_is_refused() {
     let file = scratch(
         "struct.yaml",

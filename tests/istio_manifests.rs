@@ -14,9 +14,11 @@
 //!   workloads get every secret from a Kubernetes Secret;
 //! - the telemetry snippet, merged into an Istio-like bootstrap, gives
 //!   `callback_*` metrics with real labels;
-//! - the documented limitation holds: without
-//!   `allow_on_headers_stop_iteration` (what a WasmPlugin generates) a
-//!   callback with a body stalls, with it the filter answers.
+//! - the WasmPlugin path works: without `allow_on_headers_stop_iteration`
+//!   (what a WasmPlugin generates) its stream-mode policy
+//!   (`hold_headers: false`) verifies, masks and forwards callbacks with a
+//!   body, while the same policy holding headers would stall them; the
+//!   EnvoyFilter (flag set, headers held) keeps every guarantee.
 
 mod support;
 
@@ -479,8 +481,23 @@ fn wasmplugin_and_envoyfilter_carry_the_same_policy() {
         assert_eq!(exts.len(), 1, "{}", ef.name());
         let (json, env) = envoy_filter_policy(&exts[0]);
         let theirs: Value = serde_json::from_str(&json).unwrap();
+        // The WasmPlugin cannot let the filter hold headers: stream mode.
+        // The EnvoyFilter sets the flag and holds them (the default).
+        let mut ours = plugin.value["spec"]["pluginConfig"].clone();
         assert_eq!(
-            plugin.value["spec"]["pluginConfig"],
+            ours.as_object_mut().unwrap().remove("hold_headers"),
+            Some(json!(false)),
+            "{}: a WasmPlugin must set hold_headers: false",
+            plugin.name()
+        );
+        assert_eq!(
+            theirs.get("hold_headers"),
+            None,
+            "{}: the EnvoyFilter holds headers",
+            ef.name()
+        );
+        assert_eq!(
+            ours,
             theirs,
             "{} and {} must carry the same policy",
             plugin.name(),
@@ -1004,50 +1021,138 @@ fn extra_stat_tags_alone_leave_underscores_in_metric_names() {
     assert!(names.contains("callback_rejected_total__"), "{names:?}");
 }
 
-// ------------------------------------- the allow_on_headers_stop_iteration gap
+// ------------------------------- the WasmPlugin path: stream mode, no flag
+
+/// What istiod makes of the sidecar WasmPlugin: the same wasm filter as
+/// the EnvoyFilter's but without `allow_on_headers_stop_iteration`, and the
+/// WasmPlugin's `pluginConfig` (as JSON) for its configuration.
+fn sidecar_wasmplugin_filter() -> (Value, Value) {
+    let plugin = of_kind("WasmPlugin")
+        .into_iter()
+        .find(|d| d.value["spec"]["selector"]["matchLabels"]["app"] == "webhook-receiver")
+        .unwrap();
+    let mut filter = sidecar_filter(false);
+    filter["typed_config"]["config"]["configuration"]["value"] =
+        json!(plugin_config_json(&plugin.value));
+    (filter, plugin.value["spec"]["pluginConfig"].clone())
+}
+
+fn github_callback(body: &[u8], delivery: &str) -> Request {
+    Request::post("/callbacks/github")
+        .header(
+            "x-hub-signature-256",
+            &support::sign::github(DUMMY_SECRET, body),
+        )
+        .header("x-github-delivery", delivery)
+        .json("")
+        .body(body.to_vec())
+}
 
 #[test]
-fn without_stop_iteration_a_callback_with_a_body_stalls() {
-    // What a WasmPlugin generates (no allow_on_headers_stop_iteration)
-    // against what the EnvoyFilter sets, on the same policy. A short stream
-    // idle timeout stands in for Envoy's 5-minute default.
+fn a_plain_wasmplugin_works_in_stream_mode() {
+    // A short stream idle timeout stands in for Envoy's 5-minute default,
+    // so a stall shows as `504 stream timeout` within seconds.
     let idle = json!({"stream_idle_timeout": "2s"});
     let stats = istio_stats_config(&[], &[]);
     let up = Upstream::start();
+    let (filter, policy) = sidecar_wasmplugin_filter();
+    assert_eq!(policy["hold_headers"], false);
+    assert!(
+        filter["typed_config"]["config"]
+            .get("allow_on_headers_stop_iteration")
+            .is_none()
+    );
 
     let plain = Envoy::start_yaml(
-        "istio-no-stop-iteration",
-        &istio_like_bootstrap(
-            sidecar_filter(false),
-            up.port(),
-            stats.clone(),
-            idle.clone(),
-        )
-        .to_string(),
+        "istio-wasmplugin-stream",
+        &istio_like_bootstrap(filter.clone(), up.port(), stats.clone(), idle.clone()).to_string(),
     );
-    let started = std::time::Instant::now();
-    let stalled = Request::post("/callbacks/github")
+    // A signed GitHub callback is verified and forwarded whole; the verdict
+    // reaches the caller's response, not the upstream request.
+    let body = br#"{"zen":"Design for failure.","hook_id":1}"#;
+    let resp = github_callback(body, "d-1").send(plain.addr());
+    assert_eq!(resp.status, 200, "{}", resp.body_str());
+    assert_eq!(resp.header("x-verified-signature"), Some("github"));
+    let got = up.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, body);
+    assert_eq!(got[0].header("x-verified-signature"), None);
+    // An unsigned one is refused and never reaches the service complete.
+    let resp = Request::post("/callbacks/github")
         .json(r#"{"zen":"hi"}"#)
         .send(plain.addr());
-    // Envoy's stream idle timeout: 504 "stream timeout" (Envoy 1.40).
-    assert_eq!(stalled.status, 504, "{}", stalled.body_str());
-    assert_eq!(stalled.body_str(), "stream timeout");
-    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
-    // Body-less requests on a channel and traffic outside the channels work.
-    let empty = Request::get("/callbacks/stripe").send(plain.addr());
-    assert_eq!(empty.status, 204);
+    assert_eq!(resp.status, 401, "{}", resp.body_str());
+    // A signed Stripe event is masked and forwarded as valid, chunked JSON.
+    let event = br#"{"id":"evt_1","type":"charge.succeeded","data":{"object":{"billing_details":{"email":"jane@example.com","phone":"+14155550123"}}}}"#;
+    let ts = support::sign::now();
+    let resp = Request::post("/callbacks/stripe")
+        .header(
+            "stripe-signature",
+            &support::sign::stripe(DUMMY_SECRET, ts, event),
+        )
+        .json("")
+        .body(event.to_vec())
+        .send(plain.addr());
+    assert_eq!(resp.status, 200, "{}", resp.body_str());
+    assert_eq!(resp.header("x-verified-signature"), Some("stripe"));
+    // Body-less requests on a channel and traffic outside the channels
+    // behave as with the flag.
+    assert_eq!(
+        Request::get("/callbacks/stripe").send(plain.addr()).status,
+        204
+    );
     let outside = Request::post("/healthz").body("x").send(plain.addr());
     assert_eq!(outside.status, 200);
-    assert_eq!(
-        up.count(),
-        1,
-        "only the request outside the channels went upstream"
-    );
+    let got = up.received();
+    assert_eq!(got.len(), 3, "{got:?}");
+    let stripe = &got[1];
+    assert_eq!(stripe.path, "/callbacks/stripe");
+    assert!(stripe.chunked, "a masked body goes out chunked: {stripe:?}");
+    let masked: Value = serde_json::from_slice(&stripe.body).unwrap();
+    let details = &masked["data"]["object"]["billing_details"];
+    assert_ne!(details["email"], "jane@example.com");
+    assert_ne!(details["phone"], "+14155550123");
+    assert!(!stripe.body_str().contains("jane@example.com"));
+    assert_eq!(got[2].path, "/healthz");
+    drop(plain);
+    up.clear();
 
+    // The same policy holding headers (the default) on the same proxy: a
+    // callback with a body stalls, never forwarded, never answered by the
+    // filter -- why the WasmPlugin sets hold_headers: false.
+    let mut holding = filter;
+    let mut held_policy = policy;
+    held_policy.as_object_mut().unwrap().remove("hold_headers");
+    holding["typed_config"]["config"]["configuration"]["value"] = json!(held_policy.to_string());
+    let stalling = Envoy::start_yaml(
+        "istio-wasmplugin-holding",
+        &istio_like_bootstrap(holding, up.port(), stats.clone(), idle.clone()).to_string(),
+    );
+    let started = std::time::Instant::now();
+    let stalled = github_callback(body, "d-2").send(stalling.addr());
+    assert_eq!(stalled.status, 504, "{}", stalled.body_str());
+    assert_eq!(stalled.body_str(), "stream timeout");
+    // Envoy arms the timer from its loop's cached clock: it may fire a few
+    // ms before 2 s of ours have passed.
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(1900),
+        "answered after {waited:?}"
+    );
+    assert_eq!(up.count(), 0);
+    drop(stalling);
+
+    // The EnvoyFilter (flag set, headers held): the verdict reaches the
+    // upstream request too.
     let flagged = Envoy::start_yaml(
         "istio-stop-iteration",
         &istio_like_bootstrap(sidecar_filter(true), up.port(), stats, idle).to_string(),
     );
+    let resp = github_callback(body, "d-3").send(flagged.addr());
+    assert_eq!(resp.status, 200, "{}", resp.body_str());
+    let got = up.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].header("x-verified-signature"), Some("github"));
     let answered = Request::post("/callbacks/github")
         .json(r#"{"zen":"hi"}"#)
         .send(flagged.addr());

@@ -57,6 +57,14 @@ pub struct ConfigSpec {
     /// Settings shared by every channel's `routing`.
     #[serde(default)]
     pub routing: Option<RoutingSpec>,
+    /// *Extension.* `true` (default): hold a channel request's headers
+    /// until its body is checked (needs the proxy's
+    /// `allow_on_headers_stop_iteration`). `false`: stream mode, for
+    /// proxies that cannot hold headers (a plain Istio `WasmPlugin`):
+    /// headers go upstream at once, the body is held and checked, and
+    /// `x-verified-signature` is set on the response only.
+    #[serde(default)]
+    pub hold_headers: Option<bool>,
 }
 
 /// Step 1: JSON to the serde model. An empty document means "no channels".

@@ -18,6 +18,9 @@ pub struct Policy {
     pub admission: Option<AdmissionPolicy>,
     /// Header the Envoy route's `cluster_header` reads (lower case).
     pub cluster_header: String,
+    /// Hold a channel request's headers until its body is checked
+    /// (default); `false` is stream mode (see [`crate::core::hold`]).
+    pub hold_headers: bool,
 }
 
 /// One channel, compiled.
@@ -69,5 +72,6 @@ pub(super) fn compile(spec: &ConfigSpec, env: EnvLookup<'_>) -> Result<Policy, C
         channels,
         admission,
         cluster_header,
+        hold_headers: spec.hold_headers.unwrap_or(true),
     })
 }

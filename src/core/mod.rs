@@ -7,6 +7,7 @@ pub mod channel;
 pub mod dedup;
 pub mod empty;
 pub mod headers;
+pub mod hold;
 pub mod mask;
 pub mod metrics;
 pub mod pipeline;

@@ -6,7 +6,15 @@
 //! - To add headers after the body was inspected (`x-verified-signature`,
 //!   a corrected `content-length`) the headers phase returns `Pause`; Envoy
 //!   needs `allow_on_headers_stop_iteration: true` in the wasm filter's
-//!   plugin config, or the body callbacks never run.
+//!   plugin config, or the body callbacks never run (Envoy turns the pause
+//!   into StopAllIteration).
+//! - Stream mode (`hold_headers: false`, see `core::hold`) is for proxies
+//!   without that flag: the headers phase returns `Continue` and the body
+//!   phase `Pause` (StopIterationAndBuffer: the body does not go upstream
+//!   until the end-of-stream callback returns `Continue`). A local reply
+//!   sent after the headers went upstream makes Envoy reset the upstream
+//!   request. Request headers cannot be changed any more once they went
+//!   upstream, so nothing here tries to.
 //! - `body_size` in the body callback is the total buffered so far.
 //! - The routing header is written during the headers phase: Envoy re-reads
 //!   the route (`cluster_header`) after a header change there.
@@ -15,6 +23,7 @@ use super::root_context::Worker;
 use crate::config::{ChannelPolicy, EmptyAction, Policy};
 use crate::core::admission::Decision;
 use crate::core::headers::Headers;
+use crate::core::hold::{self, BodyWait};
 use crate::core::metrics::{self, stat_name};
 use crate::core::pipeline::{self, BodyAction, BodyInput, Event};
 use crate::core::reply::LocalReply;
@@ -55,6 +64,11 @@ pub struct Http {
     body_size: usize,
     /// Empty by `x-callback-status`: answer 204 once the body is in.
     empty_reply_pending: bool,
+    /// Stream mode: the headers went upstream before the body was checked.
+    streamed: bool,
+    /// Stream mode: the upstream headers still declare the original
+    /// `content-length`, so the body must go out unchanged.
+    streamed_length: bool,
 }
 
 impl Http {
@@ -75,6 +89,8 @@ impl Http {
             response_status: None,
             body_size: 0,
             empty_reply_pending: false,
+            streamed: false,
+            streamed_length: false,
         }
     }
 
@@ -199,9 +215,12 @@ impl Http {
                 delivery_id,
             } => {
                 if let Some(new_body) = new_body {
-                    if host::replace_request_body(body_size, &new_body) {
-                        host::set_request_header("content-length", &new_body.len().to_string());
-                    } else {
+                    // A rewritten body under a stale length must not go out
+                    // (`core::hold` drops the length whenever masking can
+                    // apply, so this is only a guard).
+                    let rewritten =
+                        !self.streamed_length && host::replace_request_body(body_size, &new_body);
+                    if !rewritten {
                         // Never forward unmasked data we promised to mask.
                         return self.reply(&LocalReply::new(
                             500,
@@ -209,8 +228,15 @@ impl Http {
                             "callback body could not be rewritten",
                         ));
                     }
+                    if !self.streamed {
+                        host::set_request_header("content-length", &new_body.len().to_string());
+                    }
                 }
-                if let Some(scheme) = verified {
+                // In stream mode the headers are upstream already: the
+                // verdict reaches the caller's response only.
+                if let Some(scheme) = verified
+                    && !self.streamed
+                {
                     host::set_request_header(VERIFIED_HEADER, scheme);
                 }
                 self.delivery_id = delivery_id;
@@ -342,8 +368,22 @@ impl HttpContext for Http {
         if end_of_stream {
             return self.finish(0);
         }
-        // Hold the headers until the whole body is in and checked.
-        Action::Pause
+        match hold::body_wait(policy.hold_headers, ch, &self.headers) {
+            // Hold the headers until the whole body is in and checked.
+            BodyWait::Hold => Action::Pause,
+            // Headers upstream now; the body phase holds the body.
+            BodyWait::Stream {
+                drop_content_length,
+            } => {
+                if drop_content_length {
+                    host::remove_request_header("content-length");
+                }
+                self.streamed = true;
+                self.streamed_length =
+                    !drop_content_length && self.headers.contains("content-length");
+                Action::Continue
+            }
+        }
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -388,8 +428,10 @@ impl HttpContext for Http {
         if let Some(scheme) = self.verified {
             host::set_response_header(VERIFIED_HEADER, scheme);
         }
-        // The status matters only for callbacks this filter forwarded.
-        if self.forwarded
+        // The status matters only for callbacks this filter forwarded, or
+        // whose headers it let go upstream (stream mode: a cluster that
+        // refuses the connection answers before the body is checked).
+        if (self.forwarded || self.streamed)
             && let Some((policy, index)) = self.channel_policy()
             && let Some(ch) = policy.channels.get(index)
         {

@@ -72,6 +72,8 @@ pub struct EnvoyBuilder {
     transport_socket: Option<Value>,
     extra_clusters: Vec<Value>,
     http1_trailers: bool,
+    stop_iteration: bool,
+    stream_idle_timeout: Option<String>,
 }
 
 impl EnvoyBuilder {
@@ -88,6 +90,8 @@ impl EnvoyBuilder {
             transport_socket: None,
             extra_clusters: Vec::new(),
             http1_trailers: false,
+            stop_iteration: true,
+            stream_idle_timeout: None,
         }
     }
 
@@ -155,11 +159,25 @@ impl EnvoyBuilder {
         self
     }
 
+    /// Leave the wasm filter's `allow_on_headers_stop_iteration` unset, as
+    /// a plain Istio `WasmPlugin` does (set by default).
+    pub fn without_stop_iteration(mut self) -> Self {
+        self.stop_iteration = false;
+        self
+    }
+
+    /// The connection manager's `stream_idle_timeout` (Envoy's default is
+    /// 5 minutes): a request that stalls gets `504 stream timeout` then.
+    pub fn stream_idle_timeout(mut self, timeout: &str) -> Self {
+        self.stream_idle_timeout = Some(timeout.to_string());
+        self
+    }
+
     pub fn bootstrap(&self) -> Value {
         let mut filters = Vec::new();
         if let Some(cfg) = &self.plugin_config {
             let env: BTreeMap<_, _> = self.env.iter().cloned().collect();
-            filters.push(json!({
+            let mut filter = json!({
                 "name": "envoy.filters.http.wasm",
                 "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
@@ -180,7 +198,14 @@ impl EnvoyBuilder {
                         }
                     }
                 }
-            }));
+            });
+            if !self.stop_iteration {
+                filter["typed_config"]["config"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("allow_on_headers_stop_iteration");
+            }
+            filters.push(filter);
         }
         filters.push(json!({
             "name": "envoy.filters.http.router",
@@ -204,6 +229,9 @@ impl EnvoyBuilder {
         if self.http1_trailers {
             chain["filters"][0]["typed_config"]["http_protocol_options"] =
                 json!({"enable_trailers": true});
+        }
+        if let Some(timeout) = &self.stream_idle_timeout {
+            chain["filters"][0]["typed_config"]["stream_idle_timeout"] = json!(timeout);
         }
         if let Some(ts) = &self.transport_socket {
             chain["transport_socket"] = ts.clone();

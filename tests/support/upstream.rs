@@ -1,7 +1,13 @@
 //! A real HTTP/1.1 upstream on 127.0.0.1 that records every request it
 //! receives (headers and de-chunked body) and answers as told.
+//!
+//! Only a request whose body was read to its end (its `content-length`, or
+//! the last chunk) counts as received. One whose head arrived but whose
+//! connection closed before the body was complete (the proxy reset the
+//! upstream request) is kept apart, in [`Upstream::incomplete`], with the
+//! body bytes that did arrive.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read as _, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -57,6 +63,7 @@ impl Default for Reply {
 
 struct Shared {
     received: Mutex<Vec<Received>>,
+    incomplete: Mutex<Vec<Received>>,
     reply: Mutex<Reply>,
     stop: AtomicBool,
 }
@@ -76,6 +83,7 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             received: Mutex::new(Vec::new()),
+            incomplete: Mutex::new(Vec::new()),
             reply: Mutex::new(reply),
             stop: AtomicBool::new(false),
         });
@@ -111,6 +119,27 @@ impl Upstream {
 
     pub fn clear(&self) {
         self.shared.received.lock().unwrap().clear();
+        self.shared.incomplete.lock().unwrap().clear();
+    }
+
+    /// Requests whose head arrived but whose connection closed before the
+    /// body was complete (`body` holds what did arrive).
+    pub fn incomplete(&self) -> Vec<Received> {
+        self.shared.incomplete.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until at least `n` incomplete requests were seen
+    /// (the proxy's reset reaches the upstream after the client got its
+    /// answer); returns them.
+    pub fn wait_incomplete(&self, n: usize) -> Vec<Received> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self.incomplete();
+            if got.len() >= n || std::time::Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -129,8 +158,13 @@ fn serve(conn: TcpStream, shared: &Shared) {
     };
     let mut reader = BufReader::new(conn);
     loop {
-        let Some(req) = read_request(&mut reader) else {
-            return;
+        let req = match read_request(&mut reader) {
+            Got::Complete(req) => req,
+            Got::Incomplete(req) => {
+                shared.incomplete.lock().unwrap().push(req);
+                return;
+            }
+            Got::Nothing => return,
         };
         let reply = shared.reply.lock().unwrap().clone();
         shared.received.lock().unwrap().push(req);
@@ -166,7 +200,26 @@ fn read_line(reader: &mut impl BufRead) -> Option<String> {
     }
 }
 
-fn read_request(reader: &mut impl BufRead) -> Option<Received> {
+enum Got {
+    Complete(Received),
+    /// The head arrived, the body did not (all of it).
+    Incomplete(Received),
+    /// No (parsable) request head.
+    Nothing,
+}
+
+fn read_request(reader: &mut impl BufRead) -> Got {
+    let Some(mut req) = read_head(reader) else {
+        return Got::Nothing;
+    };
+    if read_body(reader, &mut req).is_some() {
+        Got::Complete(req)
+    } else {
+        Got::Incomplete(req)
+    }
+}
+
+fn read_head(reader: &mut impl BufRead) -> Option<Received> {
     let start = read_line(reader)?;
     let mut parts = start.split(' ');
     let method = parts.next()?.to_string();
@@ -180,10 +233,26 @@ fn read_request(reader: &mut impl BufRead) -> Option<Received> {
         let (k, v) = line.split_once(':')?;
         headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
     }
-    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-    let chunked = get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
-    let mut body = Vec::new();
-    if chunked {
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    Some(Received {
+        method,
+        path,
+        headers,
+        body: Vec::new(),
+        chunked,
+    })
+}
+
+/// Reads the body into `req.body`; `None` when the connection ends first
+/// (what arrived stays in `req.body`).
+fn read_body(reader: &mut impl BufRead, req: &mut Received) -> Option<()> {
+    let length = req
+        .header("content-length")
+        .and_then(|v| v.parse::<u64>().ok());
+    let body = &mut req.body;
+    if req.chunked {
         loop {
             let size_line = read_line(reader)?;
             let size = usize::from_str_radix(size_line.split(';').next()?.trim(), 16).ok()?;
@@ -197,15 +266,12 @@ fn read_request(reader: &mut impl BufRead) -> Option<Received> {
             body.extend_from_slice(&chunk);
             read_line(reader)?;
         }
-    } else if let Some(len) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        body = vec![0; len];
-        reader.read_exact(&mut body).ok()?;
+    } else if let Some(len) = length {
+        // Up to the length, keeping what arrived when the connection ends.
+        let got = reader.by_ref().take(len).read_to_end(body).ok()?;
+        if u64::try_from(got).ok()? < len {
+            return None;
+        }
     }
-    Some(Received {
-        method,
-        path,
-        headers,
-        body,
-        chunked,
-    })
+    Some(())
 }

@@ -185,28 +185,63 @@ fn wasm_plugin_target(doc: &Value, at: String) -> Target {
             Some((name, inline))
         })
         .collect();
+    let config = spec
+        .get("pluginConfig")
+        .cloned()
+        .unwrap_or_else(|| Value::Object(Map::new()));
+    let doc_page = format!(
+        "docs/deploy-istio-{}.md",
+        if spec.get("targetRefs").is_some() || spec.get("targetRef").is_some() {
+            "gateway"
+        } else {
+            "sidecar"
+        }
+    );
+    // A WasmPlugin cannot set allow_on_headers_stop_iteration: only stream
+    // mode works there.
+    let (manifest_errors, notes) = if streams(&config) {
+        (
+            Vec::new(),
+            vec![format!(
+                "{STREAM_MODE_NOTE}; the EnvoyFilter variant keeps every guarantee ({doc_page})"
+            )],
+        )
+    } else {
+        (
+            vec![ConfigError::new(
+                "spec.pluginConfig.hold_headers",
+                format!(
+                    "must be false in a WasmPlugin: it cannot set \
+                     allow_on_headers_stop_iteration, so holding headers (the default) stalls \
+                     every callback with a body; set hold_headers: false (stream mode) or \
+                     deploy the EnvoyFilter variant ({doc_page})"
+                ),
+            )],
+            Vec::new(),
+        )
+    };
     Target {
         label: format!("{at} (WasmPlugin {})", object_name(doc)),
         prefix: "spec.pluginConfig.".to_string(),
-        config: spec
-            .get("pluginConfig")
-            .cloned()
-            .unwrap_or_else(|| Value::Object(Map::new())),
+        config,
         env: EnvSource::Declared {
             vars,
             field: "spec.vmConfig.env".to_string(),
         },
-        manifest_errors: Vec::new(),
-        notes: vec![format!(
-            "a WasmPlugin cannot set allow_on_headers_stop_iteration: callbacks with a body \
-             stall without it; deploy the EnvoyFilter variant (docs/deploy-istio-{}.md)",
-            if spec.get("targetRefs").is_some() || spec.get("targetRef").is_some() {
-                "gateway"
-            } else {
-                "sidecar"
-            }
-        )],
+        manifest_errors,
+        notes,
     }
+}
+
+/// What stream mode gives up, for notes.
+const STREAM_MODE_NOTE: &str = "stream mode (hold_headers: false): a callback's headers go \
+     upstream before its body is checked; for callbacks with a body, x-verified-signature \
+     reaches only the caller's response, and one the filter answers (401, 400, 204, duplicate, \
+     chunked 413) reaches the service as headers cut off by a reset";
+
+/// The policy runs in stream mode (`"hold_headers": false`).
+fn streams(policy: &Value) -> bool {
+    policy.get("hold_headers") == Some(&Value::Bool(false))
 }
 
 /// One target per wasm filter config (`typed_config` of type Wasm, or a
@@ -240,13 +275,6 @@ fn envoy_filter_targets(doc: &Value, at: &str) -> Vec<Target> {
 
 fn envoy_filter_target(doc: &Value, at: &str, patch: usize, config: &Value, base: &str) -> Target {
     let mut errors = Vec::new();
-    if config["allow_on_headers_stop_iteration"] != Value::Bool(true) {
-        errors.push(ConfigError::new(
-            format!("{base}.allow_on_headers_stop_iteration"),
-            "must be true: the filter holds the headers while it reads the body; \
-             without it every callback with a body stalls",
-        ));
-    }
     let configuration = &config["configuration"];
     let policy = match configuration["@type"].as_str() {
         None if configuration.is_null() => Value::Object(Map::new()),
@@ -279,6 +307,23 @@ fn envoy_filter_target(doc: &Value, at: &str, patch: usize, config: &Value, base
             Value::Object(Map::new())
         }
     };
+    let flag = config["allow_on_headers_stop_iteration"] == Value::Bool(true);
+    let mut notes = Vec::new();
+    match (flag, streams(&policy)) {
+        (true, false) => {}
+        (false, false) => errors.push(ConfigError::new(
+            format!("{base}.allow_on_headers_stop_iteration"),
+            "must be true: the filter holds the headers while it reads the body \
+             (hold_headers, default true); without it every callback with a body stalls \
+             (or set \"hold_headers\": false in the configuration: stream mode)",
+        )),
+        (false, true) => notes.push(STREAM_MODE_NOTE.to_string()),
+        (true, true) => notes.push(format!(
+            "{STREAM_MODE_NOTE}; this proxy can hold headers \
+             (allow_on_headers_stop_iteration is set): drop hold_headers: false to keep every \
+             guarantee"
+        )),
+    }
     let env_vars = &config["vm_config"]["environment_variables"];
     let mut vars: BTreeMap<String, Option<String>> = env_vars["host_env_keys"]
         .as_array()
@@ -301,7 +346,7 @@ fn envoy_filter_target(doc: &Value, at: &str, patch: usize, config: &Value, base
             field: format!("{base}.vm_config.environment_variables"),
         },
         manifest_errors: errors,
-        notes: Vec::new(),
+        notes,
     }
 }
 
@@ -565,6 +610,9 @@ fn summary(policy: &Policy) -> String {
     }
     if policy.admission.is_some() {
         parts.push("admission".to_string());
+    }
+    if !policy.hold_headers {
+        parts.push("stream mode".to_string());
     }
     parts.join("; ")
 }
