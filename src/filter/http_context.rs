@@ -27,6 +27,7 @@ use crate::core::hold::{self, BodyWait};
 use crate::core::metrics::{self, stat_name};
 use crate::core::pipeline::{self, BodyAction, BodyInput, Event};
 use crate::core::reply::LocalReply;
+use crate::core::routing::Observation;
 use crate::core::{empty, trace};
 use crate::host::{self, SharedData};
 use proxy_wasm::traits::{Context, HttpContext};
@@ -279,11 +280,23 @@ impl Http {
         }
     }
 
+    /// Queues this response's latency and outcome for the routing health of
+    /// its cluster (the worker sends its feedback in batches).
     fn observe_route(&self, ch: &ChannelPolicy, failed: bool) {
-        if let (Some(routing), Some(cluster)) = (&ch.routing, &self.cluster) {
+        let (Some(policy), Some(channel)) = (&self.policy, self.channel) else {
+            return;
+        };
+        if let (Some(routing), Some(cluster)) = (&ch.routing, &self.cluster)
+            && let Some(index) = routing.cluster_index(cluster)
+        {
             let now = host::now_ms();
-            let latency = now.saturating_sub(self.start_ms);
-            let _ = routing.observe(&SharedData, &ch.name, cluster, latency, failed, now);
+            let observation = Observation {
+                cluster: index,
+                latency_ms: now.saturating_sub(self.start_ms),
+                failed,
+                now_ms: now,
+            };
+            self.worker.observe_route(policy, channel, observation);
         }
     }
 }
@@ -360,7 +373,8 @@ impl HttpContext for Http {
         if let Some(routing) = &ch.routing {
             let random = self.worker.rng.borrow_mut().next_f64();
             // Never fails: without usable shared state it uses the configured weights.
-            let cluster = routing.choose(&SharedData, &ch.name, self.start_ms, random);
+            let weights = self.worker.route_reads.view(&SharedData, self.start_ms);
+            let cluster = routing.choose(&weights, &ch.name, self.start_ms, random);
             host::set_request_header(&policy.cluster_header, cluster);
             self.cluster = Some(cluster.to_string());
         }

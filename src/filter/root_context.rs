@@ -6,17 +6,67 @@ use super::http_context::Http;
 use crate::config::{self, Policy};
 use crate::core::metrics::{self, stat_name};
 use crate::core::rng::SplitMix64;
-use crate::core::shared;
+use crate::core::routing::{self, Observation};
+use crate::core::shared::{self, ReadCache};
 use crate::host;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::cell::RefCell;
 use std::rc::Rc;
 
+/// How long a worker reuses its read of a channel's routing weights, and
+/// how often it sends its batched routing feedback to shared data.
+const ROUTE_REFRESH_MS: u64 = 100;
+/// A worker flushes its routing feedback early once this many responses
+/// are waiting.
+const ROUTE_BATCH: usize = 16;
+
 /// State of one worker's VM that every request of that worker uses.
 pub struct Worker {
     pub metrics: RefCell<host::Metrics>,
     pub rng: RefCell<SplitMix64>,
+    /// Routing weights read from shared data, reused for up to
+    /// `ROUTE_REFRESH_MS` (one host read per channel per 100 ms instead of
+    /// one per request).
+    pub route_reads: ReadCache,
+    /// Responses observed since the last flush: (channel index, observation).
+    route_feedback: RefCell<Vec<(usize, Observation)>>,
+}
+
+impl Worker {
+    /// Queues one response's routing feedback; flushes when the batch is full.
+    pub fn observe_route(&self, policy: &Policy, channel: usize, observation: Observation) {
+        let full = {
+            let mut pending = self.route_feedback.borrow_mut();
+            pending.push((channel, observation));
+            pending.len() >= ROUTE_BATCH
+        };
+        if full {
+            self.flush_routes(policy);
+        }
+    }
+
+    /// Applies the queued feedback, one compare-and-swap per channel.
+    pub fn flush_routes(&self, policy: &Policy) {
+        let pending = std::mem::take(&mut *self.route_feedback.borrow_mut());
+        if pending.is_empty() {
+            return;
+        }
+        for (index, ch) in policy.channels.iter().enumerate() {
+            let Some(routing) = &ch.routing else { continue };
+            let batch: Vec<Observation> = pending
+                .iter()
+                .filter(|(c, _)| *c == index)
+                .map(|(_, o)| *o)
+                .collect();
+            if batch.is_empty() {
+                continue;
+            }
+            // A lost update only delays the feedback; never fail for it.
+            let _ = routing.observe_batch(&host::SharedData, &ch.name, &batch);
+            self.route_reads.invalidate(&routing::state_key(&ch.name));
+        }
+    }
 }
 
 pub struct Root {
@@ -31,6 +81,8 @@ impl Root {
             worker: Rc::new(Worker {
                 metrics: RefCell::new(host::Metrics::default()),
                 rng: RefCell::new(SplitMix64::new(host::random_seed())),
+                route_reads: ReadCache::new(ROUTE_REFRESH_MS),
+                route_feedback: RefCell::new(Vec::new()),
             }),
         }
     }
@@ -92,7 +144,7 @@ fn create_shared_keys(policy: &Policy) {
     }
     for ch in &policy.channels {
         if ch.routing.is_some() {
-            keys.push(crate::core::routing::state_key(&ch.name));
+            keys.push(routing::state_key(&ch.name));
         }
     }
     for key in keys {
@@ -113,6 +165,9 @@ impl RootContext for Root {
             Ok(policy) => {
                 self.declare_metrics(&policy);
                 create_shared_keys(&policy);
+                if policy.channels.iter().any(|c| c.routing.is_some()) {
+                    host::set_tick_period_ms(ROUTE_REFRESH_MS);
+                }
                 host::log_info(&format!(
                     "callback-guard: configuration loaded, {} channel(s)",
                     policy.channels.len()
@@ -126,6 +181,13 @@ impl RootContext for Root {
                 host::log_error(&format!("callback-guard: invalid configuration: {err}"));
                 false
             }
+        }
+    }
+
+    /// Sends the worker's batched routing feedback.
+    fn on_tick(&mut self) {
+        if let Some(policy) = &self.policy {
+            self.worker.flush_routes(policy);
         }
     }
 

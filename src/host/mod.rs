@@ -35,6 +35,15 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Asks for `on_tick` every `ms` milliseconds.
+pub fn set_tick_period_ms(ms: u64) {
+    if let Err(status) = hostcalls::set_tick_period(std::time::Duration::from_millis(ms)) {
+        log_warn(&format!(
+            "callback-guard: cannot set the tick period: {status:?}"
+        ));
+    }
+}
+
 /// The plugin configuration bytes (empty when none was given).
 pub fn plugin_configuration() -> Vec<u8> {
     hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
