@@ -10,6 +10,8 @@
 
 mod support;
 
+use support::assert::local_reply;
+
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -117,34 +119,6 @@ fn admitted_headers(up: &Upstream, i: usize) -> Vec<String> {
         .collect()
 }
 
-fn is_trace_id(s: &str) -> bool {
-    s.len() == 32
-        && s.bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        && s != "0".repeat(32)
-}
-
-/// The SPEC local-reply body: exactly `error`, `detail`, `trace_id`, the
-/// trace id matching `x-callback-trace-id`.
-fn assert_local_reply(resp: &Response, status: u16) {
-    assert_eq!(resp.status, status, "{}", resp.body_str());
-    assert_eq!(resp.header("content-type"), Some("application/json"));
-    let body = resp.json();
-    let obj = body.as_object().unwrap();
-    assert_eq!(obj.len(), 3, "{body}");
-    assert!(
-        body["error"].as_str().is_some_and(|e| !e.is_empty()),
-        "{body}"
-    );
-    assert!(
-        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
-        "{body}"
-    );
-    let trace = body["trace_id"].as_str().unwrap();
-    assert!(is_trace_id(trace), "{trace}");
-    assert_eq!(resp.header("x-callback-trace-id"), Some(trace));
-}
-
 /// `retry-after` of a 429, as whole seconds.
 fn retry_after(resp: &Response) -> u64 {
     let v = resp
@@ -212,7 +186,7 @@ fn with_reject_another_identity_asking_high_gets_403_and_nothing_is_forwarded() 
     let evil = s.as_identity(EVIL);
 
     let resp = evil.send(&callback(Some("high")), addr);
-    assert_local_reply(&resp, 403);
+    local_reply(&resp, 403, None, "");
     assert_eq!(s.up.count(), 0, "a rejected callback must not be forwarded");
 
     // Reject only concerns `high`: the same caller at normal goes through.
@@ -325,7 +299,7 @@ fn a_wildcard_principal_admits_matching_identities_and_no_near_miss() {
     for id in near_misses {
         let resp = s.as_identity(id).send(&callback(Some("high")), addr);
         assert_eq!(resp.status, 403, "{id} must not match: {}", resp.body_str());
-        assert_local_reply(&resp, 403);
+        local_reply(&resp, 403, None, "");
     }
     assert_eq!(s.up.count(), matching.len());
     s.assert_admissions(&[
@@ -381,7 +355,7 @@ fn priority_buckets_are_shared_by_the_worker_threads() {
         responses.iter().map(|r| r.status).collect::<Vec<_>>()
     );
     for r in &shed {
-        assert_local_reply(r, 429);
+        local_reply(r, 429, None, "");
         // Refused by a bucket refilling 1 token/s that needs 1 token.
         assert_eq!(retry_after(r), 1);
     }
@@ -478,7 +452,7 @@ fn low_is_shed_before_high_under_an_interleaved_burst() {
     assert_eq!(low_ok + low_shed + high_ok - 1 + high_shed, N);
     for (p, r) in &results {
         if r.status == 429 {
-            assert_local_reply(r, 429);
+            local_reply(r, 429, None, "");
             let wait = retry_after(r);
             // low waits until capacity is back at 10 (≤ 10 s at 1 token/s).
             let max = if *p == "low" { CAPACITY as u64 / 2 } else { 1 };

@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::assert::{is_trace_id, local_reply};
+
 use std::time::Duration;
 use support::{Envoy, Reply, Request, Upstream};
 
@@ -21,29 +23,6 @@ fn start(name: &str, upstream: &Upstream) -> Envoy {
         .plugin(PLUGIN)
         .cluster("upstream", upstream.port())
         .start()
-}
-
-fn is_trace_id(s: &str) -> bool {
-    s.len() == 32
-        && s.bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        && s != "0".repeat(32)
-}
-
-/// The SPEC local-reply body, with the trace id matching the header.
-fn assert_local_reply(resp: &support::Response, status: u16, code: &str) {
-    assert_eq!(resp.status, status, "{}", resp.body_str());
-    let body = resp.json();
-    assert_eq!(body["error"], code, "{body}");
-    assert!(
-        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
-        "{body}"
-    );
-    let trace = body["trace_id"].as_str().unwrap();
-    assert!(is_trace_id(trace), "{trace}");
-    assert_eq!(resp.header("x-callback-trace-id"), Some(trace));
-    assert_eq!(resp.header("content-type"), Some("application/json"));
-    assert_eq!(body.as_object().unwrap().len(), 3, "{body}");
 }
 
 #[test]
@@ -175,13 +154,13 @@ fn bodies_over_the_limit_get_413_and_never_reach_the_upstream() {
 
     // Declared length over the limit: refused before any body is read.
     let resp = Request::post(path).json(&big).send(envoy.addr());
-    assert_local_reply(&resp, 413, "too_large");
+    local_reply(&resp, 413, Some("too_large"), "");
     // Chunked, no length: refused once the buffered body passes the limit.
     let resp = Request::post(path)
         .json(&big)
         .chunked(big.as_bytes(), 10, Duration::from_millis(5))
         .send(envoy.addr());
-    assert_local_reply(&resp, 413, "too_large");
+    local_reply(&resp, 413, Some("too_large"), "");
     assert_eq!(up.count(), 0);
     assert_eq!(
         envoy.metric(
@@ -372,17 +351,9 @@ fn a_body_ending_in_trailers_is_still_checked() {
     );
 
     // A correctly signed one with trailers goes through intact.
-    use hmac::Mac as _;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
-    mac.update(body);
-    let sig: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sig = support::sign::github("s3cret", body);
     let resp = Request::post("/cb")
-        .header("x-hub-signature-256", &format!("sha256={sig}"))
+        .header("x-hub-signature-256", &sig)
         .json("")
         .chunked(body, 3, Duration::from_millis(5))
         .trailer("x-checksum", "abc")

@@ -61,18 +61,6 @@ pub fn demo_config(upstreams: &[(&str, u16)]) -> String {
     yaml
 }
 
-/// A standard-webhooks signature for the demo's PAYMENTS_SECRET.
-fn standard_webhooks(id: &str, ts: u64, body: &str) -> String {
-    use base64::Engine as _;
-    use hmac::Mac as _;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let secret = support::envoy::DEMO_ENV[0].1.trim_start_matches("whsec_");
-    let key = b64.decode(secret).unwrap();
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{id}.{ts}.{body}").as_bytes());
-    format!("v1,{}", b64.encode(mac.finalize().into_bytes()))
-}
-
 #[test]
 fn demo_config_runs_the_shipped_policy() {
     let (default, a, b, c) = (
@@ -116,7 +104,12 @@ fn demo_config_runs_the_shipped_policy() {
         .header("webhook-timestamp", &ts.to_string())
         .header(
             "webhook-signature",
-            &standard_webhooks("msg_demo_1", ts, body),
+            &support::sign::standard_v1(
+                support::envoy::DEMO_ENV[0].1,
+                "msg_demo_1",
+                ts,
+                body.as_bytes(),
+            ),
         )
         .json(body);
     let resp = signed.send(envoy.addr());

@@ -3,6 +3,7 @@
 //! admin API for `/stats`. When a test fails, Envoy's log is printed.
 #![allow(dead_code, unused_imports)]
 
+pub mod assert;
 pub mod client;
 pub mod envoy;
 pub mod sign;
