@@ -32,14 +32,7 @@ mod tests {
     const SIG: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
 
     fn verifier(secrets: &[&str]) -> super::super::Verifier {
-        let list: Vec<String> = secrets
-            .iter()
-            .map(|s| format!(r#"{{"value":"{s}"}}"#))
-            .collect();
-        compile(&format!(
-            r#"{{"scheme":"github","secrets":[{}]}}"#,
-            list.join(",")
-        ))
+        with_secrets("github", secrets)
     }
 
     fn h(value: &str) -> Headers {

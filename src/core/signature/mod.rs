@@ -322,6 +322,18 @@ pub(crate) mod testing {
         Verifier::compile(&spec(json), &path(), &|_| None).unwrap()
     }
 
+    /// A verifier of `scheme` with these inline secrets.
+    pub(crate) fn with_secrets(scheme: &str, secrets: &[&str]) -> Verifier {
+        let list: Vec<String> = secrets
+            .iter()
+            .map(|s| format!(r#"{{"value":"{s}"}}"#))
+            .collect();
+        compile(&format!(
+            r#"{{"scheme":"{scheme}","secrets":[{}]}}"#,
+            list.join(",")
+        ))
+    }
+
     pub(crate) fn compile_err(json: &str) -> String {
         compile_err_env(json, &|_| None)
     }

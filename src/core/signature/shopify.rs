@@ -29,14 +29,7 @@ mod tests {
     const SIG: &str = "NqcMFqpD9dzRa5H+M4QPyKeHcMF2sF7HZcNvvr5kf/E=";
 
     fn verifier(secrets: &[&str]) -> super::super::Verifier {
-        let list: Vec<String> = secrets
-            .iter()
-            .map(|s| format!(r#"{{"value":"{s}"}}"#))
-            .collect();
-        compile(&format!(
-            r#"{{"scheme":"shopify","secrets":[{}]}}"#,
-            list.join(",")
-        ))
+        with_secrets("shopify", secrets)
     }
 
     fn h(value: &str) -> Headers {

@@ -76,14 +76,7 @@ mod tests {
     const SIG: &str = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
 
     fn verifier(secrets: &[&str]) -> super::super::Verifier {
-        let list: Vec<String> = secrets
-            .iter()
-            .map(|s| format!(r#"{{"value":"{s}"}}"#))
-            .collect();
-        compile(&format!(
-            r#"{{"scheme":"slack","secrets":[{}]}}"#,
-            list.join(",")
-        ))
+        with_secrets("slack", secrets)
     }
 
     fn h(sig: &str, ts: &str) -> Headers {

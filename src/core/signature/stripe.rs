@@ -110,14 +110,7 @@ mod tests {
 "#;
 
     fn verifier(secrets: &[&str]) -> super::super::Verifier {
-        let list: Vec<String> = secrets
-            .iter()
-            .map(|s| format!(r#"{{"value":"{s}"}}"#))
-            .collect();
-        compile(&format!(
-            r#"{{"scheme":"stripe","secrets":[{}]}}"#,
-            list.join(",")
-        ))
+        with_secrets("stripe", secrets)
     }
 
     fn h(value: &str) -> Headers {
