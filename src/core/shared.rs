@@ -176,6 +176,24 @@ impl SharedStore for MemoryStore {
     }
 }
 
+/// Test doubles shared by the modules that use shared data.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{SharedStore, StoreError};
+
+    /// A store whose host calls all fail.
+    pub(crate) struct BrokenStore;
+
+    impl SharedStore for BrokenStore {
+        fn get(&self, _: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+            Err(StoreError::Host)
+        }
+        fn set(&self, _: &str, _: &[u8], _: Option<u32>) -> Result<(), StoreError> {
+            Err(StoreError::Host)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

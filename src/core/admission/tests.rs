@@ -365,15 +365,7 @@ fn denied_requests_do_not_draw() {
     assert!(store.is_empty());
 }
 
-struct BrokenStore;
-impl SharedStore for BrokenStore {
-    fn get(&self, _: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-        Err(StoreError::Host)
-    }
-    fn set(&self, _: &str, _: &[u8], _: Option<u32>) -> Result<(), StoreError> {
-        Err(StoreError::Host)
-    }
-}
+use crate::core::shared::testing::BrokenStore;
 
 #[test]
 fn store_failure_fails_open_on_request() {

@@ -487,16 +487,7 @@ fn unknown_cluster_observations_are_ignored() {
     assert!(store.is_empty());
 }
 
-/// A store whose host calls fail.
-struct BrokenStore;
-impl SharedStore for BrokenStore {
-    fn get(&self, _: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-        Err(StoreError::Host)
-    }
-    fn set(&self, _: &str, _: &[u8], _: Option<u32>) -> Result<(), StoreError> {
-        Err(StoreError::Host)
-    }
-}
+use crate::core::shared::testing::BrokenStore;
 
 #[test]
 fn a_failing_store_still_routes_by_configured_weights() {
