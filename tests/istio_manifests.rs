@@ -25,8 +25,7 @@ mod support;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use support::envoy::{LABELS, envoy_bin, find_metric, parse_prometheus, wasm_path};
+use support::envoy::{LABELS, find_metric, parse_prometheus, wasm_path};
 use support::{Envoy, Request, Upstream, repo_root};
 
 /// What the tests give every env var the manifests declare: a valid
@@ -677,26 +676,8 @@ fn envoy_validate(
 ) -> (bool, String) {
     let path = work_dir(name).join("envoy.json");
     std::fs::write(&path, serde_json::to_string_pretty(config).unwrap()).unwrap();
-    let out = Command::new(envoy_bin())
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .args([
-            "--mode",
-            "validate",
-            "--use-dynamic-base-id",
-            "-l",
-            "error",
-            "-c",
-        ])
-        .arg(&path)
-        .args(extra)
-        .output()
-        .expect("run envoy --mode validate");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success() && text.contains("OK"), text)
+    let (ok, text) = Envoy::validate_with(&path, env, extra);
+    (ok && text.contains("OK"), text)
 }
 
 /// What pilot-agent does to an ECDS wasm config before Envoy sees it: the

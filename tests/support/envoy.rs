@@ -363,9 +363,19 @@ impl Envoy {
 
     /// `envoy --mode validate` on a config file; returns (ok, output).
     pub fn validate(path: &Path) -> (bool, String) {
+        let env: Vec<(String, String)> = DEMO_ENV
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::validate_with(path, &env, &[])
+    }
+
+    /// `envoy --mode validate` with this environment (the VM's host env
+    /// vars) and extra command-line arguments; returns (ok, output).
+    pub fn validate_with(path: &Path, env: &[(String, String)], extra: &[&str]) -> (bool, String) {
         let out = Command::new(envoy_bin())
             .current_dir(repo_root())
-            .envs(DEMO_ENV)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args([
                 "--mode",
                 "validate",
@@ -375,6 +385,7 @@ impl Envoy {
                 "-c",
             ])
             .arg(path)
+            .args(extra)
             .output()
             .expect("run envoy --mode validate");
         let text = format!(
