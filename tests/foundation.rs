@@ -405,3 +405,35 @@ fn an_upstream_reset_is_a_counted_failure_and_the_retry_is_not_a_duplicate() {
     assert_eq!(resp.header("x-callback-duplicate"), Some("true"));
     assert_eq!(up.count(), before + 1);
 }
+
+#[test]
+fn expect_100_continue_is_answered_while_the_filter_holds_the_headers() {
+    // curl and Java clients send `Expect: 100-continue` for larger bodies and
+    // wait for the interim response before sending the body; the filter
+    // holding the headers must not deadlock that.
+    use std::io::{Read, Write};
+    let up = Upstream::start();
+    let envoy = start("expect-continue", &up);
+    let body = format!(r#"{{"note":"{}"}}"#, "x".repeat(2000));
+    let mut s = std::net::TcpStream::connect(envoy.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /callbacks/logistics HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let mut interim = [0u8; 25];
+    s.read_exact(&mut interim).unwrap();
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100 Continue"),
+        "{}",
+        String::from_utf8_lossy(&interim)
+    );
+    s.write_all(body.as_bytes()).unwrap();
+    let mut rest = String::new();
+    let _ = s.read_to_string(&mut rest);
+    assert!(rest.contains("HTTP/1.1 200"), "{rest}");
+    assert_eq!(up.received()[0].body_str(), body);
+}
