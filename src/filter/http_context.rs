@@ -144,7 +144,7 @@ impl Http {
         // Shared state unavailable: the rules still apply, the buckets fail
         // open (dropping callbacks because of our own state would lose data).
         let (decision, _store_error) =
-            admission.decide_fail_open(&SharedData, requested, identity.as_deref(), host::now_ms());
+            admission.decide_fail_open(&SharedData, requested, identity.as_deref(), self.start_ms);
         let priority = decision.priority();
         self.count(
             stat_name(
