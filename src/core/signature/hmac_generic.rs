@@ -115,11 +115,7 @@ impl HmacGeneric {
             Encoding::Base64 => compare::base64_exact(encoded, len),
         }
         .ok_or(FailureReason::Malformed)?;
-        if keys::any_matches(&self.secrets, &[body], &[tag]) {
-            Ok(())
-        } else {
-            Err(FailureReason::Mismatch)
-        }
+        keys::verify_tags(&self.secrets, &[body], &[tag])
     }
 }
 

@@ -4,7 +4,7 @@
 //! Nothing here ever formats key bytes or secret text: errors name the
 //! field and, for `env`, the variable's name; `Debug` prints `<redacted>`.
 
-use super::compare;
+use super::{FailureReason, compare};
 use crate::config::{ConfigError, EnvLookup, FieldPath, SecretSpec};
 use ed25519_dalek::VerifyingKey;
 use hmac::{Hmac, Mac};
@@ -203,6 +203,58 @@ pub(crate) fn raw_hmac_keys(
         .enumerate()
         .map(|(i, t)| HmacKey::new(algorithm, t.as_bytes(), &path.index(i)))
         .collect()
+}
+
+/// [`any_matches`] as a verdict: `Ok` when a key signed `parts` as one of
+/// `candidates`, else [`FailureReason::Mismatch`].
+pub(crate) fn verify_tags(
+    keys: &[HmacKey],
+    parts: &[&[u8]],
+    candidates: &[Vec<u8>],
+) -> Result<(), FailureReason> {
+    if any_matches(keys, parts, candidates) {
+        Ok(())
+    } else {
+        Err(FailureReason::Mismatch)
+    }
+}
+
+/// HMAC-SHA256 keys from the secret strings plus a timestamp tolerance:
+/// what the timestamped schemes keyed by the raw secret (Stripe, Slack)
+/// hold.
+pub(crate) struct TimestampedKeys {
+    secrets: Vec<HmacKey>,
+    tolerance_s: u64,
+}
+
+impl TimestampedKeys {
+    pub(crate) fn compile(
+        texts: &[String],
+        path: &FieldPath,
+        tolerance_s: u64,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            secrets: raw_hmac_keys(texts, Algorithm::Sha256, &path.key("secrets"))?,
+            tolerance_s,
+        })
+    }
+
+    pub(crate) fn secret_count(&self) -> usize {
+        self.secrets.len()
+    }
+
+    /// `ts` within the tolerance of `now_unix_s` ([`FailureReason::Expired`]
+    /// otherwise), then [`verify_tags`].
+    pub(crate) fn verify(
+        &self,
+        ts: u64,
+        now_unix_s: u64,
+        parts: &[&[u8]],
+        candidates: &[Vec<u8>],
+    ) -> Result<(), FailureReason> {
+        compare::fresh(ts, now_unix_s, self.tolerance_s)?;
+        verify_tags(&self.secrets, parts, candidates)
+    }
 }
 
 /// Does any key's tag over `parts` equal one of `candidates`? Each key's

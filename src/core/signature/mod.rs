@@ -153,8 +153,8 @@ impl Scheme {
 /// The compiled scheme with its keys.
 enum Inner {
     StandardWebhooks(standard_webhooks::StandardWebhooks),
-    Stripe(stripe::Stripe),
-    Slack(slack::Slack),
+    Stripe(keys::TimestampedKeys),
+    Slack(keys::TimestampedKeys),
     /// `hmac`, and its presets `github` and `shopify`.
     BodyHmac(hmac_generic::HmacGeneric),
 }
@@ -171,8 +171,7 @@ impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (secrets, public_keys) = match &self.inner {
             Inner::StandardWebhooks(v) => (v.secret_count(), v.public_key_count()),
-            Inner::Stripe(v) => (v.secret_count(), 0),
-            Inner::Slack(v) => (v.secret_count(), 0),
+            Inner::Stripe(v) | Inner::Slack(v) => (v.secret_count(), 0),
             Inner::BodyHmac(v) => (v.secret_count(), 0),
         };
         f.debug_struct("Verifier")
@@ -259,9 +258,13 @@ impl Verifier {
                     tolerance_s,
                 )?)
             }
-            Scheme::Stripe => Inner::Stripe(stripe::Stripe::compile(&texts, path, tolerance_s)?),
+            Scheme::Stripe => {
+                Inner::Stripe(keys::TimestampedKeys::compile(&texts, path, tolerance_s)?)
+            }
             Scheme::Github => Inner::BodyHmac(github::body_hmac(&texts, path)?),
-            Scheme::Slack => Inner::Slack(slack::Slack::compile(&texts, path, tolerance_s)?),
+            Scheme::Slack => {
+                Inner::Slack(keys::TimestampedKeys::compile(&texts, path, tolerance_s)?)
+            }
             Scheme::Shopify => Inner::BodyHmac(shopify::body_hmac(&texts, path)?),
             Scheme::Hmac => {
                 Inner::BodyHmac(hmac_generic::HmacGeneric::compile(spec, &texts, path)?)
@@ -290,8 +293,8 @@ impl Verifier {
     ) -> Result<(), FailureReason> {
         match &self.inner {
             Inner::StandardWebhooks(v) => v.verify(headers, body, now_unix_s),
-            Inner::Stripe(v) => v.verify(headers, body, now_unix_s),
-            Inner::Slack(v) => v.verify(headers, body, now_unix_s),
+            Inner::Stripe(k) => stripe::verify(k, headers, body, now_unix_s),
+            Inner::Slack(k) => slack::verify(k, headers, body, now_unix_s),
             Inner::BodyHmac(v) => v.verify(headers, body),
         }
     }

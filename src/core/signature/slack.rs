@@ -6,8 +6,7 @@
 
 use super::FailureReason;
 use super::compare::{self, header};
-use super::keys::{self, Algorithm, HmacKey};
-use crate::config::{ConfigError, FieldPath};
+use super::keys::TimestampedKeys;
 use crate::core::headers::Headers;
 
 const SIGNATURE: &str = "x-slack-signature";
@@ -15,51 +14,26 @@ const TIMESTAMP: &str = "x-slack-request-timestamp";
 const PREFIX: &str = "v0=";
 const TAG_LEN: usize = 32;
 
-pub(super) struct Slack {
-    secrets: Vec<HmacKey>,
-    tolerance_s: u64,
-}
-
-impl Slack {
-    pub(super) fn compile(
-        secrets: &[String],
-        path: &FieldPath,
-        tolerance_s: u64,
-    ) -> Result<Self, ConfigError> {
-        Ok(Self {
-            secrets: keys::raw_hmac_keys(secrets, Algorithm::Sha256, &path.key("secrets"))?,
-            tolerance_s,
-        })
-    }
-
-    pub(super) fn secret_count(&self) -> usize {
-        self.secrets.len()
-    }
-
-    pub(super) fn verify(
-        &self,
-        headers: &Headers,
-        body: &[u8],
-        now_unix_s: u64,
-    ) -> Result<(), FailureReason> {
-        let value = header(headers, SIGNATURE)?;
-        let ts_text = header(headers, TIMESTAMP)?;
-        let ts = compare::timestamp(ts_text)?;
-        let tag = value
-            .strip_prefix(PREFIX)
-            .and_then(|hex| compare::hex_exact(hex, TAG_LEN))
-            .ok_or(FailureReason::Malformed)?;
-        compare::fresh(ts, now_unix_s, self.tolerance_s)?;
-        if keys::any_matches(
-            &self.secrets,
-            &[b"v0:", ts_text.as_bytes(), b":", body],
-            &[tag],
-        ) {
-            Ok(())
-        } else {
-            Err(FailureReason::Mismatch)
-        }
-    }
+pub(super) fn verify(
+    keys: &TimestampedKeys,
+    headers: &Headers,
+    body: &[u8],
+    now_unix_s: u64,
+) -> Result<(), FailureReason> {
+    let value = header(headers, SIGNATURE)?;
+    let ts_text = header(headers, TIMESTAMP)?;
+    let ts = compare::timestamp(ts_text)?;
+    let tag = value
+        .strip_prefix(PREFIX)
+        .and_then(|hex| compare::hex_exact(hex, TAG_LEN))
+        .ok_or(FailureReason::Malformed)?;
+    // The timestamp is signed exactly as sent.
+    keys.verify(
+        ts,
+        now_unix_s,
+        &[b"v0:", ts_text.as_bytes(), b":", body],
+        &[tag],
+    )
 }
 
 #[cfg(test)]

@@ -7,63 +7,35 @@
 //! official libraries do.
 
 use super::compare::{self, header};
-use super::keys::{self, Algorithm, HmacKey};
+use super::keys::TimestampedKeys;
 use super::{FailureReason, MAX_SIGNATURE_ENTRIES};
-use crate::config::{ConfigError, FieldPath};
 use crate::core::headers::Headers;
 
 const HEADER: &str = "stripe-signature";
 const TAG_LEN: usize = 32;
 
-pub(super) struct Stripe {
-    secrets: Vec<HmacKey>,
-    tolerance_s: u64,
-}
-
-impl Stripe {
-    pub(super) fn compile(
-        secrets: &[String],
-        path: &FieldPath,
-        tolerance_s: u64,
-    ) -> Result<Self, ConfigError> {
-        Ok(Self {
-            secrets: keys::raw_hmac_keys(secrets, Algorithm::Sha256, &path.key("secrets"))?,
-            tolerance_s,
-        })
-    }
-
-    pub(super) fn secret_count(&self) -> usize {
-        self.secrets.len()
-    }
-
-    pub(super) fn verify(
-        &self,
-        headers: &Headers,
-        body: &[u8],
-        now_unix_s: u64,
-    ) -> Result<(), FailureReason> {
-        let value = header(headers, HEADER)?;
-        let mut ts = None;
-        let mut tags = Vec::new();
-        for item in value.split(',').take(MAX_SIGNATURE_ENTRIES) {
-            match item.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
-                Some(("t", v)) if ts.is_none() => ts = Some(v),
-                Some(("v1", v)) => tags.extend(compare::hex_exact(v, TAG_LEN)),
-                _ => {}
-            }
-        }
-        let ts = compare::timestamp(ts.ok_or(FailureReason::Malformed)?)?;
-        if tags.is_empty() {
-            return Err(FailureReason::Malformed);
-        }
-        compare::fresh(ts, now_unix_s, self.tolerance_s)?;
-        let ts = ts.to_string();
-        if keys::any_matches(&self.secrets, &[ts.as_bytes(), b".", body], &tags) {
-            Ok(())
-        } else {
-            Err(FailureReason::Mismatch)
+pub(super) fn verify(
+    keys: &TimestampedKeys,
+    headers: &Headers,
+    body: &[u8],
+    now_unix_s: u64,
+) -> Result<(), FailureReason> {
+    let value = header(headers, HEADER)?;
+    let mut ts = None;
+    let mut tags = Vec::new();
+    for item in value.split(',').take(MAX_SIGNATURE_ENTRIES) {
+        match item.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+            Some(("t", v)) if ts.is_none() => ts = Some(v),
+            Some(("v1", v)) => tags.extend(compare::hex_exact(v, TAG_LEN)),
+            _ => {}
         }
     }
+    let ts = compare::timestamp(ts.ok_or(FailureReason::Malformed)?)?;
+    if tags.is_empty() {
+        return Err(FailureReason::Malformed);
+    }
+    let ts_text = ts.to_string();
+    keys.verify(ts, now_unix_s, &[ts_text.as_bytes(), b".", body], &tags)
 }
 
 #[cfg(test)]
