@@ -549,7 +549,7 @@ fn envoyfilters_set_what_the_wasmplugin_api_cannot() {
             "{}",
             doc.name()
         );
-        assert_eq!(config["failure_policy"], "FAIL_CLOSED", "{}", doc.name());
+        assert_eq!(config["failure_policy"], "FAIL_RELOAD", "{}", doc.name());
         let remote = &config["vm_config"]["code"]["remote"]["http_uri"];
         assert!(
             remote["uri"].as_str().unwrap().starts_with("oci://"),

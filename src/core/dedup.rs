@@ -122,16 +122,32 @@ impl DeliveryIdSource {
     /// [`MAX_ID_LEN`] bytes.
     pub fn delivery_id(&self, headers: &Headers, body: &[u8]) -> Option<String> {
         let id = match self {
-            Self::Header(name) => headers.get(name).map(|v| Cow::Borrowed(v.trim())),
+            Self::Header(name) => token(headers, name).map(Cow::Borrowed),
             Self::KnownHeaders => FALLBACK_ID_HEADERS
                 .iter()
-                .filter_map(|name| headers.get(name).map(str::trim))
-                .find(|v| !v.is_empty())
+                .find_map(|name| token(headers, name))
                 .map(Cow::Borrowed),
             Self::JsonBodyId => json_body_id(body),
         }?;
         (!id.is_empty() && id.len() <= MAX_ID_LEN).then(|| id.into_owned())
     }
+
+    /// Whether an id header this source reads is repeated or not visible
+    /// ASCII: such a request is refused, never deduplicated on one copy
+    /// while the service sees another.
+    pub fn malformed(&self, headers: &Headers) -> bool {
+        match self {
+            Self::Header(name) => headers.single_token(name).is_err(),
+            Self::KnownHeaders => FALLBACK_ID_HEADERS
+                .iter()
+                .any(|name| headers.single_token(name).is_err()),
+            Self::JsonBodyId => false,
+        }
+    }
+}
+
+fn token<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
+    headers.single_token(name).ok().flatten()
 }
 
 /// Top-level `"id": "<string>"` of a JSON object; anything else is `None`.
@@ -196,6 +212,11 @@ impl DedupPolicy {
     /// The delivery id of a request (see [`DeliveryIdSource`]).
     pub fn delivery_id(&self, headers: &Headers, body: &[u8]) -> Option<String> {
         self.source.delivery_id(headers, body)
+    }
+
+    /// See [`DeliveryIdSource::malformed`].
+    pub fn id_malformed(&self, headers: &Headers) -> bool {
+        self.source.malformed(headers)
     }
 
     /// Where ids are read from.

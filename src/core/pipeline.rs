@@ -120,6 +120,26 @@ pub fn inspect_body(
 
     let mut delivery_id = None;
     if let Some(dedup) = &ch.dedup
+        && dedup.id_malformed(input.headers)
+    {
+        // Two ids (or a non-ASCII one): the service could see another copy
+        // than the one deduplicated.
+        if ch.signature.is_some() {
+            events.push(Event::SignatureFailed(FailureReason::Malformed));
+            return reply(signature_reply(FailureReason::Malformed), events, None);
+        }
+        events.push(Event::Rejected("bad_delivery_id"));
+        return reply(
+            LocalReply::new(
+                400,
+                "bad_delivery_id",
+                "callback delivery id is repeated or not ASCII",
+            ),
+            events,
+            None,
+        );
+    }
+    if let Some(dedup) = &ch.dedup
         && let Some(id) = dedup.delivery_id(input.headers, input.body)
     {
         // A store failure must not lose the callback: forward it (fail open).

@@ -135,7 +135,12 @@ impl Http {
     /// Admission for a channel request; `Some(action)` when it is refused.
     fn admit(&mut self, policy: &Policy) -> Option<Action> {
         let admission = policy.admission.as_ref()?;
-        let requested = self.headers.get(admission.priority_header());
+        // A repeated or non-ASCII priority is ignored (normal), never guessed.
+        let requested = self
+            .headers
+            .single_token(admission.priority_header())
+            .ok()
+            .flatten();
         // A property lookup per request only when a rule can use it.
         let identity = admission
             .needs_identity(requested)

@@ -1,43 +1,57 @@
-//! The host adapter: the only code that calls the proxy. Every call goes
-//! through `proxy_wasm::hostcalls` and its `Result` is handled here, so a
-//! surprising host status becomes a logged fallback, never a panic (a
-//! panic kills the VM and every later request on that worker fails).
+//! The host adapter: the only code that talks to the proxy.
+//!
+//! Every call goes through [`abi`], our own declarations of the proxy-wasm
+//! imports, and its status is handled here: a surprising host answer
+//! becomes a logged fallback, never a panic (a panic kills the VM, and
+//! every later request on that worker fails). Host data is read as bytes:
+//! header values are converted with `from_utf8_lossy`, so a byte 0x80-0xFF
+//! is data (the core refuses it where it matters, see
+//! [`crate::core::headers`]), never a crash.
+//!
+//! Audit of the proxy-wasm SDK (0.2.5) as this filter uses it:
+//!
+//! | SDK surface | can panic on | used here |
+//! |---|---|---|
+//! | `hostcalls::get_map`, `get_map_value`, `get_map_bytes` (names), `get_http_*_header(s)` | non-UTF-8 names/values (`from_utf8().unwrap()`) | no: [`abi::get_map_pairs`] / [`abi::get_map_value`] return bytes |
+//! | every other `hostcalls::*` (`log`, `get_buffer`, `set_buffer`, `set_map_value`, `remove_map_value`, `get_property`, `send_http_response`, `get/set_shared_data`, `define/increment/record_metric`, `get_current_time`, `set_tick_period`) | any status outside its `match` (`panic!("unexpected status")`); a status outside `types::Status` is UB in its extern declaration | no: [`abi`] returns `u32` statuses as [`abi::HostError`] |
+//! | `Context`/`HttpContext` helper methods (`get_http_request_header`, `set_http_request_header`, `send_http_response`, ...) | they `unwrap()` the hostcalls above | never called |
+//! | `dispatcher` (`proxy_on_*` exports) | host protocol violations only: unknown context or token ids, `set_effective_context` failing | used (the SDK's context dispatch); not reachable from request data |
+//! | `proxy_on_memory_allocate` | allocation failure (abort) | used: the host writes returned data there |
+//!
+//! The filter code itself has no `unwrap`/`expect`/`panic` outside tests
+//! (clippy denies them), and the release build aborts on a panic anyway.
+
+pub mod abi;
 
 use crate::core::headers::Headers;
 use crate::core::shared::{SharedStore, StoreError};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 use std::collections::HashMap;
-use std::time::UNIX_EPOCH;
 
 pub fn log_info(message: &str) {
-    let _ = hostcalls::log(LogLevel::Info, message);
+    let _ = abi::log(abi::LOG_INFO, message);
 }
 
 pub fn log_warn(message: &str) {
-    let _ = hostcalls::log(LogLevel::Warn, message);
+    let _ = abi::log(abi::LOG_WARN, message);
 }
 
 pub fn log_error(message: &str) {
-    let _ = hostcalls::log(LogLevel::Error, message);
+    let _ = abi::log(abi::LOG_ERROR, message);
 }
 
 pub fn log_critical(message: &str) {
-    let _ = hostcalls::log(LogLevel::Critical, message);
+    let _ = abi::log(abi::LOG_CRITICAL, message);
 }
 
 /// Host wall clock in milliseconds since the Unix epoch (0 if unavailable).
 pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    abi::current_time_ns().map(|ns| ns / 1_000_000).unwrap_or(0)
 }
 
 /// Asks for `on_tick` every `ms` milliseconds.
 pub fn set_tick_period_ms(ms: u64) {
-    if let Err(status) = hostcalls::set_tick_period(std::time::Duration::from_millis(ms)) {
+    let ms = u32::try_from(ms).unwrap_or(u32::MAX);
+    if let Err(status) = abi::set_tick_period_ms(ms) {
         log_warn(&format!(
             "callback-guard: cannot set the tick period: {status:?}"
         ));
@@ -46,7 +60,7 @@ pub fn set_tick_period_ms(ms: u64) {
 
 /// The plugin configuration bytes (empty when none was given).
 pub fn plugin_configuration() -> Vec<u8> {
-    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+    abi::get_buffer(abi::BUFFER_PLUGIN_CONFIGURATION, 0, usize::MAX)
         .ok()
         .flatten()
         .unwrap_or_default()
@@ -70,26 +84,30 @@ pub fn env_var(name: &str) -> Option<String> {
 
 // ---- request / response headers -------------------------------------------
 
+/// The request headers as one snapshot; values that are not UTF-8 are kept
+/// (lossily) as data.
 pub fn request_headers() -> Headers {
-    Headers::new(hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default())
+    Headers::from_bytes(abi::get_map_pairs(abi::MAP_HTTP_REQUEST_HEADERS).unwrap_or_default())
 }
 
 pub fn set_request_header(name: &str, value: &str) {
-    let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+    let _ = abi::replace_map_value(abi::MAP_HTTP_REQUEST_HEADERS, name, value.as_bytes());
 }
 
 pub fn remove_request_header(name: &str) {
-    let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+    let _ = abi::remove_map_value(abi::MAP_HTTP_REQUEST_HEADERS, name);
 }
 
+/// A response header's value; `None` when absent or not UTF-8.
 pub fn response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
+    let bytes = abi::get_map_value(abi::MAP_HTTP_RESPONSE_HEADERS, name)
         .ok()
-        .flatten()
+        .flatten()?;
+    String::from_utf8(bytes).ok()
 }
 
 pub fn set_response_header(name: &str, value: &str) {
-    let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
+    let _ = abi::replace_map_value(abi::MAP_HTTP_RESPONSE_HEADERS, name, value.as_bytes());
 }
 
 // ---- request body ---------------------------------------------------------
@@ -99,21 +117,20 @@ pub fn request_body(size: usize) -> Option<Vec<u8>> {
     if size == 0 {
         return Some(Vec::new());
     }
-    hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
+    abi::get_buffer(abi::BUFFER_HTTP_REQUEST_BODY, 0, size)
         .ok()
         .map(Option::unwrap_or_default)
 }
 
 /// Replaces the whole buffered request body (`old_size` bytes) with `body`.
 pub fn replace_request_body(old_size: usize, body: &[u8]) -> bool {
-    hostcalls::set_buffer(BufferType::HttpRequestBody, 0, old_size, body).is_ok()
+    abi::set_buffer(abi::BUFFER_HTTP_REQUEST_BODY, 0, old_size, body).is_ok()
 }
 
 // ---- local replies ----------------------------------------------------------
 
 pub fn send_reply(status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool {
-    let body = (!body.is_empty()).then_some(body);
-    match hostcalls::send_http_response(status, headers.to_vec(), body) {
+    match abi::send_local_response(status, headers, body) {
         Ok(()) => true,
         Err(status) => {
             log_error(&format!("callback-guard: local reply {status:?} failed"));
@@ -124,9 +141,10 @@ pub fn send_reply(status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool {
 
 // ---- properties ---------------------------------------------------------------
 
-/// A string property such as `["connection", "uri_san_peer_certificate"]`.
+/// A string property such as `["connection", "uri_san_peer_certificate"]`;
+/// `None` when absent, empty or not UTF-8.
 pub fn property_string(path: &[&str]) -> Option<String> {
-    let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;
+    let bytes = abi::get_property(path).ok().flatten()?;
     let s = String::from_utf8(bytes).ok()?;
     (!s.is_empty()).then_some(s)
 }
@@ -144,18 +162,14 @@ pub struct SharedData;
 
 impl SharedStore for SharedData {
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-        match hostcalls::get_shared_data(key) {
-            Ok((Some(value), cas)) => Ok(Some((value, cas.unwrap_or(0)))),
-            Ok((None, _)) => Ok(None),
-            Err(_) => Err(StoreError::Host),
-        }
+        abi::get_shared_data(key).map_err(|_| StoreError::Host)
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
         // A CAS token of 0 means "unconditional" to the host, the same as None.
-        match hostcalls::set_shared_data(key, Some(value), cas.filter(|c| *c != 0)) {
+        match abi::set_shared_data(key, value, cas.unwrap_or(0)) {
             Ok(()) => Ok(()),
-            Err(Status::CasMismatch) => Err(StoreError::CasMismatch),
+            Err(e) if e.is_cas_mismatch() => Err(StoreError::CasMismatch),
             Err(_) => Err(StoreError::Host),
         }
     }
@@ -172,11 +186,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    fn id(&mut self, kind: MetricType, name: String) -> Option<u32> {
+    fn id(&mut self, kind: u32, name: String) -> Option<u32> {
         if let Some(id) = self.ids.get(&name) {
             return Some(*id);
         }
-        match hostcalls::define_metric(kind, &name) {
+        match abi::define_metric(kind, &name) {
             Ok(id) => {
                 self.ids.insert(name, id);
                 Some(id)
@@ -194,19 +208,19 @@ impl Metrics {
         if by == 0 {
             return;
         }
-        if let Some(id) = self.id(MetricType::Counter, name) {
-            let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+        if let Some(id) = self.id(abi::METRIC_COUNTER, name) {
+            let _ = abi::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
         }
     }
 
     /// Defines a counter at zero so dashboards see it before the first event.
     pub fn declare_counter(&mut self, name: String) {
-        let _ = self.id(MetricType::Counter, name);
+        let _ = self.id(abi::METRIC_COUNTER, name);
     }
 
     pub fn record(&mut self, name: String, value: u64) {
-        if let Some(id) = self.id(MetricType::Histogram, name) {
-            let _ = hostcalls::record_metric(id, value);
+        if let Some(id) = self.id(abi::METRIC_HISTOGRAM, name) {
+            let _ = abi::record_metric(id, value);
         }
     }
 }

@@ -17,6 +17,8 @@ pub struct Request {
     pub host: String,
     /// Trailers sent after a chunked body.
     pub trailers: Vec<(String, String)>,
+    /// Headers sent as raw bytes (e.g. Latin-1 values), after `headers`.
+    pub raw_headers: Vec<(String, Vec<u8>)>,
 }
 
 impl Request {
@@ -29,6 +31,7 @@ impl Request {
             chunks: None,
             host: "hooks.example.com".to_string(),
             trailers: Vec::new(),
+            raw_headers: Vec::new(),
         }
     }
 
@@ -42,6 +45,12 @@ impl Request {
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// A header whose value is sent as these exact bytes.
+    pub fn raw_header(mut self, name: &str, value: &[u8]) -> Self {
+        self.raw_headers.push((name.to_string(), value.to_vec()));
         self
     }
 
@@ -136,8 +145,15 @@ fn write_request(req: &Request, stream: &mut impl Write) -> std::io::Result<()> 
             }
         }
     }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
+    let mut head = head.into_bytes();
+    for (k, v) in &req.raw_headers {
+        head.extend_from_slice(k.as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(v);
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    stream.write_all(&head)?;
     match &req.chunks {
         Some((chunks, pause)) => {
             for chunk in chunks {
@@ -161,9 +177,11 @@ fn write_request(req: &Request, stream: &mut impl Write) -> std::io::Result<()> 
 }
 
 fn line(reader: &mut impl BufRead) -> std::io::Result<String> {
-    let mut s = String::new();
-    reader.read_line(&mut s)?;
-    Ok(s.trim_end_matches(['\r', '\n']).to_string())
+    let mut raw = Vec::new();
+    reader.read_until(b'\n', &mut raw)?;
+    Ok(String::from_utf8_lossy(&raw)
+        .trim_end_matches(['\r', '\n'])
+        .to_string())
 }
 
 fn read_response(reader: &mut impl BufRead) -> std::io::Result<Response> {

@@ -192,11 +192,17 @@ fn serve(conn: TcpStream, shared: &Shared) {
     }
 }
 
+/// One line, lossily decoded: header values may hold bytes 0x80-0xFF
+/// (shown as U+FFFD).
 fn read_line(reader: &mut impl BufRead) -> Option<String> {
-    let mut line = String::new();
-    match reader.read_line(&mut line) {
+    let mut line = Vec::new();
+    match reader.read_until(b'\n', &mut line) {
         Ok(0) | Err(_) => None,
-        Ok(_) => Some(line.trim_end_matches(['\r', '\n']).to_string()),
+        Ok(_) => Some(
+            String::from_utf8_lossy(&line)
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+        ),
     }
 }
 

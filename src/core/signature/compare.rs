@@ -26,11 +26,14 @@ pub(crate) fn ct_eq(expected: &[u8], candidate: &[u8]) -> bool {
         && bool::from(expected.ct_eq(candidate))
 }
 
-/// The first value of `name`, trimmed; `Missing` when absent or blank.
+/// The one value of `name`, trimmed; `Missing` when absent or blank,
+/// `Malformed` when repeated or not visible ASCII (see
+/// [`Headers::single_token`]).
 pub(crate) fn header<'a>(headers: &'a Headers, name: &str) -> Result<&'a str, FailureReason> {
-    match headers.get(name).map(str::trim) {
-        Some(v) if !v.is_empty() => Ok(v),
-        _ => Err(FailureReason::Missing),
+    match headers.single_token(name) {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err(FailureReason::Missing),
+        Err(_) => Err(FailureReason::Malformed),
     }
 }
 
