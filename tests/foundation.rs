@@ -373,7 +373,7 @@ fn an_upstream_reset_is_a_counted_failure_and_the_retry_is_not_a_duplicate() {
     });
     let envoy = Envoy::builder("upstream-reset")
         .plugin(
-            r#"{"channels":[{"name":"orders","match":{"path_prefix":"/cb"},"dedup":{"window_s":60}}]}"#,
+            r#"{"channels":[{"name":"orders","match":{"path_prefix":"/cb"},"dedup":{"window_s":60,"allow_unsigned":true}}]}"#,
         )
         .cluster("upstream", up.port())
         .start();

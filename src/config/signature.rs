@@ -93,6 +93,14 @@ pub struct DedupSpec {
     /// (default 4096, 256..=65536, rounded up to a multiple of 256).
     #[serde(default)]
     pub max_ids: Option<u32>,
+    /// Extension: allow dedup on a channel without `signature`. Refused by
+    /// default: without a signature anyone who reaches the proxy can send
+    /// a delivery id first, and the genuine delivery is then answered as a
+    /// duplicate and never forwarded. With this set, the dedup key also
+    /// holds a digest of the body, so a planted id only suppresses a
+    /// delivery whose body is byte-for-byte the same.
+    #[serde(default)]
+    pub allow_unsigned: bool,
 }
 
 pub(super) fn compile(

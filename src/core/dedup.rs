@@ -12,6 +12,17 @@
 //! Call [`DedupPolicy::check`] only after the signature verified, so
 //! unauthenticated requests cannot plant ids.
 //!
+//! # The dedup key: never plantable
+//! The key remembered is [`DedupPolicy::delivery_key`]: the id alone where
+//! the signature covers it (`webhook-id`/`svix-id` are in the signed
+//! content; the Stripe event id is in the signed body), and otherwise the
+//! id plus a digest of the verified body (GitHub's `X-GitHub-Delivery` and
+//! Shopify's `X-Shopify-Webhook-Id` are not signed: a captured body
+//! replayed under a victim's delivery id must not make the genuine
+//! delivery a "duplicate"). Dedup on a channel without a signature is
+//! refused at load unless `dedup.allow_unsigned` accepts the risk; its key
+//! holds the body digest too.
+//!
 //! # Storage, and its bound
 //! Remembered ids live in proxy-wasm shared data, visible to every worker
 //! thread, and shared data never evicts. So the set is bounded by
@@ -44,7 +55,8 @@
 //! use callback_guard::core::dedup::{DedupOutcome, DedupPolicy};
 //! use callback_guard::core::shared::MemoryStore;
 //!
-//! let spec: DedupSpec = serde_json::from_str(r#"{"window_s": 60}"#).unwrap();
+//! let spec: DedupSpec =
+//!     serde_json::from_str(r#"{"window_s": 60, "allow_unsigned": true}"#).unwrap();
 //! let dedup = DedupPolicy::compile(&spec, None, &FieldPath::root()).unwrap();
 //! let store = MemoryStore::new();
 //! assert_eq!(dedup.check(&store, "payments", "msg_1", 1000), Ok(DedupOutcome::First));
@@ -170,6 +182,8 @@ fn json_body_id(body: &[u8]) -> Option<Cow<'_, str>> {
 pub struct DedupPolicy {
     pub window_s: u64,
     source: DeliveryIdSource,
+    /// The signature covers the id: the key is the id alone.
+    id_signed: bool,
     shards: u64,
 }
 
@@ -193,6 +207,19 @@ impl DedupPolicy {
                 "must be between {MIN_MAX_IDS} and {MAX_MAX_IDS}, got {max_ids}"
             )));
         }
+        if signature.is_none() && !spec.allow_unsigned {
+            return Err(path.error(
+                "dedup without a signature lets anyone who reaches the proxy send a delivery id \
+                 first, so the genuine delivery is answered as a duplicate and dropped; add a \
+                 signature, or set allow_unsigned: true to accept that risk",
+            ));
+        }
+        let scheme = signature.and_then(|s| Scheme::parse(&s.scheme));
+        let id_signed = spec.id_header.is_none()
+            && matches!(
+                scheme,
+                Some(Scheme::StandardWebhooks | Scheme::Svix | Scheme::Stripe)
+            );
         let source = match &spec.id_header {
             Some(name) if !is_token(name) => {
                 return Err(path
@@ -200,11 +227,12 @@ impl DedupPolicy {
                     .error(format!("{name:?} is not a header name")));
             }
             Some(name) => DeliveryIdSource::Header(Cow::Owned(name.to_ascii_lowercase())),
-            None => DeliveryIdSource::for_scheme(signature.and_then(|s| Scheme::parse(&s.scheme))),
+            None => DeliveryIdSource::for_scheme(scheme),
         };
         Ok(Self {
             window_s: spec.window_s,
             source,
+            id_signed,
             shards: u64::from(max_ids.div_ceil(MIN_MAX_IDS)),
         })
     }
@@ -212,6 +240,23 @@ impl DedupPolicy {
     /// The delivery id of a request (see [`DeliveryIdSource`]).
     pub fn delivery_id(&self, headers: &Headers, body: &[u8]) -> Option<String> {
         self.source.delivery_id(headers, body)
+    }
+
+    /// The key dedup remembers for a request (see the module doc): the id
+    /// where the signature covers it, else the id and a digest of `body`.
+    pub fn delivery_key(&self, headers: &Headers, body: &[u8]) -> Option<String> {
+        let id = self.delivery_id(headers, body)?;
+        if self.id_signed {
+            return Some(id);
+        }
+        let digest = Sha256::digest(body);
+        let mut key = String::with_capacity(id.len() + 1 + 32);
+        key.push_str(&id);
+        key.push('#');
+        for b in digest.iter().take(16) {
+            key.push_str(&format!("{b:02x}"));
+        }
+        Some(key)
     }
 
     /// See [`DeliveryIdSource::malformed`].
@@ -354,14 +399,16 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn policy(json: &str, scheme: Option<&str>) -> DedupPolicy {
-        let spec: DedupSpec = serde_json::from_str(json).unwrap();
+        let mut spec: DedupSpec = serde_json::from_str(json).unwrap();
+        spec.allow_unsigned = scheme.is_none();
         let sig: Option<SignatureSpec> =
             scheme.map(|s| serde_json::from_str(&format!(r#"{{"scheme":"{s}"}}"#)).unwrap());
         DedupPolicy::compile(&spec, sig.as_ref(), &FieldPath::root().key("dedup")).unwrap()
     }
 
     fn compile_err(json: &str) -> String {
-        let spec: DedupSpec = serde_json::from_str(json).unwrap();
+        let mut spec: DedupSpec = serde_json::from_str(json).unwrap();
+        spec.allow_unsigned = true;
         DedupPolicy::compile(&spec, None, &FieldPath::root().key("dedup"))
             .unwrap_err()
             .to_string()
@@ -660,5 +707,53 @@ mod tests {
             compile_err(r#"{"window_s":1,"id_header":"bad header"}"#),
             "dedup.id_header: \"bad header\" is not a header name"
         );
+    }
+
+    #[test]
+    fn unsigned_dedup_needs_the_explicit_opt_in() {
+        let spec: DedupSpec = serde_json::from_str(r#"{"window_s":60}"#).unwrap();
+        let err = DedupPolicy::compile(&spec, None, &FieldPath::root().key("dedup"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("dedup: "), "{err}");
+        assert!(err.contains("allow_unsigned"), "{err}");
+        assert!(err.contains("duplicate"), "names the risk: {err}");
+    }
+
+    #[test]
+    fn keys_are_the_id_only_where_the_signature_covers_it() {
+        let h = headers(&[
+            ("webhook-id", "msg_1"),
+            ("x-github-delivery", "gh-1"),
+            ("x-shopify-webhook-id", "sh-1"),
+        ]);
+        let body = br#"{"id":"evt_1"}"#;
+        let key =
+            |scheme: Option<&str>| policy(r#"{"window_s":60}"#, scheme).delivery_key(&h, body);
+        assert_eq!(key(Some("standard-webhooks")).as_deref(), Some("msg_1"));
+        assert_eq!(key(Some("stripe")).as_deref(), Some("evt_1"));
+        for (scheme, id) in [
+            (Some("github"), "gh-1"),
+            (Some("shopify"), "sh-1"),
+            (None, "msg_1"),
+        ] {
+            let k = key(scheme).unwrap();
+            assert!(
+                k.starts_with(&format!("{id}#")) && k.len() == id.len() + 33,
+                "{k}"
+            );
+            // Another body under the same id is another key: a planted id
+            // cannot suppress the genuine delivery.
+            let other = policy(r#"{"window_s":60}"#, scheme).delivery_key(&h, b"{}");
+            assert_ne!(Some(k), other);
+        }
+        // A custom id header is never taken as signed.
+        let custom = policy(
+            r#"{"window_s":60,"id_header":"webhook-id"}"#,
+            Some("standard-webhooks"),
+        )
+        .delivery_key(&h, body)
+        .unwrap();
+        assert!(custom.starts_with("msg_1#"));
     }
 }

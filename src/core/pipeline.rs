@@ -8,6 +8,7 @@
 //! 4. **mask** last: it changes the bytes the signature was computed over.
 
 use crate::config::{ChannelPolicy, EmptyAction};
+use crate::core::admission::{AdmissionPolicy, Decision};
 use crate::core::dedup::DedupOutcome;
 use crate::core::empty;
 use crate::core::headers::Headers;
@@ -26,6 +27,8 @@ pub enum Event {
     Duplicate,
     Masked(u64),
     Rejected(&'static str),
+    /// The admission decision taken after verification (signed channels).
+    Admission(Decision),
 }
 
 impl Event {
@@ -48,8 +51,30 @@ impl Event {
                 stat_name(metrics::REJECTED_TOTAL, &[ch, ("reason", reason)]),
                 1,
             ),
+            Self::Admission(decision) => (admission_stat(decision), 1),
         }
     }
+}
+
+/// The `callback_admission_total` stat of a decision.
+pub fn admission_stat(decision: Decision) -> String {
+    stat_name(
+        metrics::ADMISSION_TOTAL,
+        &[
+            ("priority", decision.priority().as_str()),
+            ("decision", decision.as_str()),
+        ],
+    )
+}
+
+/// Admission still owed by a request on a signed channel: the rules'
+/// verdict from the request headers, whose bucket draw waits until the
+/// signature verified.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingAdmission<'a> {
+    pub policy: &'a AdmissionPolicy,
+    pub decision: Decision,
+    pub now_ms: u64,
 }
 
 /// What to do with the request.
@@ -63,7 +88,7 @@ pub enum BodyAction {
         verified: Option<&'static str>,
         /// Remembered by dedup; forgotten again if the upstream fails, so
         /// the provider's retry is not answered as a duplicate.
-        delivery_id: Option<String>,
+        dedup_key: Option<String>,
     },
 }
 
@@ -83,6 +108,9 @@ pub struct BodyInput<'a> {
     /// here with `empty.action: forward`).
     pub counted_empty: bool,
     pub now_unix_s: u64,
+    /// Drawn right after the signature verified, before dedup remembers
+    /// the delivery.
+    pub admission: Option<PendingAdmission<'a>>,
 }
 
 pub fn inspect_body(
@@ -104,26 +132,12 @@ pub fn inspect_body(
         }
     }
 
-    let mut verified = None;
-    if let Some(verifier) = &ch.signature {
-        match verifier.verify(input.headers, input.body, input.now_unix_s) {
-            Ok(()) => {
-                events.push(Event::SignatureVerified);
-                verified = Some(verifier.scheme());
-            }
-            Err(reason) => {
-                events.push(Event::SignatureFailed(reason));
-                return reply(signature_reply(reason), events, None);
-            }
-        }
-    }
-
-    let mut delivery_id = None;
     if let Some(dedup) = &ch.dedup
         && dedup.id_malformed(input.headers)
     {
         // Two ids (or a non-ASCII one): the service could see another copy
-        // than the one deduplicated.
+        // than the one deduplicated. Checked before the signature, so a
+        // refused request never counts as verified.
         if ch.signature.is_some() {
             events.push(Event::SignatureFailed(FailureReason::Malformed));
             return reply(signature_reply(FailureReason::Malformed), events, None);
@@ -139,8 +153,35 @@ pub fn inspect_body(
             None,
         );
     }
+    let mut verified = None;
+    if let Some(verifier) = &ch.signature {
+        match verifier.verify(input.headers, input.body, input.now_unix_s) {
+            Ok(()) => {
+                events.push(Event::SignatureVerified);
+                verified = Some(verifier.scheme());
+            }
+            Err(reason) => {
+                events.push(Event::SignatureFailed(reason));
+                return reply(signature_reply(reason), events, None);
+            }
+        }
+    }
+
+    if let Some(pending) = input.admission {
+        // Shared state unavailable: the rules' verdict stands (fail open).
+        let (decision, _store_error) =
+            pending
+                .policy
+                .draw_fail_open(store, pending.decision, pending.now_ms);
+        events.push(Event::Admission(decision));
+        if let Some(refusal) = decision.refusal() {
+            return reply(refusal, events, verified);
+        }
+    }
+
+    let mut dedup_key = None;
     if let Some(dedup) = &ch.dedup
-        && let Some(id) = dedup.delivery_id(input.headers, input.body)
+        && let Some(id) = dedup.delivery_key(input.headers, input.body)
     {
         // A store failure must not lose the callback: forward it (fail open).
         if let Ok(DedupOutcome::Duplicate) = dedup.check(store, &ch.name, &id, input.now_unix_s) {
@@ -149,7 +190,7 @@ pub fn inspect_body(
                 .with_header("x-callback-duplicate", "true");
             return reply(dup, events, verified);
         }
-        delivery_id = Some(id);
+        dedup_key = Some(id);
     }
 
     let mut body = None;
@@ -179,7 +220,7 @@ pub fn inspect_body(
         action: BodyAction::Forward {
             body,
             verified,
-            delivery_id,
+            dedup_key,
         },
         events,
         verified,
@@ -220,6 +261,7 @@ mod tests {
             body,
             counted_empty: false,
             now_unix_s: 1_700_000_000,
+            admission: None,
         };
         inspect_body(ch, &input, &MemoryStore::new())
     }
@@ -251,7 +293,7 @@ mod tests {
             BodyAction::Forward {
                 body: None,
                 verified: None,
-                delivery_id: None
+                dedup_key: None
             }
         );
     }

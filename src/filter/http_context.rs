@@ -25,7 +25,7 @@ use crate::core::admission::Decision;
 use crate::core::headers::Headers;
 use crate::core::hold::{self, BodyWait};
 use crate::core::metrics::{self, stat_name};
-use crate::core::pipeline::{self, BodyAction, BodyInput, Event};
+use crate::core::pipeline::{self, BodyAction, BodyInput, Event, PendingAdmission};
 use crate::core::reply::LocalReply;
 use crate::core::routing::Observation;
 use crate::core::{empty, trace};
@@ -55,7 +55,7 @@ pub struct Http {
     counted_empty: bool,
     verified: Option<&'static str>,
     cluster: Option<String>,
-    delivery_id: Option<String>,
+    dedup_key: Option<String>,
     /// This filter answered the request itself.
     replied: bool,
     /// The request went upstream.
@@ -70,6 +70,12 @@ pub struct Http {
     /// Stream mode: the upstream headers still declare the original
     /// `content-length`, so the body must go out unchanged.
     streamed_length: bool,
+    /// Signed channel: the rules admitted the request at its headers; the
+    /// bucket draw happens once the signature verified.
+    pending_admission: Option<Decision>,
+    /// When the complete request went upstream: routing latency counts
+    /// from here (a caller's slow upload is not the cluster's latency).
+    upstream_start_ms: u64,
 }
 
 impl Http {
@@ -84,7 +90,7 @@ impl Http {
             counted_empty: false,
             verified: None,
             cluster: None,
-            delivery_id: None,
+            dedup_key: None,
             replied: false,
             forwarded: false,
             response_status: None,
@@ -92,6 +98,8 @@ impl Http {
             empty_reply_pending: false,
             streamed: false,
             streamed_length: false,
+            pending_admission: None,
+            upstream_start_ms: 0,
         }
     }
 
@@ -133,7 +141,12 @@ impl Http {
     }
 
     /// Admission for a channel request; `Some(action)` when it is refused.
-    fn admit(&mut self, policy: &Policy) -> Option<Action> {
+    /// The rules decide here (their verdict needs no body, and the admitted
+    /// priority must be on the headers before they may leave in stream
+    /// mode); on a signed channel the bucket draw waits until the signature
+    /// verified (`pending_admission`), so forged floods cannot spend the
+    /// tokens of verified callbacks.
+    fn admit(&mut self, policy: &Policy, signed: bool) -> Option<Action> {
         let admission = policy.admission.as_ref()?;
         // A repeated or non-ASCII priority is ignored (normal), never guessed.
         let requested = self
@@ -146,40 +159,21 @@ impl Http {
             .needs_identity(requested)
             .then(host::peer_spiffe_id)
             .flatten();
+        let classified = admission.classify(requested, identity.as_deref());
+        if let Some(admitted) = classified.admitted() {
+            host::set_request_header(PRIORITY_ADMITTED_HEADER, admitted.as_str());
+            if signed {
+                self.pending_admission = Some(classified);
+                return None;
+            }
+        }
         // Shared state unavailable: the rules still apply, the buckets fail
         // open (dropping callbacks because of our own state would lose data).
         let (decision, _store_error) =
-            admission.decide_fail_open(&SharedData, requested, identity.as_deref(), self.start_ms);
-        let priority = decision.priority();
-        self.count(
-            stat_name(
-                metrics::ADMISSION_TOTAL,
-                &[
-                    ("priority", priority.as_str()),
-                    ("decision", decision.as_str()),
-                ],
-            ),
-            1,
-        );
-        if let Some(admitted) = decision.admitted() {
-            host::set_request_header(PRIORITY_ADMITTED_HEADER, admitted.as_str());
-            return None;
-        }
-        let reply = match decision {
-            Decision::Shed { retry_after_s, .. } => {
-                LocalReply::new(429, "shed", "callback shed under load; retry later")
-                    .with_header("retry-after", retry_after_s.to_string())
-            }
-            _ => LocalReply::new(
-                403,
-                "priority_rejected",
-                format!(
-                    "priority {} is not allowed for this caller",
-                    priority.as_str()
-                ),
-            ),
-        };
-        Some(self.reply(&reply))
+            admission.draw_fail_open(&SharedData, classified, self.start_ms);
+        self.count(pipeline::admission_stat(decision), 1);
+        let refusal = decision.refusal()?;
+        Some(self.reply(&refusal))
     }
 
     /// Runs the body checks on the complete body and applies the verdict.
@@ -207,6 +201,13 @@ impl Http {
             body: &body,
             counted_empty: self.counted_empty,
             now_unix_s: host::now_ms() / 1000,
+            admission: self.pending_admission.zip(policy.admission.as_ref()).map(
+                |(decision, admission)| PendingAdmission {
+                    policy: admission,
+                    decision,
+                    now_ms: host::now_ms(),
+                },
+            ),
         };
         let verdict = pipeline::inspect_body(ch, &input, &SharedData);
         for event in &verdict.events {
@@ -218,7 +219,7 @@ impl Http {
             BodyAction::Forward {
                 body: new_body,
                 verified,
-                delivery_id,
+                dedup_key,
             } => {
                 if let Some(new_body) = new_body {
                     // A rewritten body under a stale length must not go out
@@ -245,7 +246,7 @@ impl Http {
                 {
                     host::set_request_header(VERIFIED_HEADER, scheme);
                 }
-                self.delivery_id = delivery_id;
+                self.dedup_key = dedup_key;
                 self.forward(ch);
                 Action::Continue
             }
@@ -254,6 +255,7 @@ impl Http {
 
     fn forward(&mut self, ch: &ChannelPolicy) {
         self.forwarded = true;
+        self.upstream_start_ms = host::now_ms();
         if let Some(cluster) = &self.cluster {
             self.count(
                 stat_name(
@@ -280,8 +282,13 @@ impl Http {
             ),
             1,
         );
-        if let (Some(dedup), Some(id)) = (&ch.dedup, &self.delivery_id) {
-            let _ = dedup.forget(&SharedData, &ch.name, id);
+        self.forget_delivery(ch);
+    }
+
+    /// Lets the provider's retry of this delivery through dedup.
+    fn forget_delivery(&self, ch: &ChannelPolicy) {
+        if let (Some(dedup), Some(key)) = (&ch.dedup, &self.dedup_key) {
+            let _ = dedup.forget(&SharedData, &ch.name, key);
         }
     }
 
@@ -297,7 +304,7 @@ impl Http {
             let now = host::now_ms();
             let observation = Observation {
                 cluster: index,
-                latency_ms: now.saturating_sub(self.start_ms),
+                latency_ms: now.saturating_sub(self.upstream_start_ms),
                 failed,
                 now_ms: now,
             };
@@ -348,7 +355,7 @@ impl HttpContext for Http {
             1,
         );
 
-        if let Some(action) = self.admit(&policy) {
+        if let Some(action) = self.admit(&policy, ch.signature.is_some()) {
             return action;
         }
 
@@ -398,6 +405,7 @@ impl HttpContext for Http {
                     host::remove_request_header("content-length");
                 }
                 self.streamed = true;
+                self.upstream_start_ms = self.start_ms;
                 self.streamed_length =
                     !drop_content_length && self.headers.contains("content-length");
                 Action::Continue
@@ -475,9 +483,18 @@ impl HttpContext for Http {
             return;
         };
         if self.forwarded && self.response_status.is_none() {
-            // Reset or disconnect before any response headers.
-            self.observe_route(ch, true);
-            self.upstream_failed(ch);
+            // No response headers: Envoy answers the caller itself when the
+            // upstream fails (503/504, seen above), so this is mostly the
+            // caller hanging up. Only an upstream cause counts against the
+            // cluster; either way the provider got no answer and will
+            // retry, so dedup lets that retry through.
+            let details = host::property_string(&["response", "code_details"]);
+            if details.as_deref().is_some_and(upstream_caused) {
+                self.observe_route(ch, true);
+                self.upstream_failed(ch);
+            } else {
+                self.forget_delivery(ch);
+            }
         }
         let elapsed = host::now_ms().saturating_sub(self.start_ms);
         self.worker.metrics.borrow_mut().record(
@@ -485,4 +502,12 @@ impl HttpContext for Http {
             elapsed,
         );
     }
+}
+
+/// Whether Envoy's `response.code_details` of a stream that ended without
+/// response headers names an upstream cause (`upstream_reset_*`,
+/// `upstream_response_timeout`, ...) rather than the caller
+/// (`downstream_remote_disconnect`, ...).
+fn upstream_caused(details: &str) -> bool {
+    details.starts_with("upstream")
 }

@@ -120,6 +120,12 @@ impl Root {
             }
             if ch.dedup.is_some() {
                 m.declare_counter(stat_name(metrics::DUPLICATES_TOTAL, &[c]));
+                if ch.signature.is_none() {
+                    m.declare_counter(stat_name(
+                        metrics::REJECTED_TOTAL,
+                        &[c, ("reason", "bad_delivery_id")],
+                    ));
+                }
             }
             if ch.mask.is_some() {
                 m.declare_counter(stat_name(metrics::MASKED_FIELDS_TOTAL, &[c]));

@@ -137,6 +137,7 @@ pub mod principal;
 pub mod rules;
 
 use crate::config::{AdmissionSpec, ConfigError, FieldPath};
+use crate::core::reply::LocalReply;
 use crate::core::shared::{SharedStore, StoreError};
 use bucket::{Draw, Limits};
 use rules::{Effect, Rule, RuleFields};
@@ -206,6 +207,25 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// The local reply for a refused request (`None` when it goes on).
+    pub fn refusal(self) -> Option<LocalReply> {
+        match self {
+            Self::Admitted(_) | Self::Demoted(_) => None,
+            Self::Shed { retry_after_s, .. } => Some(
+                LocalReply::new(429, "shed", "callback shed under load; retry later")
+                    .with_header("retry-after", retry_after_s.to_string()),
+            ),
+            Self::Denied(priority) => Some(LocalReply::new(
+                403,
+                "priority_rejected",
+                format!(
+                    "priority {} is not allowed for this caller",
+                    priority.as_str()
+                ),
+            )),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Admitted(_) => "admitted",
@@ -357,7 +377,21 @@ impl AdmissionPolicy {
         identity: Option<&str>,
         now_ms: u64,
     ) -> Result<Decision, StoreError> {
-        let decision = self.classify(requested, identity);
+        self.draw(store, self.classify(requested, identity), now_ms)
+    }
+
+    /// The buckets' part of [`decide`](Self::decide) for a decision the
+    /// rules already took ([`classify`](Self::classify)): `Shed` when a
+    /// bucket refuses; `Denied` passes through without a draw. On a signed
+    /// channel the filter classifies at the request headers and draws only
+    /// once the signature verified, so forged requests never spend the
+    /// tokens verified callbacks need.
+    pub fn draw(
+        &self,
+        store: &dyn SharedStore,
+        decision: Decision,
+        now_ms: u64,
+    ) -> Result<Decision, StoreError> {
         let Some(priority) = decision.admitted() else {
             return Ok(decision);
         };
@@ -370,6 +404,20 @@ impl AdmissionPolicy {
         })
     }
 
+    /// [`draw`](Self::draw), failing open: when shared data fails the
+    /// classified decision stands and the error comes back for the log.
+    pub fn draw_fail_open(
+        &self,
+        store: &dyn SharedStore,
+        decision: Decision,
+        now_ms: u64,
+    ) -> (Decision, Option<StoreError>) {
+        match self.draw(store, decision, now_ms) {
+            Ok(d) => (d, None),
+            Err(e) => (decision, Some(e)),
+        }
+    }
+
     /// [`decide`](Self::decide), failing open: when shared data fails the
     /// request gets the rules' verdict ([`classify`](Self::classify)) and the
     /// error comes back for the log line.
@@ -380,10 +428,7 @@ impl AdmissionPolicy {
         identity: Option<&str>,
         now_ms: u64,
     ) -> (Decision, Option<StoreError>) {
-        match self.decide(store, requested, identity, now_ms) {
-            Ok(decision) => (decision, None),
-            Err(e) => (self.classify(requested, identity), Some(e)),
-        }
+        self.draw_fail_open(store, self.classify(requested, identity), now_ms)
     }
 }
 
