@@ -12,7 +12,7 @@
 
 mod support;
 
-use support::assert::{is_trace_id, local_reply};
+use support::assert::{is_trace_id, local_outcome, local_reply};
 
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -266,7 +266,7 @@ fn values<'a>(r: &'a Received, name: &str) -> Vec<&'a str> {
 }
 
 fn assert_duplicate(resp: &Response, scheme: &str, context: &str) {
-    local_reply(resp, 200, Some("duplicate"), context);
+    local_outcome(resp, 200, "duplicate", context);
     assert_eq!(
         resp.header("x-callback-duplicate"),
         Some("true"),

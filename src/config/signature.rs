@@ -93,6 +93,11 @@ pub struct DedupSpec {
     /// (default 4096, 256..=65536, rounded up to a multiple of 256).
     #[serde(default)]
     pub max_ids: Option<u32>,
+    /// Extension: how long a delivery stays "in flight" (a retry gets 409
+    /// `in_progress`) when no upstream answer marks it delivered or failed
+    /// (default 60, 1..=3600). Keep it above the route timeout.
+    #[serde(default)]
+    pub in_flight_s: Option<u64>,
     /// Extension: allow dedup on a channel without `signature`. Refused by
     /// default: without a signature anyone who reaches the proxy can send
     /// a delivery id first, and the genuine delivery is then answered as a

@@ -42,13 +42,19 @@
 //!
 //! Every read-modify-write goes through [`update`] (compare-and-swap with
 //! bounded retries); a duplicate is answered from one read, without a write.
-//! [`DedupPolicy::forget`] undoes a [`DedupOutcome::First`] when the
-//! upstream answered 5xx or reset, so the provider's retry is forwarded.
-//! Known gap: a retry that arrives while the first delivery is still in
-//! flight is already answered as a duplicate; if that first delivery then
-//! fails, the `forget` comes too late for that retry (only later retries
-//! get through). Closing it needs a "pending" state answered with a
-//! retryable status, which SPEC does not define.
+//!
+//! # In flight, then delivered
+//! A key has two states. [`DedupPolicy::check`] remembers a new key as
+//! *in flight* for `in_flight_s` (default 60 s): a retry arriving then is
+//! [`DedupOutcome::InFlight`] (the filter answers `409 in_progress` with
+//! `retry-after`, so the provider tries again), never "delivered". Only a
+//! 2xx from the upstream makes it *delivered* ([`DedupPolicy::delivered`])
+//! for `window_s`: a retry then is [`DedupOutcome::Duplicate`] (`200`,
+//! `x-callback-duplicate: true`). Any other outcome (non-2xx, reset,
+//! timeout, the caller hanging up) forgets the key
+//! ([`DedupPolicy::forget`]), so the provider's next retry is forwarded.
+//! An in-flight mark whose answer never came (a VM reloaded mid-request)
+//! expires after `in_flight_s`.
 //!
 //! ```
 //! use callback_guard::config::{DedupSpec, FieldPath};
@@ -60,8 +66,15 @@
 //! let dedup = DedupPolicy::compile(&spec, None, &FieldPath::root()).unwrap();
 //! let store = MemoryStore::new();
 //! assert_eq!(dedup.check(&store, "payments", "msg_1", 1000), Ok(DedupOutcome::First));
-//! assert_eq!(dedup.check(&store, "payments", "msg_1", 1059), Ok(DedupOutcome::Duplicate));
-//! assert_eq!(dedup.check(&store, "payments", "msg_1", 1060), Ok(DedupOutcome::First));
+//! // A retry while the first attempt is in flight: try again later.
+//! assert_eq!(
+//!     dedup.check(&store, "payments", "msg_1", 1001),
+//!     Ok(DedupOutcome::InFlight { retry_after_s: 59 })
+//! );
+//! // The upstream answered 2xx at 1002: delivered for the 60 s window.
+//! dedup.delivered(&store, "payments", "msg_1", 1002).unwrap();
+//! assert_eq!(dedup.check(&store, "payments", "msg_1", 1061), Ok(DedupOutcome::Duplicate));
+//! assert_eq!(dedup.check(&store, "payments", "msg_1", 1062), Ok(DedupOutcome::First));
 //! ```
 
 use crate::config::{ConfigError, DedupSpec, FieldPath, SignatureSpec};
@@ -100,11 +113,21 @@ const ENTRY_LEN: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DedupOutcome {
-    /// First delivery inside the window: forward it (it is now remembered).
+    /// Not seen (or forgotten): forward it; it is now remembered in flight.
     First,
-    /// Seen inside the window: answer 200 + `x-callback-duplicate: true`.
+    /// Delivered (2xx) inside the window: answer 200 +
+    /// `x-callback-duplicate: true`.
     Duplicate,
+    /// Another attempt is in flight: answer 409 with `retry-after`.
+    InFlight { retry_after_s: u64 },
 }
+
+/// Default of `dedup.in_flight_s`.
+pub const DEFAULT_IN_FLIGHT_S: u64 = 60;
+/// Range of `dedup.in_flight_s`.
+pub const MAX_IN_FLIGHT_S: u64 = 3600;
+/// Marks an in-flight entry: the top bit of its expiry second.
+const IN_FLIGHT_BIT: u64 = 1 << 63;
 
 /// Where a request's delivery id is read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +204,8 @@ fn json_body_id(body: &[u8]) -> Option<Cow<'_, str>> {
 #[derive(Debug)]
 pub struct DedupPolicy {
     pub window_s: u64,
+    /// How long a key stays in flight without an answer.
+    pub in_flight_s: u64,
     source: DeliveryIdSource,
     /// The signature covers the id: the key is the id alone.
     id_signed: bool,
@@ -200,6 +225,12 @@ impl DedupPolicy {
             return Err(path
                 .key("window_s")
                 .error(format!("must be at most {MAX_WINDOW_S} (30 days)")));
+        }
+        let in_flight_s = spec.in_flight_s.unwrap_or(DEFAULT_IN_FLIGHT_S);
+        if !(1..=MAX_IN_FLIGHT_S).contains(&in_flight_s) {
+            return Err(path.key("in_flight_s").error(format!(
+                "must be between 1 and {MAX_IN_FLIGHT_S}, got {in_flight_s}"
+            )));
         }
         let max_ids = spec.max_ids.unwrap_or(DEFAULT_MAX_IDS);
         if !(MIN_MAX_IDS..=MAX_MAX_IDS).contains(&max_ids) {
@@ -231,6 +262,7 @@ impl DedupPolicy {
         };
         Ok(Self {
             window_s: spec.window_s,
+            in_flight_s,
             source,
             id_signed,
             shards: u64::from(max_ids.div_ceil(MIN_MAX_IDS)),
@@ -287,26 +319,66 @@ impl DedupPolicy {
     ) -> Result<DedupOutcome, StoreError> {
         let hash = id_hash(id);
         let key = self.key(channel, hash);
-        // Fast path: a duplicate is answered from one read, no write.
+        let seen = |e: &Entry| e.seen_at(now_unix_s);
+        // Fast path: a duplicate or in-flight retry is answered from one
+        // read, no write.
         if let Some((value, _)) = store.get(&key)?
-            && decode(&value).any(|e| e.hash == hash && e.expiry > now_unix_s)
+            && let Some(outcome) = decode(&value)
+                .find(|e| e.hash == hash && e.expiry > now_unix_s)
+                .map(|e| seen(&e))
         {
-            return Ok(DedupOutcome::Duplicate);
+            return Ok(outcome);
         }
-        let expiry = now_unix_s.saturating_add(self.window_s);
+        let expiry = now_unix_s.saturating_add(self.in_flight_s);
         update(store, &key, |current| {
             let mut entries: Vec<Entry> = current
                 .map(|v| decode(v).filter(|e| e.expiry > now_unix_s).collect())
                 .unwrap_or_default();
-            if entries.iter().any(|e| e.hash == hash) {
+            if let Some(e) = entries.iter().find(|e| e.hash == hash) {
                 // Another worker remembered it between our read and now.
-                return (encode(&entries), DedupOutcome::Duplicate);
+                let outcome = seen(e);
+                return (encode(&entries), outcome);
             }
-            entries.push(Entry { hash, expiry });
+            entries.push(Entry {
+                hash,
+                expiry,
+                in_flight: true,
+            });
             // Entries are kept in arrival order: the front is the oldest.
             let excess = entries.len().saturating_sub(SHARD_CAPACITY);
             entries.drain(..excess);
             (encode(&entries), DedupOutcome::First)
+        })
+    }
+
+    /// The upstream answered 2xx: `id` is delivered, a duplicate for
+    /// `window_s` from now. Re-inserts it if it was dropped meanwhile.
+    pub fn delivered(
+        &self,
+        store: &dyn SharedStore,
+        channel: &str,
+        id: &str,
+        now_unix_s: u64,
+    ) -> Result<(), StoreError> {
+        let hash = id_hash(id);
+        let key = self.key(channel, hash);
+        let expiry = now_unix_s.saturating_add(self.window_s);
+        update(store, &key, |current| {
+            let mut entries: Vec<Entry> = current
+                .map(|v| {
+                    decode(v)
+                        .filter(|e| e.expiry > now_unix_s && e.hash != hash)
+                        .collect()
+                })
+                .unwrap_or_default();
+            entries.push(Entry {
+                hash,
+                expiry,
+                in_flight: false,
+            });
+            let excess = entries.len().saturating_sub(SHARD_CAPACITY);
+            entries.drain(..excess);
+            (encode(&entries), ())
         })
     }
 
@@ -342,7 +414,22 @@ impl DedupPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     hash: u64,
+    /// Unix second it expires (stored without [`IN_FLIGHT_BIT`]).
     expiry: u64,
+    in_flight: bool,
+}
+
+impl Entry {
+    /// What a retry of this live entry gets at `now`.
+    fn seen_at(&self, now: u64) -> DedupOutcome {
+        if self.in_flight {
+            DedupOutcome::InFlight {
+                retry_after_s: self.expiry.saturating_sub(now).max(1),
+            }
+        } else {
+            DedupOutcome::Duplicate
+        }
+    }
 }
 
 /// First 8 bytes of SHA-256(id), big-endian.
@@ -366,9 +453,11 @@ fn decode(value: &[u8]) -> impl Iterator<Item = Entry> + '_ {
     };
     body.chunks_exact(ENTRY_LEN).map(|chunk| {
         let (hash, expiry) = chunk.split_at(ENTRY_LEN / 2);
+        let expiry = be_u64(expiry);
         Entry {
             hash: be_u64(hash),
-            expiry: be_u64(expiry),
+            expiry: expiry & !IN_FLIGHT_BIT,
+            in_flight: expiry & IN_FLIGHT_BIT != 0,
         }
     })
 }
@@ -378,7 +467,8 @@ fn encode(entries: &[Entry]) -> Vec<u8> {
     out.push(FORMAT);
     for e in entries {
         out.extend_from_slice(&e.hash.to_be_bytes());
-        out.extend_from_slice(&e.expiry.to_be_bytes());
+        let flag = if e.in_flight { IN_FLIGHT_BIT } else { 0 };
+        out.extend_from_slice(&(e.expiry.min(!IN_FLIGHT_BIT) | flag).to_be_bytes());
     }
     out
 }
@@ -404,6 +494,22 @@ mod tests {
         let sig: Option<SignatureSpec> =
             scheme.map(|s| serde_json::from_str(&format!(r#"{{"scheme":"{s}"}}"#)).unwrap());
         DedupPolicy::compile(&spec, sig.as_ref(), &FieldPath::root().key("dedup")).unwrap()
+    }
+
+    /// A delivery that the upstream answered 2xx at once: `check`, then
+    /// `delivered` when it was the first.
+    fn deliver(
+        p: &DedupPolicy,
+        store: &dyn SharedStore,
+        channel: &str,
+        id: &str,
+        now: u64,
+    ) -> Result<DedupOutcome, StoreError> {
+        let outcome = p.check(store, channel, id, now)?;
+        if outcome == DedupOutcome::First {
+            p.delivered(store, channel, id, now)?;
+        }
+        Ok(outcome)
     }
 
     fn compile_err(json: &str) -> String {
@@ -506,28 +612,28 @@ mod tests {
         let p = policy(r#"{"window_s":3600}"#, Some("standard-webhooks"));
         let store = MemoryStore::new();
         assert_eq!(
-            p.check(&store, "payments", "msg_1", 1_000),
+            deliver(&p, &store, "payments", "msg_1", 1_000),
             Ok(DedupOutcome::First)
         );
         assert_eq!(
-            p.check(&store, "payments", "msg_1", 1_001),
+            deliver(&p, &store, "payments", "msg_1", 1_001),
             Ok(DedupOutcome::Duplicate)
         );
         assert_eq!(
-            p.check(&store, "payments", "msg_1", 4_599),
+            deliver(&p, &store, "payments", "msg_1", 4_599),
             Ok(DedupOutcome::Duplicate)
         );
         assert_eq!(
-            p.check(&store, "payments", "msg_2", 4_599),
+            deliver(&p, &store, "payments", "msg_2", 4_599),
             Ok(DedupOutcome::First)
         );
         // The window is over: a new first delivery, remembered again.
         assert_eq!(
-            p.check(&store, "payments", "msg_1", 4_600),
+            deliver(&p, &store, "payments", "msg_1", 4_600),
             Ok(DedupOutcome::First)
         );
         assert_eq!(
-            p.check(&store, "payments", "msg_1", 4_601),
+            deliver(&p, &store, "payments", "msg_1", 4_601),
             Ok(DedupOutcome::Duplicate)
         );
     }
@@ -536,10 +642,13 @@ mod tests {
     fn duplicates_do_not_write() {
         let p = policy(r#"{"window_s":60}"#, None);
         let store = MemoryStore::new();
-        p.check(&store, "c", "a", 10).unwrap();
+        deliver(&p, &store, "c", "a", 10).unwrap();
         let key = p.key("c", id_hash("a"));
         let (_, cas) = store.get(&key).unwrap().unwrap();
-        assert_eq!(p.check(&store, "c", "a", 11), Ok(DedupOutcome::Duplicate));
+        assert_eq!(
+            deliver(&p, &store, "c", "a", 11),
+            Ok(DedupOutcome::Duplicate)
+        );
         assert_eq!(store.get(&key).unwrap().unwrap().1, cas);
     }
 
@@ -548,20 +657,20 @@ mod tests {
         let p = policy(r#"{"window_s":60}"#, None);
         let store = MemoryStore::new();
         assert_eq!(
-            p.check(&store, "payments", "evt_1", 10),
+            deliver(&p, &store, "payments", "evt_1", 10),
             Ok(DedupOutcome::First)
         );
         assert_eq!(
-            p.check(&store, "orders", "evt_1", 10),
+            deliver(&p, &store, "orders", "evt_1", 10),
             Ok(DedupOutcome::First)
         );
         assert_eq!(
-            p.check(&store, "orders", "evt_1", 11),
+            deliver(&p, &store, "orders", "evt_1", 11),
             Ok(DedupOutcome::Duplicate)
         );
         p.forget(&store, "orders", "evt_1").unwrap();
         assert_eq!(
-            p.check(&store, "payments", "evt_1", 12),
+            deliver(&p, &store, "payments", "evt_1", 12),
             Ok(DedupOutcome::Duplicate)
         );
     }
@@ -570,12 +679,21 @@ mod tests {
     fn forget_lets_the_retry_through() {
         let p = policy(r#"{"window_s":60}"#, None);
         let store = MemoryStore::new();
-        assert_eq!(p.check(&store, "c", "evt_1", 10), Ok(DedupOutcome::First));
-        assert_eq!(p.check(&store, "c", "evt_2", 10), Ok(DedupOutcome::First));
-        p.forget(&store, "c", "evt_1").unwrap();
-        assert_eq!(p.check(&store, "c", "evt_1", 11), Ok(DedupOutcome::First));
         assert_eq!(
-            p.check(&store, "c", "evt_2", 11),
+            deliver(&p, &store, "c", "evt_1", 10),
+            Ok(DedupOutcome::First)
+        );
+        assert_eq!(
+            deliver(&p, &store, "c", "evt_2", 10),
+            Ok(DedupOutcome::First)
+        );
+        p.forget(&store, "c", "evt_1").unwrap();
+        assert_eq!(
+            deliver(&p, &store, "c", "evt_1", 11),
+            Ok(DedupOutcome::First)
+        );
+        assert_eq!(
+            deliver(&p, &store, "c", "evt_2", 11),
             Ok(DedupOutcome::Duplicate)
         );
         // Forgetting an unknown id creates nothing.
@@ -592,7 +710,7 @@ mod tests {
         let n = 20_000;
         for i in 0..n {
             assert_eq!(
-                p.check(&store, "c", &format!("evt_{i}"), 1_000),
+                deliver(&p, &store, "c", &format!("evt_{i}"), 1_000),
                 Ok(DedupOutcome::First)
             );
         }
@@ -606,11 +724,11 @@ mod tests {
         assert_eq!(remembered, DEFAULT_MAX_IDS as usize);
         // The newest are still remembered; the oldest were dropped first.
         assert_eq!(
-            p.check(&store, "c", &format!("evt_{}", n - 1), 1_001),
+            deliver(&p, &store, "c", &format!("evt_{}", n - 1), 1_001),
             Ok(DedupOutcome::Duplicate)
         );
         assert_eq!(
-            p.check(&store, "c", "evt_0", 1_001),
+            deliver(&p, &store, "c", "evt_0", 1_001),
             Ok(DedupOutcome::First)
         );
     }
@@ -620,15 +738,15 @@ mod tests {
         let p = policy(r#"{"window_s":10,"max_ids":256}"#, None);
         let store = MemoryStore::new();
         for i in 0..SHARD_CAPACITY - 1 {
-            p.check(&store, "c", &format!("old_{i}"), 0).unwrap();
+            deliver(&p, &store, "c", &format!("old_{i}"), 0).unwrap();
         }
-        p.check(&store, "c", "live", 5).unwrap();
+        deliver(&p, &store, "c", "live", 5).unwrap();
         // At t=12 every old_ entry expired; filling the shard keeps "live".
         for i in 0..SHARD_CAPACITY - 1 {
-            p.check(&store, "c", &format!("new_{i}"), 12).unwrap();
+            deliver(&p, &store, "c", &format!("new_{i}"), 12).unwrap();
         }
         assert_eq!(
-            p.check(&store, "c", "live", 14),
+            deliver(&p, &store, "c", "live", 14),
             Ok(DedupOutcome::Duplicate)
         );
         let (value, _) = store.get("cg:dedup:c:0").unwrap().unwrap();
@@ -666,11 +784,14 @@ mod tests {
         let p = policy(r#"{"window_s":60,"max_ids":256}"#, None);
         let store = MemoryStore::new();
         store.set("cg:dedup:c:0", &[9, 1, 2, 3], None).unwrap();
-        assert_eq!(p.check(&store, "c", "a", 1), Ok(DedupOutcome::First));
+        assert_eq!(deliver(&p, &store, "c", "a", 1), Ok(DedupOutcome::First));
         let (mut value, cas) = store.get("cg:dedup:c:0").unwrap().unwrap();
         value.extend_from_slice(&[7, 7, 7]);
         store.set("cg:dedup:c:0", &value, Some(cas)).unwrap();
-        assert_eq!(p.check(&store, "c", "a", 2), Ok(DedupOutcome::Duplicate));
+        assert_eq!(
+            deliver(&p, &store, "c", "a", 2),
+            Ok(DedupOutcome::Duplicate)
+        );
     }
 
     struct Broken;
@@ -755,5 +876,46 @@ mod tests {
         .delivery_key(&h, body)
         .unwrap();
         assert!(custom.starts_with("msg_1#"));
+    }
+
+    #[test]
+    fn in_flight_then_delivered_or_forgotten() {
+        let p = policy(
+            r#"{"window_s":3600,"in_flight_s":30}"#,
+            Some("standard-webhooks"),
+        );
+        let store = MemoryStore::new();
+        assert_eq!(p.check(&store, "c", "m", 100), Ok(DedupOutcome::First));
+        // A retry during the first attempt is told to come back, never
+        // "delivered".
+        assert_eq!(
+            p.check(&store, "c", "m", 110),
+            Ok(DedupOutcome::InFlight { retry_after_s: 20 })
+        );
+        // The attempt failed: forgotten, the next retry is forwarded.
+        p.forget(&store, "c", "m").unwrap();
+        assert_eq!(p.check(&store, "c", "m", 111), Ok(DedupOutcome::First));
+        // This one succeeds: a duplicate for the whole window.
+        p.delivered(&store, "c", "m", 112).unwrap();
+        assert_eq!(p.check(&store, "c", "m", 113), Ok(DedupOutcome::Duplicate));
+        assert_eq!(p.check(&store, "c", "m", 3711), Ok(DedupOutcome::Duplicate));
+        assert_eq!(p.check(&store, "c", "m", 3712), Ok(DedupOutcome::First));
+        // An in-flight mark whose answer never came expires.
+        assert_eq!(p.check(&store, "c", "lost", 100), Ok(DedupOutcome::First));
+        assert_eq!(
+            p.check(&store, "c", "lost", 129),
+            Ok(DedupOutcome::InFlight { retry_after_s: 1 })
+        );
+        assert_eq!(p.check(&store, "c", "lost", 130), Ok(DedupOutcome::First));
+    }
+
+    #[test]
+    fn in_flight_s_is_bounded() {
+        assert!(
+            compile_err(r#"{"window_s":60,"in_flight_s":0}"#).starts_with("dedup.in_flight_s: ")
+        );
+        assert!(
+            compile_err(r#"{"window_s":60,"in_flight_s":3601}"#).starts_with("dedup.in_flight_s: ")
+        );
     }
 }

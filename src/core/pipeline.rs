@@ -184,11 +184,16 @@ pub fn inspect_body(
         && let Some(id) = dedup.delivery_key(input.headers, input.body)
     {
         // A store failure must not lose the callback: forward it (fail open).
-        if let Ok(DedupOutcome::Duplicate) = dedup.check(store, &ch.name, &id, input.now_unix_s) {
-            events.push(Event::Duplicate);
-            let dup = LocalReply::new(200, "duplicate", "duplicate delivery already accepted")
-                .with_header("x-callback-duplicate", "true");
-            return reply(dup, events, verified);
+        match dedup.check(store, &ch.name, &id, input.now_unix_s) {
+            Ok(DedupOutcome::Duplicate) => {
+                events.push(Event::Duplicate);
+                return reply(LocalReply::duplicate(), events, verified);
+            }
+            Ok(DedupOutcome::InFlight { retry_after_s }) => {
+                events.push(Event::Rejected("in_progress"));
+                return reply(LocalReply::in_progress(retry_after_s), events, verified);
+            }
+            Ok(DedupOutcome::First) | Err(_) => {}
         }
         dedup_key = Some(id);
     }

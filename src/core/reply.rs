@@ -13,11 +13,17 @@ pub struct LocalReply {
     /// Human sentence.
     pub detail: String,
     pub headers: Vec<(String, String)>,
+    /// The body names `code` as a `status` (an outcome such as
+    /// `duplicate`), not as an `error`.
+    pub outcome: bool,
 }
 
 #[derive(Serialize)]
 struct Body<'a> {
-    error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'a str>,
     detail: &'a str,
     trace_id: &'a str,
 }
@@ -29,6 +35,7 @@ impl LocalReply {
             code,
             detail: detail.into(),
             headers: Vec::new(),
+            outcome: false,
         }
     }
 
@@ -43,8 +50,14 @@ impl LocalReply {
         if self.status == 204 {
             return Vec::new();
         }
+        let (error, status) = if self.outcome {
+            (None, Some(self.code))
+        } else {
+            (Some(self.code), None)
+        };
         serde_json::to_vec(&Body {
-            error: self.code,
+            error,
+            status,
             detail: &self.detail,
             trace_id,
         })
@@ -67,12 +80,24 @@ impl LocalReply {
         )
     }
 
-    pub fn bad_json() -> Self {
+    /// A redelivery of a callback the service already took: not an error,
+    /// so the body says `"status": "duplicate"`.
+    pub fn duplicate() -> Self {
+        let mut reply = Self::new(200, "duplicate", "duplicate delivery already accepted")
+            .with_header("x-callback-duplicate", "true");
+        reply.outcome = true;
+        reply
+    }
+
+    /// A retry while another attempt of the same delivery is in flight:
+    /// `409` with `retry-after`, so the provider tries again.
+    pub fn in_progress(retry_after_s: u64) -> Self {
         Self::new(
-            400,
-            "bad_json",
-            "callback body claims JSON but does not parse",
+            409,
+            "in_progress",
+            "an attempt of this delivery is still in flight; retry later",
         )
+        .with_header("retry-after", retry_after_s.to_string())
     }
 }
 
@@ -90,6 +115,14 @@ mod tests {
         assert_eq!(v["trace_id"], "ab");
         assert!(v["detail"].as_str().unwrap().contains("10 bytes"));
         assert_eq!(v.as_object().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_duplicate_is_a_status_not_an_error() {
+        let v: serde_json::Value =
+            serde_json::from_slice(&LocalReply::duplicate().body("ab")).unwrap();
+        assert_eq!(v["status"], "duplicate");
+        assert!(v.get("error").is_none());
     }
 
     #[test]

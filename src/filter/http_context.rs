@@ -285,6 +285,13 @@ impl Http {
         self.forget_delivery(ch);
     }
 
+    /// The upstream took the delivery (2xx): a retry is a duplicate now.
+    fn delivered(&self, ch: &ChannelPolicy) {
+        if let (Some(dedup), Some(key)) = (&ch.dedup, &self.dedup_key) {
+            let _ = dedup.delivered(&SharedData, &ch.name, key, host::now_ms() / 1000);
+        }
+    }
+
     /// Lets the provider's retry of this delivery through dedup.
     fn forget_delivery(&self, ch: &ChannelPolicy) {
         if let (Some(dedup), Some(key)) = (&ch.dedup, &self.dedup_key) {
@@ -470,6 +477,11 @@ impl HttpContext for Http {
             self.observe_route(ch, failed);
             if failed {
                 self.upstream_failed(ch);
+            } else if (200..300).contains(&status) {
+                self.delivered(ch);
+            } else {
+                // Not delivered: the provider retries a non-2xx.
+                self.forget_delivery(ch);
             }
         }
         Action::Continue

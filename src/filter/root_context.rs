@@ -120,6 +120,10 @@ impl Root {
             }
             if ch.dedup.is_some() {
                 m.declare_counter(stat_name(metrics::DUPLICATES_TOTAL, &[c]));
+                m.declare_counter(stat_name(
+                    metrics::REJECTED_TOTAL,
+                    &[c, ("reason", "in_progress")],
+                ));
                 if ch.signature.is_none() {
                     m.declare_counter(stat_name(
                         metrics::REJECTED_TOTAL,

@@ -14,6 +14,16 @@ pub fn is_trace_id(s: &str) -> bool {
 /// of exactly `error` (equal to `code` when given), `detail` and `trace_id`,
 /// the trace id being the `x-callback-trace-id` header.
 pub fn local_reply(resp: &Response, status: u16, code: Option<&str>, context: &str) {
+    reply_shape(resp, status, "error", code, context);
+}
+
+/// A local reply that reports an outcome rather than an error (a
+/// duplicate): the same shape with `status` in place of `error`.
+pub fn local_outcome(resp: &Response, status: u16, code: &str, context: &str) {
+    reply_shape(resp, status, "status", Some(code), context);
+}
+
+fn reply_shape(resp: &Response, status: u16, key: &str, code: Option<&str>, context: &str) {
     assert_eq!(resp.status, status, "{context}: {}", resp.body_str());
     assert_eq!(
         resp.header("content-type"),
@@ -27,9 +37,9 @@ pub fn local_reply(resp: &Response, status: u16, code: Option<&str>, context: &s
         "{context}: {body}"
     );
     match code {
-        Some(code) => assert_eq!(body["error"], code, "{context}: {body}"),
+        Some(code) => assert_eq!(body[key], code, "{context}: {body}"),
         None => assert!(
-            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            body[key].as_str().is_some_and(|e| !e.is_empty()),
             "{context}: {body}"
         ),
     }
