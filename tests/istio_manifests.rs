@@ -1078,11 +1078,12 @@ fn a_plain_wasmplugin_works_in_stream_mode() {
         .send(plain.addr());
     assert_eq!(resp.status, 200, "{}", resp.body_str());
     assert_eq!(resp.header("x-verified-signature"), Some("stripe"));
-    // Body-less requests on a channel and traffic outside the channels
-    // behave as with the flag.
+    // Body-less requests on a signed channel are verified first (an
+    // unsigned one is refused, not acknowledged as empty), and traffic
+    // outside the channels passes, as with the flag.
     assert_eq!(
         Request::get("/callbacks/stripe").send(plain.addr()).status,
-        204
+        401
     );
     let outside = Request::post("/healthz").body("x").send(plain.addr());
     assert_eq!(outside.status, 200);

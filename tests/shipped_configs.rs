@@ -77,8 +77,20 @@ fn demo_config_runs_the_shipped_policy() {
     ]);
     let envoy = Envoy::start_yaml("demo", &yaml);
 
-    // Empty callback: answered at the proxy and counted.
+    // Empty callback: verified first, then answered at the proxy and
+    // counted; an unsigned one is refused like any other.
     let resp = Request::post("/callbacks/payments")
+        .json("{}")
+        .send(envoy.addr());
+    assert_eq!(resp.status, 401);
+    let ts = support::sign::now();
+    let resp = Request::post("/callbacks/payments")
+        .header("webhook-id", "msg_demo_empty")
+        .header("webhook-timestamp", &ts.to_string())
+        .header(
+            "webhook-signature",
+            &support::sign::standard_v1(support::envoy::DEMO_ENV[0].1, "msg_demo_empty", ts, b"{}"),
+        )
         .json("{}")
         .send(envoy.addr());
     assert_eq!(resp.status, 204);

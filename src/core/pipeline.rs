@@ -2,10 +2,14 @@
 //! order of the body checks, as one pure function.
 //!
 //! Order and why:
-//! 1. **empty**: cheapest, and an empty callback needs nothing else.
-//! 2. **signature** on the original bytes: nothing unverified goes further.
-//! 3. **dedup** after verification, so forged requests cannot plant ids.
-//! 4. **mask** last: it changes the bytes the signature was computed over.
+//! 1. **signature** on the original bytes: nothing unverified goes further,
+//!    not even to the empty check (a forged `{}` or `x-callback-status:
+//!    204` is a `401` like any other, never a `204` or an empty count).
+//! 2. **empty**: an empty callback needs nothing else (on an unsigned
+//!    channel this is the first step).
+//! 3. **admission** buckets of a signed channel, drawn only now.
+//! 4. **dedup** after verification, so forged requests cannot plant ids.
+//! 5. **mask** last: it changes the bytes the signature was computed over.
 
 use crate::config::{ChannelPolicy, EmptyAction};
 use crate::core::admission::{AdmissionPolicy, Decision};
@@ -104,9 +108,8 @@ pub struct BodyVerdict {
 pub struct BodyInput<'a> {
     pub headers: &'a Headers,
     pub body: &'a [u8],
-    /// Already counted as empty from `x-callback-status: 204` (only reaches
-    /// here with `empty.action: forward`).
-    pub counted_empty: bool,
+    /// The headers said the callback is empty (`x-callback-status: 204`).
+    pub empty_by_header: bool,
     pub now_unix_s: u64,
     /// Drawn right after the signature verified, before dedup remembers
     /// the delivery.
@@ -124,13 +127,6 @@ pub fn inspect_body(
         events,
         verified,
     };
-
-    if !input.counted_empty && empty::empty_body(input.body) {
-        events.push(Event::Empty);
-        if ch.empty_action == EmptyAction::Reply {
-            return reply(LocalReply::empty_callback(), events, None);
-        }
-    }
 
     if let Some(dedup) = &ch.dedup
         && dedup.id_malformed(input.headers)
@@ -164,6 +160,13 @@ pub fn inspect_body(
                 events.push(Event::SignatureFailed(reason));
                 return reply(signature_reply(reason), events, None);
             }
+        }
+    }
+
+    if input.empty_by_header || empty::empty_body(input.body) {
+        events.push(Event::Empty);
+        if ch.empty_action == EmptyAction::Reply {
+            return reply(LocalReply::empty_callback(), events, verified);
         }
     }
 
@@ -264,7 +267,7 @@ mod tests {
         let input = BodyInput {
             headers: &headers,
             body,
-            counted_empty: false,
+            empty_by_header: false,
             now_unix_s: 1_700_000_000,
             admission: None,
         };
@@ -301,6 +304,64 @@ mod tests {
                 dedup_key: None
             }
         );
+    }
+
+    fn run_with(
+        ch: &ChannelPolicy,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        by_header: bool,
+    ) -> BodyVerdict {
+        let mut pairs: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+        pairs.extend_from_slice(headers);
+        let headers: Headers = pairs.into_iter().collect();
+        let input = BodyInput {
+            headers: &headers,
+            body,
+            empty_by_header: by_header,
+            now_unix_s: 1_700_000_000,
+            admission: None,
+        };
+        inspect_body(ch, &input, &MemoryStore::new())
+    }
+
+    #[test]
+    fn on_a_signed_channel_the_signature_comes_before_the_empty_check() {
+        let ch = channel(
+            r#"{"name":"gh","match":{"path_prefix":"/"},
+                "signature":{"scheme":"github","secrets":[{"value":"s3cret"}]}}"#,
+        );
+        // Forged or unsigned `{}`, or an empty-by-header claim: 401, and
+        // nothing is counted as empty.
+        for (headers, by_header) in [
+            (vec![], false),
+            (vec![("x-hub-signature-256", "sha256=00")], false),
+            (vec![], true),
+        ] {
+            let v = run_with(&ch, &headers, b"{}", by_header);
+            assert!(
+                matches!(v.action, BodyAction::Reply(ref r) if r.status == 401),
+                "{v:?}"
+            );
+            assert!(!v.events.contains(&Event::Empty), "{v:?}");
+        }
+        // Verified: the empty callback is answered 204 and counted.
+        let sig = {
+            use hmac::{Hmac, Mac};
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
+            mac.update(b"{}");
+            let tag: Vec<String> = mac
+                .finalize()
+                .into_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!("sha256={}", tag.concat())
+        };
+        let v = run_with(&ch, &[("x-hub-signature-256", &sig)], b"{}", false);
+        assert_eq!(v.events, [Event::SignatureVerified, Event::Empty]);
+        assert!(matches!(v.action, BodyAction::Reply(ref r) if r.status == 204));
+        assert_eq!(v.verified, Some("github"));
     }
 
     #[test]

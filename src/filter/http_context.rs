@@ -20,7 +20,7 @@
 //!   the route (`cluster_header`) after a header change there.
 
 use super::root_context::Worker;
-use crate::config::{ChannelPolicy, EmptyAction, Policy};
+use crate::config::{ChannelPolicy, Policy};
 use crate::core::admission::Decision;
 use crate::core::headers::Headers;
 use crate::core::hold::{self, BodyWait};
@@ -52,7 +52,9 @@ pub struct Http {
     headers: Headers,
     trace_id: String,
     start_ms: u64,
-    counted_empty: bool,
+    /// `x-callback-status: 204`: empty by the headers (decided with the
+    /// body, after the signature).
+    empty_by_header: bool,
     verified: Option<&'static str>,
     cluster: Option<String>,
     dedup_key: Option<String>,
@@ -63,8 +65,6 @@ pub struct Http {
     response_status: Option<u32>,
     /// Request body bytes buffered so far.
     body_size: usize,
-    /// Empty by `x-callback-status`: answer 204 once the body is in.
-    empty_reply_pending: bool,
     /// Stream mode: the headers went upstream before the body was checked.
     streamed: bool,
     /// Stream mode: the upstream headers still declare the original
@@ -87,7 +87,7 @@ impl Http {
             headers: Headers::default(),
             trace_id: String::new(),
             start_ms: 0,
-            counted_empty: false,
+            empty_by_header: false,
             verified: None,
             cluster: None,
             dedup_key: None,
@@ -95,7 +95,6 @@ impl Http {
             forwarded: false,
             response_status: None,
             body_size: 0,
-            empty_reply_pending: false,
             streamed: false,
             streamed_length: false,
             pending_admission: None,
@@ -178,9 +177,6 @@ impl Http {
 
     /// Runs the body checks on the complete body and applies the verdict.
     fn finish(&mut self, body_size: usize) -> Action {
-        if self.empty_reply_pending {
-            return self.reply(&LocalReply::empty_callback());
-        }
         let Some((policy, index)) = self.channel_policy() else {
             return Action::Continue;
         };
@@ -199,7 +195,7 @@ impl Http {
         let input = BodyInput {
             headers: &self.headers,
             body: &body,
-            counted_empty: self.counted_empty,
+            empty_by_header: self.empty_by_header,
             now_unix_s: host::now_ms() / 1000,
             admission: self.pending_admission.zip(policy.admission.as_ref()).map(
                 |(decision, admission)| PendingAdmission {
@@ -366,19 +362,10 @@ impl HttpContext for Http {
             return action;
         }
 
-        if empty::empty_by_header(self.headers.get(empty::STATUS_HEADER)) {
-            self.counted_empty = true;
-            self.count_event(&ch.name, Event::Empty);
-            if ch.empty_action == EmptyAction::Reply {
-                if end_of_stream {
-                    return self.reply(&LocalReply::empty_callback());
-                }
-                // Read the (bounded) body first: answering while the caller
-                // is still sending makes Envoy close the connection under it,
-                // and the caller sees a reset instead of the 204.
-                self.empty_reply_pending = true;
-            }
-        }
+        // Decided with the body (after the signature, on a signed channel):
+        // the body is read first anyway, since answering while the caller
+        // is still sending makes Envoy close the connection under it.
+        self.empty_by_header = empty::empty_by_header(self.headers.get(empty::STATUS_HEADER));
 
         let declared = self
             .headers
