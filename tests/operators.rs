@@ -68,3 +68,122 @@ fn on_a_signed_channel_empty_callbacks_are_verified_first() {
         .send(envoy.addr());
     assert_eq!(resp.status, 204);
 }
+
+/// An Envoy whose listener writes a JSON access log with the decision
+/// record to `dir/access.log`.
+fn start_with_access_log(name: &str, up: &Upstream, plugin: &str) -> (Envoy, std::path::PathBuf) {
+    let mut bootstrap = Envoy::builder(name)
+        .plugin(plugin)
+        .cluster("upstream", up.port())
+        .bootstrap();
+    let log = std::env::temp_dir().join(format!("cg-access-{name}-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        ["access_log"] = json!([{
+        "name": "envoy.access_loggers.file",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": log,
+            "log_format": {"json_format": {
+                "code": "%RESPONSE_CODE%",
+                "path": "%REQ(:PATH)%",
+                "callback_guard": "%FILTER_STATE(wasm.callback_guard:PLAIN)%",
+                "typed": "%FILTER_STATE(wasm.callback_guard:TYPED)%"
+            }}
+        }
+    }]);
+    (Envoy::start_yaml(name, &bootstrap.to_string()), log)
+}
+
+#[test]
+fn every_decision_is_in_the_access_log_and_refusals_in_the_log() {
+    let up = Upstream::start();
+    let plugin = json!({"channels": [
+        {"name": "github", "match": {"path_prefix": "/callbacks/github"},
+         "signature": {"scheme": "github", "secrets": [{"value": GITHUB_SECRET}]}}
+    ], "refusal_log": {"level": "warn", "per_second": 5}});
+    let (envoy, log) = start_with_access_log("decision-log", &up, &plugin.to_string());
+    let body = r#"{"action":"opened"}"#;
+    let ok = Request::post("/callbacks/github")
+        .header("x-github-delivery", "d-ok-1")
+        .header(
+            "x-hub-signature-256",
+            &sign::github(GITHUB_SECRET, body.as_bytes()),
+        )
+        .json(body)
+        .send(envoy.addr());
+    assert_eq!(ok.status, 200);
+    for i in 0..20 {
+        let resp = Request::post("/callbacks/github")
+            .header("x-github-delivery", &format!("d-bad-{i}"))
+            .header(
+                "x-hub-signature-256",
+                &sign::github("wrong", body.as_bytes()),
+            )
+            .json(body)
+            .send(envoy.addr());
+        assert_eq!(resp.status, 401);
+    }
+    let outside = Request::get("/elsewhere").send(envoy.addr());
+    assert_eq!(outside.status, 200);
+    // Envoy buffers access log files (10 s flush interval); reopening the
+    // logs flushes them.
+    admin_post(&envoy, "/reopen_logs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let lines = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines.len() >= 22 || std::time::Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(lines.len(), 22, "{lines:#?}");
+    let record = |line: &serde_json::Value| -> serde_json::Value {
+        serde_json::from_str(line["callback_guard"].as_str().unwrap()).unwrap()
+    };
+    let first = record(&lines[0]);
+    assert_eq!(first["channel"], "github");
+    assert_eq!(first["verdict"], "forwarded");
+    assert_eq!(first["scheme"], "github");
+    assert_eq!(first["delivery_id"], "d-ok-1");
+    assert!(support::assert::is_trace_id(
+        first["trace_id"].as_str().unwrap()
+    ));
+    let refused = record(&lines[1]);
+    assert_eq!(refused["verdict"], "refused");
+    assert_eq!(refused["reason"], "signature_mismatch");
+    assert_eq!(refused["status"], 401);
+    assert_eq!(refused["delivery_id"], "d-bad-0");
+    // Outside every channel there is no record.
+    assert_eq!(lines[21]["path"], "/elsewhere");
+    assert!(lines[21]["callback_guard"].is_null(), "{}", lines[21]);
+    // Refusals are logged at warn, at most 5 a second per worker.
+    let envoy_log = envoy.log();
+    let refusals: Vec<&str> = envoy_log
+        .lines()
+        .filter(|l| l.contains("callback-guard: refused channel=github"))
+        .collect();
+    assert!(refusals.len() >= 5 && refusals.len() < 20, "{refusals:#?}");
+    assert!(
+        refusals
+            .iter()
+            .all(|l| l.contains("[warning]") && l.contains("reason=signature_mismatch"))
+    );
+}
+
+fn admin_post(envoy: &Envoy, path: &str) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(envoy.admin()).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nhost: admin\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}

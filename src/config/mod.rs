@@ -22,6 +22,7 @@
 mod admission;
 mod channel;
 mod error;
+mod log;
 mod mask;
 mod policy;
 mod routing;
@@ -30,6 +31,7 @@ mod signature;
 pub use admission::AdmissionSpec;
 pub use channel::{ChannelSpec, EmptyAction, EmptySpec, MatchSpec};
 pub use error::{ConfigError, FieldPath};
+pub use log::{RefusalLog, RefusalLogSpec};
 pub use mask::MaskSpec;
 pub use policy::{ChannelPolicy, DEFAULT_CLUSTER_HEADER, Policy};
 pub use routing::{ChannelRoutingSpec, ClusterSpec, RoutingSpec};
@@ -65,6 +67,10 @@ pub struct ConfigSpec {
     /// `x-verified-signature` is set on the response only.
     #[serde(default)]
     pub hold_headers: Option<bool>,
+    /// *Extension.* One log line per refused channel request, at this level
+    /// and at most this often (default: `info`, 10 per second per worker).
+    #[serde(default)]
+    pub refusal_log: Option<RefusalLogSpec>,
 }
 
 /// Step 1: JSON to the serde model. An empty document means "no channels".

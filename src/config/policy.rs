@@ -21,6 +21,8 @@ pub struct Policy {
     /// Hold a channel request's headers until its body is checked
     /// (default); `false` is stream mode (see [`crate::core::hold`]).
     pub hold_headers: bool,
+    /// How refusals are logged.
+    pub refusal_log: super::RefusalLog,
 }
 
 /// One channel, compiled.
@@ -73,5 +75,6 @@ pub(super) fn compile(spec: &ConfigSpec, env: EnvLookup<'_>) -> Result<Policy, C
         admission,
         cluster_header,
         hold_headers: spec.hold_headers.unwrap_or(true),
+        refusal_log: super::log::compile(spec.refusal_log.as_ref(), &root.key("refusal_log"))?,
     })
 }

@@ -21,7 +21,9 @@
 
 use super::root_context::Worker;
 use crate::config::{ChannelPolicy, Policy};
-use crate::core::admission::Decision;
+use crate::core::admission::{Decision, Priority};
+use crate::core::decision::{self, DecisionRecord, LogLevel, Verdict};
+use crate::core::dedup::DeliveryIdSource;
 use crate::core::headers::Headers;
 use crate::core::hold::{self, BodyWait};
 use crate::core::metrics::{self, stat_name};
@@ -73,6 +75,10 @@ pub struct Http {
     /// Signed channel: the rules admitted the request at its headers; the
     /// bucket draw happens once the signature verified.
     pending_admission: Option<Decision>,
+    /// The provider's delivery id (for the decision record).
+    delivery_id: Option<String>,
+    /// The priority admission granted (for the decision record).
+    priority_admitted: Option<Priority>,
     /// When the complete request went upstream: routing latency counts
     /// from here (a caller's slow upload is not the cluster's latency).
     upstream_start_ms: u64,
@@ -98,6 +104,8 @@ impl Http {
             streamed: false,
             streamed_length: false,
             pending_admission: None,
+            delivery_id: None,
+            priority_admitted: None,
             upstream_start_ms: 0,
         }
     }
@@ -136,7 +144,42 @@ impl Http {
         headers.extend(reply.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         host::send_reply(reply.status, &headers, &body);
         self.replied = true;
+        self.record(Verdict::of_reply(reply.status), Some(reply));
         Action::Pause
+    }
+
+    /// Writes the decision record for the access log and, for a refusal,
+    /// a (rate-limited) log line.
+    fn record(&self, verdict: Verdict, reply: Option<&LocalReply>) {
+        let Some((policy, index)) = self.channel_policy() else {
+            return;
+        };
+        let Some(ch) = policy.channels.get(index) else {
+            return;
+        };
+        let record = DecisionRecord {
+            channel: &ch.name,
+            verdict,
+            reason: reply.map(|r| r.code),
+            status: reply.map(|r| r.status),
+            scheme: self.verified,
+            delivery_id: self.delivery_id.as_deref(),
+            cluster: self.cluster.as_deref(),
+            priority: self.priority_admitted.map(Priority::as_str),
+            trace_id: &self.trace_id,
+        };
+        host::set_filter_state(decision::FILTER_STATE_NAME, &record.to_json());
+        let level = policy.refusal_log.level;
+        if verdict == Verdict::Refused
+            && level != LogLevel::Off
+            && let Some(dropped) = self.worker.log_budget.borrow_mut().take(host::now_ms())
+        {
+            let mut line = record.log_line();
+            if dropped > 0 {
+                line.push_str(&format!(" ({dropped} earlier refusal lines dropped)"));
+            }
+            host::log_at(level, &line);
+        }
     }
 
     /// Admission for a channel request; `Some(action)` when it is refused.
@@ -161,6 +204,7 @@ impl Http {
         let classified = admission.classify(requested, identity.as_deref());
         if let Some(admitted) = classified.admitted() {
             host::set_request_header(PRIORITY_ADMITTED_HEADER, admitted.as_str());
+            self.priority_admitted = Some(admitted);
             if signed {
                 self.pending_admission = Some(classified);
                 return None;
@@ -192,6 +236,7 @@ impl Http {
                 "callback body could not be inspected",
             ));
         };
+        self.delivery_id = delivery_id_of(ch, &self.headers, &body);
         let input = BodyInput {
             headers: &self.headers,
             body: &body,
@@ -252,6 +297,7 @@ impl Http {
     fn forward(&mut self, ch: &ChannelPolicy) {
         self.forwarded = true;
         self.upstream_start_ms = host::now_ms();
+        self.record(Verdict::Forwarded, None);
         if let Some(cluster) = &self.cluster {
             self.count(
                 stat_name(
@@ -353,6 +399,7 @@ impl HttpContext for Http {
             return Action::Continue;
         };
         self.channel = Some(index);
+        self.delivery_id = delivery_id_of(ch, &self.headers, &[]);
         self.count(
             stat_name(metrics::REQUESTS_TOTAL, &[("channel", &ch.name)]),
             1,
@@ -509,4 +556,15 @@ impl HttpContext for Http {
 /// (`downstream_remote_disconnect`, ...).
 fn upstream_caused(details: &str) -> bool {
     details.starts_with("upstream")
+}
+
+/// The provider's delivery id of a channel request, for the decision
+/// record: where dedup reads it, else where the scheme (or the fallback
+/// header list) puts it. Always one visible-ASCII token.
+fn delivery_id_of(ch: &ChannelPolicy, headers: &Headers, body: &[u8]) -> Option<String> {
+    match &ch.dedup {
+        Some(dedup) => dedup.delivery_id(headers, body),
+        None => DeliveryIdSource::for_scheme(ch.signature.as_ref().map(|v| v.scheme_kind()))
+            .delivery_id(headers, body),
+    }
 }

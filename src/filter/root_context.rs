@@ -4,6 +4,7 @@
 
 use super::http_context::Http;
 use crate::config::{self, Policy};
+use crate::core::decision::{DEFAULT_LOG_PER_SECOND, LogBudget};
 use crate::core::metrics::{self, stat_name};
 use crate::core::rng::SplitMix64;
 use crate::core::routing::{self, Observation};
@@ -31,6 +32,8 @@ pub struct Worker {
     pub route_reads: ReadCache,
     /// Responses observed since the last flush: (channel index, observation).
     route_feedback: RefCell<Vec<(usize, Observation)>>,
+    /// Refusal log lines this worker may still write (`refusal_log`).
+    pub log_budget: RefCell<LogBudget>,
 }
 
 impl Worker {
@@ -83,6 +86,7 @@ impl Root {
                 rng: RefCell::new(SplitMix64::new(host::random_seed())),
                 route_reads: ReadCache::new(ROUTE_REFRESH_MS),
                 route_feedback: RefCell::new(Vec::new()),
+                log_budget: RefCell::new(LogBudget::new(DEFAULT_LOG_PER_SECOND)),
             }),
         }
     }
@@ -174,6 +178,8 @@ impl RootContext for Root {
         match config::load(&raw, &|name| host::env_var(name)) {
             Ok(policy) => {
                 self.declare_metrics(&policy);
+                *self.worker.log_budget.borrow_mut() =
+                    LogBudget::new(policy.refusal_log.per_second);
                 create_shared_keys(&policy);
                 if policy.channels.iter().any(|c| c.routing.is_some()) {
                     host::set_tick_period_ms(ROUTE_REFRESH_MS);

@@ -41,6 +41,7 @@ pub type HostResult<T> = Result<T, HostError>;
 const OK: u32 = 0;
 
 // ABI enum values (proxy-wasm ABI 0.2.1).
+pub const LOG_DEBUG: u32 = 1;
 pub const LOG_INFO: u32 = 2;
 pub const LOG_WARN: u32 = 3;
 pub const LOG_ERROR: u32 = 4;
@@ -95,6 +96,12 @@ unsafe extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_get_property(
         path_data: *const u8,
         path_size: usize,
@@ -189,6 +196,9 @@ mod native {
         1
     }
     pub unsafe fn proxy_remove_header_map_value(_: u32, _: *const u8, _: usize) -> u32 {
+        1
+    }
+    pub unsafe fn proxy_set_property(_: *const u8, _: usize, _: *const u8, _: usize) -> u32 {
         1
     }
     pub unsafe fn proxy_get_property(
@@ -348,6 +358,21 @@ pub fn get_property(path: &[&str]) -> HostResult<Option<Vec<u8>>> {
     }
 }
 
+/// Sets a property of the stream; Envoy keeps it as filter state under
+/// `wasm.<path>`, readable by access logs (`%FILTER_STATE(wasm.<path>:PLAIN)%`).
+pub fn set_property(path: &[&str], value: &[u8]) -> HostResult<()> {
+    let serialized = serialize_path(path);
+    // SAFETY: pointers and lengths of live buffers.
+    check(unsafe {
+        proxy_set_property(
+            serialized.as_ptr(),
+            serialized.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    })
+}
+
 pub fn send_local_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()> {
     let serialized = serialize_map(headers);
     let (body_ptr, body_len) = if body.is_empty() {
@@ -465,14 +490,13 @@ pub fn serialize_map(pairs: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
-/// Property paths are their segments, each followed by a NUL byte.
+/// Property paths are their segments joined by NUL bytes (as the SDK
+/// sends them: no trailing NUL).
 pub fn serialize_path(path: &[&str]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(path.iter().map(|s| s.len() + 1).sum());
-    for segment in path {
-        out.extend_from_slice(segment.as_bytes());
-        out.push(0);
-    }
-    out
+    path.iter()
+        .map(|s| s.as_bytes())
+        .collect::<Vec<_>>()
+        .join(&0u8)
 }
 
 fn u32_len(n: usize) -> u32 {
@@ -513,6 +537,7 @@ mod tests {
 
     #[test]
     fn property_path_is_nul_separated() {
-        assert_eq!(serialize_path(&["a", "bc"]), b"a\0bc\0");
+        assert_eq!(serialize_path(&["a", "bc"]), b"a\0bc");
+        assert_eq!(serialize_path(&["one"]), b"one");
     }
 }

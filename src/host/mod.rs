@@ -43,6 +43,24 @@ pub fn log_critical(message: &str) {
     let _ = abi::log(abi::LOG_CRITICAL, message);
 }
 
+/// Logs at the refusal-log level (`Off` logs nothing).
+pub fn log_at(level: crate::core::decision::LogLevel, message: &str) {
+    use crate::core::decision::LogLevel;
+    let level = match level {
+        LogLevel::Off => return,
+        LogLevel::Debug => abi::LOG_DEBUG,
+        LogLevel::Info => abi::LOG_INFO,
+        LogLevel::Warn => abi::LOG_WARN,
+    };
+    let _ = abi::log(level, message);
+}
+
+/// Stores `value` as the stream's filter state `wasm.<name>` (readable by
+/// access logs as `%FILTER_STATE(wasm.<name>:PLAIN)%`).
+pub fn set_filter_state(name: &str, value: &[u8]) {
+    let _ = abi::set_property(&[name], value);
+}
+
 /// Host wall clock in milliseconds since the Unix epoch (0 if unavailable).
 pub fn now_ms() -> u64 {
     abi::current_time_ns().map(|ns| ns / 1_000_000).unwrap_or(0)
