@@ -20,6 +20,10 @@ pub const ROUTED_TOTAL: &str = "callback_routed_total";
 pub const UPSTREAM_FAILURES_TOTAL: &str = "callback_upstream_failures_total";
 pub const DURATION_MS: &str = "callback_duration_ms";
 
+/// `reason` of `callback_rejected_total`: a content-encoded body on a
+/// masking channel (answered `415`).
+pub const REJECTED_UNSUPPORTED_ENCODING: &str = "unsupported_encoding";
+
 /// Every label name we emit, for the `stats_tags` the configs ship.
 pub const LABELS: [&str; 6] = [
     "channel", "reason", "priority", "decision", "cluster", "scheme",

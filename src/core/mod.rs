@@ -6,6 +6,7 @@ pub mod admission;
 pub mod channel;
 pub mod dedup;
 pub mod empty;
+pub mod encoding;
 pub mod headers;
 pub mod hold;
 pub mod mask;

@@ -4,12 +4,16 @@
 //! Order and why:
 //! 1. **empty**: cheapest, and an empty callback needs nothing else.
 //! 2. **signature** on the original bytes: nothing unverified goes further.
+//!    A content-encoded (e.g. gzip) body is verified as sent; a masking
+//!    channel then refuses it with `415` ([`refuse_encoded`]), before dedup
+//!    could remember its id.
 //! 3. **dedup** after verification, so forged requests cannot plant ids.
 //! 4. **mask** last: it changes the bytes the signature was computed over.
 
 use crate::config::{ChannelPolicy, EmptyAction};
 use crate::core::dedup::DedupOutcome;
 use crate::core::empty;
+use crate::core::encoding;
 use crate::core::headers::Headers;
 use crate::core::mask::{MaskError, Masker};
 use crate::core::metrics::{self, stat_name};
@@ -97,7 +101,8 @@ pub fn inspect_body(
         verified,
     };
 
-    if !input.counted_empty && empty::empty_body(input.body) {
+    let encoded = encoding::is_encoded(input.headers);
+    if !input.counted_empty && empty::empty_body_as_sent(input.body, encoded) {
         events.push(Event::Empty);
         if ch.empty_action == EmptyAction::Reply {
             return reply(LocalReply::empty_callback(), events, None);
@@ -116,6 +121,11 @@ pub fn inspect_body(
                 return reply(signature_reply(reason), events, None);
             }
         }
+    }
+
+    if let Some(refusal) = refuse_encoded(ch, encoded) {
+        events.push(Event::Rejected(metrics::REJECTED_UNSUPPORTED_ENCODING));
+        return reply(refusal, events, verified);
     }
 
     let mut delivery_id = None;
@@ -186,6 +196,14 @@ pub fn inspect_body(
     }
 }
 
+/// A masking channel cannot mask a content-encoded body (it cannot read
+/// it) and must not forward it unmasked: `415`, whatever the content-type
+/// claims, since the filter cannot see what the encoded bytes hold.
+/// Channels without `mask` forward encoded bodies as they are.
+fn refuse_encoded(ch: &ChannelPolicy, encoded: bool) -> Option<LocalReply> {
+    (encoded && ch.mask.is_some()).then(LocalReply::unsupported_encoding)
+}
+
 fn signature_reply(reason: FailureReason) -> LocalReply {
     let (code, detail) = match reason {
         FailureReason::Missing => ("signature_missing", "callback signature is missing"),
@@ -214,7 +232,11 @@ mod tests {
     }
 
     fn run(ch: &ChannelPolicy, body: &[u8]) -> BodyVerdict {
-        let headers: Headers = [("content-type", "application/json")].into_iter().collect();
+        run_with(ch, &[("content-type", "application/json")], body)
+    }
+
+    fn run_with(ch: &ChannelPolicy, headers: &[(&str, &str)], body: &[u8]) -> BodyVerdict {
+        let headers: Headers = headers.iter().copied().collect();
         let input = BodyInput {
             headers: &headers,
             body,
@@ -254,6 +276,113 @@ mod tests {
                 delivery_id: None
             }
         );
+    }
+
+    const GZIP_JSON: &[(&str, &str)] = &[
+        ("content-type", "application/json"),
+        ("content-encoding", "gzip"),
+    ];
+    /// gzip of `{"phone":"+8613812345678"}`'s first bytes: any non-JSON
+    /// bytes do, the filter never decodes them.
+    const GZIP_BYTES: &[u8] = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xabV*";
+
+    #[test]
+    fn encoded_body_on_a_masking_channel_is_refused_415() {
+        let ch = channel(
+            r#"{"name":"a","match":{"path_prefix":"/"},"mask":{"fields":["phone"]},
+                "dedup":{"window_s":60,"id_header":"x-id"}}"#,
+        );
+        for ct in ["application/json", "text/plain", "application/octet-stream"] {
+            let v = run_with(
+                &ch,
+                &[
+                    ("content-type", ct),
+                    ("content-encoding", "gzip"),
+                    ("x-id", "1"),
+                ],
+                GZIP_BYTES,
+            );
+            assert_eq!(v.events, [Event::Rejected("unsupported_encoding")], "{ct}");
+            let BodyAction::Reply(r) = &v.action else {
+                panic!("{ct}: {v:?}")
+            };
+            assert_eq!((r.status, r.code), (415, "unsupported_encoding"));
+            assert!(
+                r.headers
+                    .contains(&("accept-encoding".into(), "identity".into()))
+            );
+        }
+        // Even bytes that happen to read as JSON (`{}` under a made-up
+        // coding) are neither empty nor masked nor forwarded.
+        let v = run_with(&ch, &[("content-encoding", "x-custom")], b"{}");
+        assert_eq!(v.events, [Event::Rejected("unsupported_encoding")]);
+        // identity is no encoding.
+        let v = run_with(
+            &ch,
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "identity"),
+            ],
+            br#"{"phone":"1"}"#,
+        );
+        assert_eq!(v.events, [Event::Masked(1)]);
+    }
+
+    #[test]
+    fn encoded_body_is_verified_as_sent_and_forwarded_unchanged_without_mask() {
+        use hmac::{Hmac, Mac};
+        let ch = channel(
+            r#"{"name":"a","match":{"path_prefix":"/"},
+                "signature":{"scheme":"github","secrets":[{"value":"s3cret"}]}}"#,
+        );
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
+        mac.update(GZIP_BYTES);
+        let sig: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let sig = format!("sha256={sig}");
+        let mut headers = GZIP_JSON.to_vec();
+        headers.push(("x-hub-signature-256", &sig));
+        let v = run_with(&ch, &headers, GZIP_BYTES);
+        assert_eq!(v.events, [Event::SignatureVerified]);
+        assert!(matches!(
+            v.action,
+            BodyAction::Forward {
+                body: None,
+                verified: Some("github"),
+                ..
+            }
+        ));
+        // A bad signature is still a 401 first, also on a masking channel.
+        let ch = channel(
+            r#"{"name":"a","match":{"path_prefix":"/"},"mask":{"fields":["phone"]},
+                "signature":{"scheme":"github","secrets":[{"value":"s3cret"}]}}"#,
+        );
+        let v = run_with(&ch, GZIP_JSON, GZIP_BYTES);
+        assert!(matches!(v.action, BodyAction::Reply(ref r) if r.status == 401));
+        let v = run_with(&ch, &headers, GZIP_BYTES);
+        assert_eq!(
+            v.events,
+            [
+                Event::SignatureVerified,
+                Event::Rejected("unsupported_encoding")
+            ]
+        );
+        assert_eq!(v.verified, Some("github"));
+    }
+
+    #[test]
+    fn an_encoded_body_is_empty_only_without_bytes() {
+        let ch = channel(r#"{"name":"a","match":{"path_prefix":"/"}}"#);
+        let v = run_with(&ch, GZIP_JSON, b"");
+        assert_eq!(v.events, [Event::Empty]);
+        // `{}` under gzip is not `{}`: forwarded as sent.
+        let v = run_with(&ch, GZIP_JSON, b"{}");
+        assert!(v.events.is_empty());
+        assert!(matches!(v.action, BodyAction::Forward { body: None, .. }));
     }
 
     #[test]

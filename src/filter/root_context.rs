@@ -106,7 +106,11 @@ impl Root {
             for base in [metrics::REQUESTS_TOTAL, metrics::EMPTY_TOTAL] {
                 m.declare_counter(stat_name(base, &[c]));
             }
-            for reason in ["too_large", "bad_json"] {
+            let encoding = ch
+                .mask
+                .is_some()
+                .then_some(metrics::REJECTED_UNSUPPORTED_ENCODING);
+            for reason in ["too_large", "bad_json"].into_iter().chain(encoding) {
                 m.declare_counter(stat_name(metrics::REJECTED_TOTAL, &[c, ("reason", reason)]));
             }
             if ch.signature.is_some() {
