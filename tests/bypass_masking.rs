@@ -161,3 +161,164 @@ fn stream_mode_never_forwards_a_gzip_body_from_a_masking_channel() {
         "gzip bytes reached the service"
     );
 }
+
+const HASH_KEY: &str = "bypass-e2e-hash-key-0123456789";
+
+/// Only settings the previous build knew, so the tests that use it fail
+/// there on behaviour, not on an unknown key.
+const FIELDS_PLUGIN: &str = r#"{"channels": [
+  {"name": "fields", "match": {"path_prefix": "/callbacks/fields"},
+   "mask": {"fields": ["phone", "customer.email"], "detectors": ["phone", "card"]}}
+]}"#;
+
+/// The new settings: `case_sensitive` and a keyed `hash`.
+const MASK_PLUGIN: &str = r#"{"channels": [
+  {"name": "exact", "match": {"path_prefix": "/callbacks/exact"},
+   "mask": {"fields": ["phone"], "case_sensitive": true}},
+  {"name": "hashed", "match": {"path_prefix": "/callbacks/hashed"},
+   "mask": {"fields": ["phone"], "strategy": "hash", "hash_key": {"env": "MASK_HASH_KEY"}}}
+]}"#;
+
+fn start_masking(name: &str, plugin: &str, up: &Upstream) -> Envoy {
+    Envoy::builder(name)
+        .plugin(plugin)
+        .env("MASK_HASH_KEY", HASH_KEY)
+        .cluster("upstream", up.port())
+        .start()
+}
+
+/// The one request the upstream received: its body text (valid JSON, with
+/// a correct length) and the request.
+fn received_one(up: &Upstream) -> (String, support::upstream::Received) {
+    let got = up.received();
+    assert_eq!(got.len(), 1, "exactly one request upstream: {got:?}");
+    let r = got.into_iter().next().unwrap();
+    let text = r.body_str().to_string();
+    assert_eq!(
+        r.header("content-length")
+            .map(|l| l.parse::<usize>().unwrap()),
+        Some(r.body.len()),
+        "content-length matches the body"
+    );
+    serde_json::from_str::<serde_json::Value>(&text)
+        .unwrap_or_else(|e| panic!("upstream got invalid JSON ({e}): {text}"));
+    (text, r)
+}
+
+#[test]
+fn field_keys_match_whatever_their_case() {
+    let up = Upstream::start();
+    let envoy = start_masking("mask-case", FIELDS_PLUGIN, &up);
+    let resp = Request::post("/callbacks/fields")
+        .json(r#"{"Phone":"+8613812345678","CUSTOMER":{"Email":"lilei@example.com"},"PHONE":"x"}"#)
+        .send(envoy.addr());
+    assert_eq!(resp.status, 200, "{}", resp.body_str());
+    let (text, _) = received_one(&up);
+    assert_eq!(
+        text,
+        r#"{"Phone":"***","CUSTOMER":{"Email":"***"},"PHONE":"***"}"#
+    );
+}
+
+#[test]
+fn case_sensitive_opts_out() {
+    let up = Upstream::start();
+    let envoy = start_masking("mask-case-sensitive", MASK_PLUGIN, &up);
+    let resp = Request::post("/callbacks/exact")
+        .json(r#"{"Phone":"kept","phone":"masked"}"#)
+        .send(envoy.addr());
+    assert_eq!(resp.status, 200, "{}", resp.body_str());
+    let (text, _) = received_one(&up);
+    assert_eq!(text, r#"{"Phone":"kept","phone":"***"}"#);
+}
+
+#[test]
+fn pii_written_as_a_json_number_is_masked_into_a_string() {
+    let up = Upstream::start();
+    let envoy = start_masking("mask-numbers", FIELDS_PLUGIN, &up);
+    let resp = Request::post("/callbacks/fields")
+        .json(r#"{"mobile":13812345678,"card":4111111111111111,"alt":1.3812345678e10,"amount":12.5,"ts":1700000000}"#)
+        .send(envoy.addr());
+    assert_eq!(resp.status, 200, "{}", resp.body_str());
+    let (text, _) = received_one(&up);
+    assert_eq!(
+        text,
+        r#"{"mobile":"***","card":"***","alt":"***","amount":12.5,"ts":1700000000}"#
+    );
+    assert_eq!(
+        envoy.metric("callback_masked_fields_total", &[("channel", "fields")]),
+        3.0
+    );
+}
+
+#[test]
+fn text_json_and_x_json_are_masked_like_application_json() {
+    let up = Upstream::start();
+    let envoy = start_masking("mask-content-types", FIELDS_PLUGIN, &up);
+    for ct in [
+        "text/json",
+        "application/x-json",
+        "Text/JSON; charset=utf-8",
+        "application/vnd.provider+json",
+    ] {
+        let resp = Request::post("/callbacks/fields")
+            .header("content-type", ct)
+            .body(r#"{"phone":"+8613812345678"}"#)
+            .send(envoy.addr());
+        assert_eq!(resp.status, 200, "{ct}: {}", resp.body_str());
+        let (text, r) = received_one(&up);
+        assert_eq!(text, r#"{"phone":"***"}"#, "{ct}");
+        assert_eq!(r.header("content-type"), Some(ct));
+        up.clear();
+    }
+    // Claims JSON, is not: refused like application/json.
+    let resp = Request::post("/callbacks/fields")
+        .header("content-type", "text/json")
+        .body(r#"{"phone":"+8613812345678""#)
+        .send(envoy.addr());
+    assert_eq!(resp.status, 400, "{}", resp.body_str());
+    assert!(up.received().is_empty());
+}
+
+#[test]
+fn hash_is_keyed_so_a_phone_number_cannot_be_recovered_by_enumeration() {
+    let up = Upstream::start();
+    let envoy = start_masking("mask-hash", MASK_PLUGIN, &up);
+    let phone = "+8613812345678";
+    let resp = Request::post("/callbacks/hashed")
+        .json(&format!(r#"{{"phone":"{phone}"}}"#))
+        .send(envoy.addr());
+    assert_eq!(resp.status, 200, "{}", resp.body_str());
+    let (_, r) = received_one(&up);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let got = v["phone"].as_str().unwrap();
+    // HMAC-SHA256 under the key from the VM environment...
+    let mac = sign::hex(&sign::hmac("sha256", HASH_KEY.as_bytes(), phone.as_bytes()));
+    assert_eq!(got, format!("hmac-sha256:{}", &mac[..32]));
+    // ...not anything an attacker can compute from the number alone (the
+    // previous build wrote `sha256:` + the first 16 hex of SHA-256(phone)).
+    use sha2::{Digest, Sha256};
+    let unkeyed = sign::hex(&Sha256::digest(phone.as_bytes()));
+    assert!(!got.contains(&unkeyed[..16]), "{got}");
+    assert!(!got.starts_with("sha256:"), "{got}");
+}
+
+#[test]
+fn an_unkeyed_hash_is_refused_at_load() {
+    let up = Upstream::start();
+    let log = Envoy::builder("mask-unkeyed-hash")
+        .plugin(
+            r#"{"channels":[{"name":"h","match":{"path_prefix":"/cb"},
+                 "mask":{"fields":["phone"],"strategy":"hash"}}]}"#,
+        )
+        .cluster("upstream", up.port())
+        .start_expect_exit();
+    let line = log
+        .lines()
+        .find(|l| l.contains("callback-guard: invalid configuration"))
+        .unwrap_or_else(|| panic!("no configuration error in the log:\n{log}"));
+    assert!(
+        line.contains(r#"channels[0].mask.hash_key: required with strategy "hash""#),
+        "{line}"
+    );
+}

@@ -52,6 +52,9 @@ mod compare;
 mod github;
 mod hmac_generic;
 mod keys;
+
+/// Reads one `{"value"}` / `{"env"}` secret (also used by `mask.hash_key`).
+pub(crate) use keys::secret_text;
 mod shopify;
 mod slack;
 mod standard_webhooks;
