@@ -17,7 +17,7 @@ const PLUGIN: &str = r#"{
     {"name": "partial", "match": {"path_prefix": "/callbacks/partial"},
      "mask": {"fields": ["card"], "strategy": "partial"}},
     {"name": "hashed", "match": {"path_prefix": "/callbacks/hashed"},
-     "mask": {"fields": ["id_number"], "strategy": "hash"}},
+     "mask": {"fields": ["id_number"], "strategy": "hash", "hash_key": {"value": "mask-e2e-hash-key-0123456789"}}},
     {"name": "signed", "match": {"path_prefix": "/callbacks/signed"},
      "signature": {"scheme": "github", "secrets": [{"value": "mask-and-sign"}]},
      "mask": {"fields": ["phone"]}}
@@ -159,8 +159,11 @@ fn strategies_partial_and_hash() {
         .json(r#"{"id_number":"abc"}"#)
         .send(envoy.addr());
     let (_, v) = received_json(&up);
-    // sha256("abc") = ba7816bf8f01cfea...
-    assert_eq!(v["id_number"], "sha256:ba7816bf8f01cfea");
+    // HMAC-SHA256("mask-e2e-hash-key-0123456789", "abc"), first 32 hex.
+    assert_eq!(
+        v["id_number"],
+        "hmac-sha256:b6b055db637e146a1a21df5e504a0091"
+    );
 }
 
 #[test]

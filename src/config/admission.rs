@@ -54,9 +54,9 @@ pub struct RuleSpec {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BucketSpec {
-    /// Tokens added per second.
+    /// Tokens added per second (0.001 to 1e9).
     pub rps: f64,
-    /// Bucket size.
+    /// Bucket size (1 to 1e9).
     pub burst: f64,
 }
 

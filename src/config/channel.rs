@@ -137,7 +137,7 @@ pub(super) fn compile(
         None => None,
     };
     let mask = match &spec.mask {
-        Some(m) => Some(mask::compile(m, &path.key("mask"))?),
+        Some(m) => Some(mask::compile(m, &path.key("mask"), env)?),
         None => None,
     };
     let routing = match &spec.routing {

@@ -1,6 +1,6 @@
 //! `channels[].mask`.
 
-use super::{ConfigError, FieldPath};
+use super::{ConfigError, EnvLookup, FieldPath, SecretSpec};
 use crate::core::mask::Masker;
 use serde::Deserialize;
 
@@ -9,15 +9,25 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct MaskSpec {
     /// Key names matched at any depth (`phone`) or dotted root paths with
-    /// `[*]` for array elements (`items[*].card_number`).
+    /// `[*]` for array elements (`items[*].card_number`); keys match
+    /// case-insensitively unless `case_sensitive` is true.
     #[serde(default)]
     pub fields: Vec<String>,
+    /// Extension: match `fields` keys exactly (default false: `phone` also
+    /// selects `Phone` and `PHONE`).
+    #[serde(default)]
+    pub case_sensitive: Option<bool>,
     /// email | phone | card | cn_id
     #[serde(default)]
     pub detectors: Vec<String>,
     /// redact (default) | partial | hash
     #[serde(default)]
     pub strategy: Option<String>,
+    /// Extension, required by (and only for) strategy `hash`: the HMAC-SHA256
+    /// key, `{"value": ...}` or `{"env": NAME}`, at least 16 bytes. Without
+    /// a key a hashed phone number is recovered by hashing every number.
+    #[serde(default)]
+    pub hash_key: Option<SecretSpec>,
     /// For `redact`; default `"***"`.
     #[serde(default)]
     pub replacement: Option<String>,
@@ -27,6 +37,10 @@ pub struct MaskSpec {
     pub max_depth: Option<u32>,
 }
 
-pub(super) fn compile(spec: &MaskSpec, path: &FieldPath) -> Result<Masker, ConfigError> {
-    Masker::compile(spec, path)
+pub(super) fn compile(
+    spec: &MaskSpec,
+    path: &FieldPath,
+    env: EnvLookup<'_>,
+) -> Result<Masker, ConfigError> {
+    Masker::compile(spec, path, env)
 }

@@ -38,9 +38,10 @@ pub struct ChannelRoutingSpec {
 pub struct ClusterSpec {
     /// Envoy cluster name.
     pub name: String,
-    /// Share of traffic, in proportion to the other clusters' weights.
+    /// Share of traffic, in proportion to the other clusters' weights
+    /// (1 to 10000).
     pub weight: u32,
-    /// Above this recent latency the cluster's share is cut.
+    /// Above this recent latency the cluster's share is cut (1 to 300000).
     #[serde(default)]
     pub latency_sla_ms: Option<u64>,
 }

@@ -25,7 +25,8 @@ pub struct SignatureSpec {
     /// `whpk_...` ed25519 public keys (standard-webhooks / svix `v1a`).
     #[serde(default)]
     pub public_keys: Vec<String>,
-    /// Bound on `|now - timestamp|` for timestamped schemes (default 300).
+    /// Bound on `|now - timestamp|` for timestamped schemes (default 300,
+    /// 1 to 3600).
     #[serde(default)]
     pub tolerance_s: Option<u64>,
     /// Generic `hmac` scheme only: the header carrying the signature.

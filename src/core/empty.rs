@@ -9,7 +9,19 @@ pub fn empty_by_header(status_header: Option<&str>) -> bool {
     status_header.is_some_and(|v| v.trim() == "204")
 }
 
-/// True when a complete body counts as empty.
+/// True when a complete body, as sent, counts as empty. A content-encoded
+/// body (see [`crate::core::encoding`]) is empty only when it has no bytes
+/// at all: its bytes are not JSON, and what they decode to is not looked at
+/// (a gzip of `{}` is 20-odd bytes of binary, not `{}`).
+pub fn empty_body_as_sent(body: &[u8], encoded: bool) -> bool {
+    if encoded {
+        body.is_empty()
+    } else {
+        empty_body(body)
+    }
+}
+
+/// True when a complete (not content-encoded) body counts as empty.
 pub fn empty_body(body: &[u8]) -> bool {
     let trimmed = body.trim_ascii();
     if trimmed.is_empty() || trimmed == b"null" {
@@ -68,5 +80,15 @@ mod tests {
         assert!(empty_by_header(Some(" 204 ")));
         assert!(!empty_by_header(Some("200")));
         assert!(!empty_by_header(None));
+    }
+
+    #[test]
+    fn an_encoded_body_is_empty_only_without_bytes() {
+        assert!(empty_body_as_sent(b"", true));
+        for body in [&b"{}"[..], b"  ", b"null", b"\x1f\x8b\x08\x00"] {
+            assert!(!empty_body_as_sent(body, true), "{body:?}");
+        }
+        assert!(empty_body_as_sent(b" {} ", false));
+        assert!(!empty_body_as_sent(b"{\"a\":1}", false));
     }
 }

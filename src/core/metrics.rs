@@ -20,6 +20,16 @@ pub const ROUTED_TOTAL: &str = "callback_routed_total";
 pub const UPSTREAM_FAILURES_TOTAL: &str = "callback_upstream_failures_total";
 pub const DURATION_MS: &str = "callback_duration_ms";
 
+/// `reason` of `callback_rejected_total`: a content-encoded body on a
+/// masking channel (answered `415`).
+pub const REJECTED_UNSUPPORTED_ENCODING: &str = "unsupported_encoding";
+/// `reason` of `callback_rejected_total`: a delivery-id header repeated or
+/// not ASCII on an unsigned dedup channel (answered `400`).
+pub const REJECTED_BAD_DELIVERY_ID: &str = "bad_delivery_id";
+/// `reason` of `callback_rejected_total`: a retry while another attempt of
+/// the delivery is in flight (answered `409`).
+pub const REJECTED_IN_PROGRESS: &str = "in_progress";
+
 /// Every label name we emit, for the `stats_tags` the configs ship.
 pub const LABELS: [&str; 6] = [
     "channel", "reason", "priority", "decision", "cluster", "scheme",

@@ -7,6 +7,7 @@ pub mod channel;
 pub mod decision;
 pub mod dedup;
 pub mod empty;
+pub mod encoding;
 pub mod headers;
 pub mod hold;
 pub mod mask;

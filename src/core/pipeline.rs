@@ -4,17 +4,21 @@
 //! Order and why:
 //! 1. **signature** on the original bytes: nothing unverified goes further,
 //!    not even to the empty check (a forged `{}` or `x-callback-status:
-//!    204` is a `401` like any other, never a `204` or an empty count).
+//!    204` is a `401` like any other, never a `204` or an empty count). A
+//!    content-encoded (e.g. gzip) body is verified as sent.
 //! 2. **empty**: an empty callback needs nothing else (on an unsigned
 //!    channel this is the first step).
-//! 3. **admission** buckets of a signed channel, drawn only now.
-//! 4. **dedup** after verification, so forged requests cannot plant ids.
-//! 5. **mask** last: it changes the bytes the signature was computed over.
+//! 3. **encoding**: a masking channel refuses a content-encoded body with
+//!    `415` ([`refuse_encoded`]), before dedup could remember its id.
+//! 4. **admission** buckets of a signed channel, drawn only now.
+//! 5. **dedup** after verification, so forged requests cannot plant ids.
+//! 6. **mask** last: it changes the bytes the signature was computed over.
 
 use crate::config::{ChannelPolicy, EmptyAction};
 use crate::core::admission::{AdmissionPolicy, Decision};
 use crate::core::dedup::DedupOutcome;
 use crate::core::empty;
+use crate::core::encoding;
 use crate::core::headers::Headers;
 use crate::core::mask::{MaskError, Masker};
 use crate::core::metrics::{self, stat_name};
@@ -128,6 +132,7 @@ pub fn inspect_body(
         verified,
     };
 
+    let encoded = encoding::is_encoded(input.headers);
     if let Some(dedup) = &ch.dedup
         && dedup.id_malformed(input.headers)
     {
@@ -138,7 +143,7 @@ pub fn inspect_body(
             events.push(Event::SignatureFailed(FailureReason::Malformed));
             return reply(signature_reply(FailureReason::Malformed), events, None);
         }
-        events.push(Event::Rejected("bad_delivery_id"));
+        events.push(Event::Rejected(metrics::REJECTED_BAD_DELIVERY_ID));
         return reply(
             LocalReply::new(
                 400,
@@ -163,11 +168,16 @@ pub fn inspect_body(
         }
     }
 
-    if input.empty_by_header || empty::empty_body(input.body) {
+    if input.empty_by_header || empty::empty_body_as_sent(input.body, encoded) {
         events.push(Event::Empty);
         if ch.empty_action == EmptyAction::Reply {
             return reply(LocalReply::empty_callback(), events, verified);
         }
+    }
+
+    if let Some(refusal) = refuse_encoded(ch, encoded) {
+        events.push(Event::Rejected(metrics::REJECTED_UNSUPPORTED_ENCODING));
+        return reply(refusal, events, verified);
     }
 
     if let Some(pending) = input.admission {
@@ -193,7 +203,7 @@ pub fn inspect_body(
                 return reply(LocalReply::duplicate(), events, verified);
             }
             Ok(DedupOutcome::InFlight { retry_after_s }) => {
-                events.push(Event::Rejected("in_progress"));
+                events.push(Event::Rejected(metrics::REJECTED_IN_PROGRESS));
                 return reply(LocalReply::in_progress(retry_after_s), events, verified);
             }
             Ok(DedupOutcome::First) | Err(_) => {}
@@ -235,6 +245,14 @@ pub fn inspect_body(
     }
 }
 
+/// A masking channel cannot mask a content-encoded body (it cannot read
+/// it) and must not forward it unmasked: `415`, whatever the content-type
+/// claims, since the filter cannot see what the encoded bytes hold.
+/// Channels without `mask` forward encoded bodies as they are.
+fn refuse_encoded(ch: &ChannelPolicy, encoded: bool) -> Option<LocalReply> {
+    (encoded && ch.mask.is_some()).then(LocalReply::unsupported_encoding)
+}
+
 fn signature_reply(reason: FailureReason) -> LocalReply {
     let (code, detail) = match reason {
         FailureReason::Missing => ("signature_missing", "callback signature is missing"),
@@ -263,7 +281,11 @@ mod tests {
     }
 
     fn run(ch: &ChannelPolicy, body: &[u8]) -> BodyVerdict {
-        let headers: Headers = [("content-type", "application/json")].into_iter().collect();
+        run_with(ch, &[("content-type", "application/json")], body)
+    }
+
+    fn run_with(ch: &ChannelPolicy, headers: &[(&str, &str)], body: &[u8]) -> BodyVerdict {
+        let headers: Headers = headers.iter().copied().collect();
         let input = BodyInput {
             headers: &headers,
             body,
@@ -306,7 +328,7 @@ mod tests {
         );
     }
 
-    fn run_with(
+    fn run_signed(
         ch: &ChannelPolicy,
         headers: &[(&str, &str)],
         body: &[u8],
@@ -338,7 +360,7 @@ mod tests {
             (vec![("x-hub-signature-256", "sha256=00")], false),
             (vec![], true),
         ] {
-            let v = run_with(&ch, &headers, b"{}", by_header);
+            let v = run_signed(&ch, &headers, b"{}", by_header);
             assert!(
                 matches!(v.action, BodyAction::Reply(ref r) if r.status == 401),
                 "{v:?}"
@@ -358,10 +380,117 @@ mod tests {
                 .collect();
             format!("sha256={}", tag.concat())
         };
-        let v = run_with(&ch, &[("x-hub-signature-256", &sig)], b"{}", false);
+        let v = run_signed(&ch, &[("x-hub-signature-256", &sig)], b"{}", false);
         assert_eq!(v.events, [Event::SignatureVerified, Event::Empty]);
         assert!(matches!(v.action, BodyAction::Reply(ref r) if r.status == 204));
         assert_eq!(v.verified, Some("github"));
+    }
+
+    const GZIP_JSON: &[(&str, &str)] = &[
+        ("content-type", "application/json"),
+        ("content-encoding", "gzip"),
+    ];
+    /// gzip of `{"phone":"+8613812345678"}`'s first bytes: any non-JSON
+    /// bytes do, the filter never decodes them.
+    const GZIP_BYTES: &[u8] = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xabV*";
+
+    #[test]
+    fn encoded_body_on_a_masking_channel_is_refused_415() {
+        let ch = channel(
+            r#"{"name":"a","match":{"path_prefix":"/"},"mask":{"fields":["phone"]},
+                "dedup":{"window_s":60,"id_header":"x-id","allow_unsigned":true}}"#,
+        );
+        for ct in ["application/json", "text/plain", "application/octet-stream"] {
+            let v = run_with(
+                &ch,
+                &[
+                    ("content-type", ct),
+                    ("content-encoding", "gzip"),
+                    ("x-id", "1"),
+                ],
+                GZIP_BYTES,
+            );
+            assert_eq!(v.events, [Event::Rejected("unsupported_encoding")], "{ct}");
+            let BodyAction::Reply(r) = &v.action else {
+                panic!("{ct}: {v:?}")
+            };
+            assert_eq!((r.status, r.code), (415, "unsupported_encoding"));
+            assert!(
+                r.headers
+                    .contains(&("accept-encoding".into(), "identity".into()))
+            );
+        }
+        // Even bytes that happen to read as JSON (`{}` under a made-up
+        // coding) are neither empty nor masked nor forwarded.
+        let v = run_with(&ch, &[("content-encoding", "x-custom")], b"{}");
+        assert_eq!(v.events, [Event::Rejected("unsupported_encoding")]);
+        // identity is no encoding.
+        let v = run_with(
+            &ch,
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "identity"),
+            ],
+            br#"{"phone":"1"}"#,
+        );
+        assert_eq!(v.events, [Event::Masked(1)]);
+    }
+
+    #[test]
+    fn encoded_body_is_verified_as_sent_and_forwarded_unchanged_without_mask() {
+        use hmac::{Hmac, Mac};
+        let ch = channel(
+            r#"{"name":"a","match":{"path_prefix":"/"},
+                "signature":{"scheme":"github","secrets":[{"value":"s3cret"}]}}"#,
+        );
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
+        mac.update(GZIP_BYTES);
+        let sig: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let sig = format!("sha256={sig}");
+        let mut headers = GZIP_JSON.to_vec();
+        headers.push(("x-hub-signature-256", &sig));
+        let v = run_with(&ch, &headers, GZIP_BYTES);
+        assert_eq!(v.events, [Event::SignatureVerified]);
+        assert!(matches!(
+            v.action,
+            BodyAction::Forward {
+                body: None,
+                verified: Some("github"),
+                ..
+            }
+        ));
+        // A bad signature is still a 401 first, also on a masking channel.
+        let ch = channel(
+            r#"{"name":"a","match":{"path_prefix":"/"},"mask":{"fields":["phone"]},
+                "signature":{"scheme":"github","secrets":[{"value":"s3cret"}]}}"#,
+        );
+        let v = run_with(&ch, GZIP_JSON, GZIP_BYTES);
+        assert!(matches!(v.action, BodyAction::Reply(ref r) if r.status == 401));
+        let v = run_with(&ch, &headers, GZIP_BYTES);
+        assert_eq!(
+            v.events,
+            [
+                Event::SignatureVerified,
+                Event::Rejected("unsupported_encoding")
+            ]
+        );
+        assert_eq!(v.verified, Some("github"));
+    }
+
+    #[test]
+    fn an_encoded_body_is_empty_only_without_bytes() {
+        let ch = channel(r#"{"name":"a","match":{"path_prefix":"/"}}"#);
+        let v = run_with(&ch, GZIP_JSON, b"");
+        assert_eq!(v.events, [Event::Empty]);
+        // `{}` under gzip is not `{}`: forwarded as sent.
+        let v = run_with(&ch, GZIP_JSON, b"{}");
+        assert!(v.events.is_empty());
+        assert!(matches!(v.action, BodyAction::Forward { body: None, .. }));
     }
 
     #[test]

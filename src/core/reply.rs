@@ -80,6 +80,18 @@ impl LocalReply {
         )
     }
 
+    /// A content-encoded body on a channel that masks: the filter cannot
+    /// mask what it cannot read, and never forwards it unmasked. RFC 9110
+    /// §15.5.16: a 415 about the coding says which codings are accepted.
+    pub fn unsupported_encoding() -> Self {
+        Self::new(
+            415,
+            "unsupported_encoding",
+            "callback body is content-encoded; this channel masks bodies and accepts only identity (uncompressed) bodies",
+        )
+        .with_header("accept-encoding", "identity")
+    }
+
     /// A redelivery of a callback the service already took: not an error,
     /// so the body says `"status": "duplicate"`.
     pub fn duplicate() -> Self {

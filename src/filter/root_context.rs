@@ -110,7 +110,11 @@ impl Root {
             for base in [metrics::REQUESTS_TOTAL, metrics::EMPTY_TOTAL] {
                 m.declare_counter(stat_name(base, &[c]));
             }
-            for reason in ["too_large", "bad_json"] {
+            let encoding = ch
+                .mask
+                .is_some()
+                .then_some(metrics::REJECTED_UNSUPPORTED_ENCODING);
+            for reason in ["too_large", "bad_json"].into_iter().chain(encoding) {
                 m.declare_counter(stat_name(metrics::REJECTED_TOTAL, &[c, ("reason", reason)]));
             }
             if ch.signature.is_some() {
@@ -126,12 +130,12 @@ impl Root {
                 m.declare_counter(stat_name(metrics::DUPLICATES_TOTAL, &[c]));
                 m.declare_counter(stat_name(
                     metrics::REJECTED_TOTAL,
-                    &[c, ("reason", "in_progress")],
+                    &[c, ("reason", metrics::REJECTED_IN_PROGRESS)],
                 ));
                 if ch.signature.is_none() {
                     m.declare_counter(stat_name(
                         metrics::REJECTED_TOTAL,
-                        &[c, ("reason", "bad_delivery_id")],
+                        &[c, ("reason", metrics::REJECTED_BAD_DELIVERY_ID)],
                     ));
                 }
             }

@@ -28,6 +28,23 @@ const SLOT_BYTES: usize = 16;
 /// Encoded size of [`BucketTable`].
 pub const STATE_BYTES: usize = 1 + 4 * SLOT_BYTES;
 
+/// Smallest `rps` accepted: one token every 1000 s (about 17 minutes).
+/// Anything slower is a configuration mistake (`1e-300` loaded once and
+/// answered `retry-after: 18446744073709551615`).
+pub const MIN_RPS: f64 = 0.001;
+/// Largest `rps` accepted: far above what one proxy serves (the benches use
+/// it as "unlimited"), small enough that token arithmetic stays exact in an
+/// `f64`.
+pub const MAX_RPS: f64 = 1_000_000_000.0;
+/// Smallest `burst`: a bucket must hold at least one request.
+pub const MIN_BURST: f64 = 1.0;
+/// Largest `burst` accepted.
+pub const MAX_BURST: f64 = 1_000_000_000.0;
+/// Upper bound of the `retry-after` the filter answers, in seconds. A
+/// client told to come back in days would not; a client that retries after
+/// five minutes and is refused again just gets a new `retry-after`.
+pub const MAX_RETRY_AFTER_S: u64 = 300;
+
 /// `rps` tokens per second, at most `burst` (both validated at compile).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limit {
@@ -36,16 +53,17 @@ pub struct Limit {
 }
 
 impl Limit {
-    /// Validates `rps` (finite, above 0) and `burst` (finite, at least 1).
+    /// Validates `rps` ([`MIN_RPS`]..=[`MAX_RPS`]) and `burst`
+    /// ([`MIN_BURST`]..=[`MAX_BURST`]); NaN and infinities are refused.
     pub fn compile(rps: f64, burst: f64, path: &FieldPath) -> Result<Self, ConfigError> {
-        if !(rps.is_finite() && rps > 0.0) {
-            return Err(path
-                .key("rps")
-                .error(format!("must be a finite number above 0, got {rps}")));
+        if !(MIN_RPS..=MAX_RPS).contains(&rps) {
+            return Err(path.key("rps").error(format!(
+                "must be a number from {MIN_RPS} to {MAX_RPS} (tokens per second), got {rps}"
+            )));
         }
-        if !(burst.is_finite() && burst >= 1.0) {
+        if !(MIN_BURST..=MAX_BURST).contains(&burst) {
             return Err(path.key("burst").error(format!(
-                "must be a finite number of at least 1, got {burst}"
+                "must be a number from {MIN_BURST} to {MAX_BURST} (bucket size), got {burst}"
             )));
         }
         Ok(Self { rps, burst })
@@ -83,11 +101,12 @@ impl BucketState {
         }
     }
 
-    /// Whole seconds until the bucket holds `level` tokens, at least 1.
+    /// Whole seconds until the bucket holds `level` tokens, at least 1 and
+    /// at most [`MAX_RETRY_AFTER_S`].
     pub fn retry_after_s(self, limit: Limit, level: f64) -> u64 {
         let wait_s = ((level - self.tokens) / limit.rps).ceil();
-        // `as` saturates (NaN → 0), the max(1) floors it.
-        (wait_s as u64).max(1)
+        // `as` saturates (NaN → 0, +inf → u64::MAX); clamp bounds both ends.
+        (wait_s as u64).clamp(1, MAX_RETRY_AFTER_S)
     }
 }
 
@@ -348,6 +367,59 @@ mod tests {
             last_ms: T0,
         };
         assert_eq!(s.retry_after_s(limit(2.0, 100.0), 50.0), 24);
+    }
+
+    #[test]
+    fn retry_after_is_capped() {
+        let empty = BucketState {
+            tokens: 0.0,
+            last_ms: T0,
+        };
+        // The slowest bucket accepted: 1000 s to the next token, capped.
+        assert_eq!(
+            empty.retry_after_s(limit(MIN_RPS, 1.0), 1.0),
+            MAX_RETRY_AFTER_S
+        );
+        assert_eq!(empty.retry_after_s(limit(1.0, 10.0), 300.0), 300);
+        assert_eq!(empty.retry_after_s(limit(1.0, 10.0), 301.0), 300);
+        // Whatever the arithmetic gives (a limit built by hand, bypassing
+        // compile), the answer stays in range.
+        assert_eq!(empty.retry_after_s(limit(1e-300, 1.0), 1.0), 300);
+        assert_eq!(empty.retry_after_s(limit(f64::NAN, 1.0), 1.0), 1);
+        // A reserve level far above the tokens (a large capacity bucket).
+        assert_eq!(
+            empty.retry_after_s(limit(MIN_RPS, MAX_BURST), MAX_BURST * 0.5),
+            MAX_RETRY_AFTER_S
+        );
+    }
+
+    #[test]
+    fn limits_are_bounded_at_load() {
+        let path = FieldPath::root().key("admission").key("capacity");
+        let ok = |rps, burst| Limit::compile(rps, burst, &path).is_ok();
+        assert!(ok(MIN_RPS, MIN_BURST));
+        assert!(ok(MAX_RPS, MAX_BURST));
+        assert!(ok(300.0, 50.0));
+        for rps in [
+            1e-300,
+            0.0009,
+            0.0,
+            -1.0,
+            1_000_000_000.5,
+            1e300,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ] {
+            let err = Limit::compile(rps, 10.0, &path).unwrap_err();
+            assert_eq!(err.path, "admission.capacity.rps", "{rps}");
+            assert!(err.reason.contains("from 0.001 to 1000000000"), "{err}");
+        }
+        for burst in [0.0, 0.999, -1.0, 1e10, f64::NAN, f64::INFINITY] {
+            let err = Limit::compile(10.0, burst, &path).unwrap_err();
+            assert_eq!(err.path, "admission.capacity.burst", "{burst}");
+            assert!(err.reason.contains("from 1 to 1000000000"), "{err}");
+        }
     }
 
     #[test]

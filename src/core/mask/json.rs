@@ -158,7 +158,7 @@ impl Rewriter<'_> {
                         self.stack.pop();
                     }
                     Some(b'"') => self.string_value()?,
-                    _ => self.scalar()?,
+                    _ => self.scalar_value()?,
                 },
             }
             // A value ended: close containers until the next sibling.
@@ -295,6 +295,39 @@ impl Rewriter<'_> {
             *emitted = raw.end;
             *count += 1;
         }
+        Ok(())
+    }
+
+    /// A number or literal nobody selected. A number a detector recognises
+    /// (a phone or card number written as a JSON number, also as
+    /// `1.3812345678e10`) is replaced whole by the strategy's *string*,
+    /// like a selected number, so the output stays valid JSON.
+    fn scalar_value(&mut self) -> Result<(), MaskError> {
+        let start = self.pos;
+        self.scalar()?;
+        if !self.det.wants(true, false) || !matches!(self.src.get(start), Some(b'-' | b'0'..=b'9'))
+        {
+            return Ok(());
+        }
+        let raw = self.text.get(start..self.pos).ok_or(MaskError::BadJson)?;
+        self.det.find(raw, &mut self.scratch, &mut self.found);
+        if self.found.is_empty() {
+            // Written with a fraction or an exponent: look at the integer
+            // it stands for, if it is one.
+            let Some(digits) = integer_digits(raw) else {
+                return Ok(());
+            };
+            self.det.find(&digits, &mut self.scratch, &mut self.found);
+            if self.found.is_empty() {
+                return Ok(());
+            }
+        }
+        flush(&mut self.out, self.src, self.emitted, start);
+        self.out.push(b'"');
+        self.strategy.write_raw(raw, Raw::Scalar, &mut self.out);
+        self.out.push(b'"');
+        self.emitted = self.pos;
+        self.count += 1;
         Ok(())
     }
 
@@ -531,6 +564,49 @@ impl Rewriter<'_> {
         }
         Ok(())
     }
+}
+
+/// Longest integer [`integer_digits`] spells out: more than any card (19),
+/// phone (15) or ID (18) has.
+const MAX_INTEGER_DIGITS: usize = 24;
+
+/// The digits of the integer a JSON number with a fraction or an exponent
+/// stands for (`1.3812345678e10` → `13812345678`, `4111111111111111.0` →
+/// `4111111111111111`, sign dropped); None for a plain integer (already
+/// examined as written), a non-integer, or more than
+/// [`MAX_INTEGER_DIGITS`] digits.
+fn integer_digits(raw: &str) -> Option<String> {
+    let unsigned = raw.strip_prefix('-').unwrap_or(raw);
+    let (mantissa, exp) = match unsigned.find(['e', 'E']) {
+        Some(at) => (
+            unsigned.get(..at)?,
+            unsigned.get(at + 1..)?.parse::<i64>().ok()?,
+        ),
+        None => (unsigned, 0),
+    };
+    if exp == 0 && !mantissa.contains('.') {
+        return None;
+    }
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{int}{frac}");
+    let point = i64::try_from(int.len()).ok()?.checked_add(exp)?;
+    let point = usize::try_from(point).ok()?;
+    let mut out = if point >= digits.len() {
+        if point > MAX_INTEGER_DIGITS + digits.len() {
+            return None;
+        }
+        let mut out = digits.clone();
+        out.extend(std::iter::repeat_n('0', point - digits.len()));
+        out
+    } else {
+        if !digits.get(point..)?.bytes().all(|b| b == b'0') {
+            return None;
+        }
+        digits.get(..point)?.to_string()
+    };
+    let zeros = out.len() - out.trim_start_matches('0').len();
+    out.drain(..zeros.min(out.len().saturating_sub(1)));
+    (out.len() <= MAX_INTEGER_DIGITS).then_some(out)
 }
 
 /// Copies `src[emitted..to]` into `out` (sized for the whole body on first use).

@@ -12,7 +12,7 @@
 //!   stays readable; object keys are never rewritten;
 //! - `strategy` is `redact` (the `replacement`, default `***`), `partial`
 //!   (last 4 characters kept; values under 8 characters fully starred) or
-//!   `hash` (`sha256:` + 16 hex).
+//!   `hash` (`hmac-sha256:` + 32 hex, keyed by the required `hash_key`).
 //!
 //! The rewrite is one streaming pass that validates the JSON and copies
 //! every byte that is not masked verbatim; see `json.rs`. Nesting deeper
@@ -26,7 +26,7 @@
 //! let spec: MaskSpec = serde_json::from_str(
 //!     r#"{"fields": ["customer.email", "items[*].card_number"], "detectors": ["phone"]}"#,
 //! ).unwrap();
-//! let masker = Masker::compile(&spec, &FieldPath::root().key("mask")).unwrap();
+//! let masker = Masker::compile(&spec, &FieldPath::root().key("mask"), &|_| None).unwrap();
 //! let body = br#"{"customer": {"email": "a@b.io", "note": "call +8613812345678 now"},
 //!                "items": [{"card_number": 4111111111111111, "qty": 1.50}]}"#;
 //! let masked = masker.mask(body).unwrap();
@@ -46,19 +46,31 @@ mod json;
 mod select;
 mod strategy;
 
-pub use strategy::{DEFAULT_REPLACEMENT, PARTIAL_KEEP_CHARS, PARTIAL_MIN_CHARS};
+pub use strategy::{
+    DEFAULT_REPLACEMENT, HASH_HEX_DIGITS, HASH_PREFIX, MIN_HASH_KEY_BYTES, PARTIAL_KEEP_CHARS,
+    PARTIAL_MIN_CHARS,
+};
 
-use crate::config::{ConfigError, FieldPath, MaskSpec};
+use crate::config::{ConfigError, EnvLookup, FieldPath, MaskSpec};
+use crate::core::signature::secret_text;
 use detect::{Detector, Detectors};
 use select::Selectors;
 use std::fmt;
-use strategy::Strategy;
+use strategy::{HashKey, Strategy};
 
 /// Deepest nesting of objects and arrays accepted by default (serde_json's
 /// own recursion limit).
 pub const DEFAULT_MAX_DEPTH: usize = 128;
 /// Upper bound for the `max_depth` extension.
 pub const MAX_MAX_DEPTH: usize = 1024;
+
+/// Media types masked besides the `+json` suffix family.
+pub const JSON_MEDIA_TYPES: [&str; 4] = [
+    "application/json",
+    "text/json",
+    "application/x-json",
+    "text/x-json",
+];
 
 /// A masked body.
 #[derive(Clone, PartialEq, Eq)]
@@ -110,9 +122,18 @@ pub struct Masker {
 
 impl Masker {
     /// Validates `spec`; errors name the offending field under `path`
-    /// (`channels[0].mask.fields[2]: …`).
-    pub fn compile(spec: &MaskSpec, path: &FieldPath) -> Result<Self, ConfigError> {
-        let selectors = Selectors::compile(&spec.fields, &path.key("fields"))?;
+    /// (`channels[0].mask.fields[2]: …`). `env` resolves an `{"env": …}`
+    /// `hash_key`.
+    pub fn compile(
+        spec: &MaskSpec,
+        path: &FieldPath,
+        env: EnvLookup<'_>,
+    ) -> Result<Self, ConfigError> {
+        let selectors = Selectors::compile(
+            &spec.fields,
+            &path.key("fields"),
+            spec.case_sensitive.unwrap_or(false),
+        )?;
 
         let mut detectors = Detectors::default();
         for (i, name) in spec.detectors.iter().enumerate() {
@@ -134,12 +155,18 @@ impl Masker {
                 .key("replacement")
                 .error(format!("only used by strategy \"redact\", not {name:?}")));
         }
-        let strategy = Strategy::parse(name, spec.replacement.as_deref()).ok_or_else(|| {
-            path.key("strategy").error(format!(
+        if !Strategy::NAMES.contains(&name) {
+            return Err(path.key("strategy").error(format!(
                 "unknown strategy {name:?}, expected one of {}",
                 Strategy::NAMES.join(", ")
-            ))
-        })?;
+            )));
+        }
+        let hash_key = compile_hash_key(spec, name, &path.key("hash_key"), env)?;
+        let strategy =
+            Strategy::parse(name, spec.replacement.as_deref(), hash_key).ok_or_else(|| {
+                path.key("strategy")
+                    .error(format!("invalid strategy {name:?}"))
+            })?;
 
         let max_depth = match spec.max_depth {
             None => DEFAULT_MAX_DEPTH,
@@ -164,8 +191,10 @@ impl Masker {
         })
     }
 
-    /// True for `application/json` and `<type>/<subtype>+json`, parameters
-    /// ignored, case-insensitive.
+    /// True for the JSON media types: `application/json`, the legacy
+    /// `text/json`, `application/x-json` and `text/x-json` (still sent by
+    /// some providers and frameworks), and any `<type>/<subtype>+json`;
+    /// parameters ignored, case-insensitive.
     pub fn applies_to(content_type: Option<&str>) -> bool {
         let Some(ct) = content_type else { return false };
         let essence = ct.split(';').next().unwrap_or("").trim();
@@ -173,7 +202,9 @@ impl Masker {
             .len()
             .checked_sub(5)
             .and_then(|at| essence.get(at..));
-        essence.eq_ignore_ascii_case("application/json")
+        JSON_MEDIA_TYPES
+            .iter()
+            .any(|t| essence.eq_ignore_ascii_case(t))
             || (essence.contains('/') && suffix.is_some_and(|s| s.eq_ignore_ascii_case("+json")))
     }
 
@@ -187,6 +218,35 @@ impl Masker {
     /// for byte as it came.
     pub fn mask(&self, body: &[u8]) -> Result<Masked, MaskError> {
         json::rewrite(self, body)
+    }
+}
+
+/// `hash_key`: required by strategy `hash`, refused with any other.
+fn compile_hash_key(
+    spec: &MaskSpec,
+    strategy: &str,
+    path: &FieldPath,
+    env: EnvLookup<'_>,
+) -> Result<Option<HashKey>, ConfigError> {
+    match (&spec.hash_key, strategy == "hash") {
+        (None, true) => Err(path.error(format!(
+            "required with strategy \"hash\": an unkeyed hash of a phone or card number is reversed by \
+             hashing every possible number (well under a second for a phone plan); give a secret of at \
+             least {MIN_HASH_KEY_BYTES} bytes ({{\"env\": NAME}} or {{\"value\": ...}})"
+        ))),
+        (None, false) => Ok(None),
+        (Some(secret), true) => {
+            let text = secret_text(secret, path, env)?;
+            HashKey::new(text.as_bytes()).map(Some).ok_or_else(|| {
+                path.error(format!(
+                    "must be at least {MIN_HASH_KEY_BYTES} bytes long, got {}",
+                    text.len()
+                ))
+            })
+        }
+        (Some(_), false) => Err(path.error(format!(
+            "only used by strategy \"hash\", not {strategy:?}"
+        ))),
     }
 }
 

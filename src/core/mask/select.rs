@@ -7,6 +7,12 @@
 //! - a *path* (`customer.email`, `items[*].card_number`, `[*].phone`) is
 //!   anchored at the root: dotted keys, `[*]` for every element of an array.
 //!
+//! Keys match case-insensitively by default (`phone` also selects `Phone`
+//! and `PHONE`; Unicode lower case, so `É` matches `é`): a provider that
+//! changes its key spelling must not slip PII past the mask. `case_sensitive`
+//! turns that off. Selectors are stored lower-cased, and each key of the
+//! body is lower-cased while it is compared, without allocating.
+//!
 //! Paths are compiled into a trie. The concrete path of a JSON value is
 //! deterministic (keys go to key children, array elements to the `[*]`
 //! child), so while the rewriter walks the document it only carries one
@@ -47,24 +53,60 @@ pub(crate) struct Selectors {
     any_depth: Vec<Box<str>>,
     /// Path trie; empty when there are no path selectors.
     nodes: Vec<Node>,
+    /// Keys compare exactly; otherwise every stored key is lower case and
+    /// body keys are lower-cased to compare.
+    case_sensitive: bool,
 }
 
 impl Selectors {
-    /// Parses and validates every selector; errors name `fields[i]`.
-    pub(crate) fn compile(fields: &[String], path: &FieldPath) -> Result<Self, ConfigError> {
-        let mut sel = Selectors::default();
+    /// Parses and validates every selector; errors name `fields[i]`. A
+    /// selector written twice is an error; with case-insensitive keys two
+    /// spellings of one selector (`phone`, `Phone`) are accepted as one, so
+    /// a configuration that listed both before keeps loading.
+    pub(crate) fn compile(
+        fields: &[String],
+        path: &FieldPath,
+        case_sensitive: bool,
+    ) -> Result<Self, ConfigError> {
+        let mut sel = Selectors {
+            case_sensitive,
+            ..Selectors::default()
+        };
+        let mut seen = std::collections::HashSet::new();
         for (i, field) in fields.iter().enumerate() {
             let fpath = path.index(i);
-            let steps = parse(field).map_err(|reason| fpath.error(reason))?;
-            let fresh = match steps {
+            if !seen.insert(field.as_str()) {
+                return Err(fpath.error(format!("duplicate field selector {field:?}")));
+            }
+            // Lower case maps no character to `.`, `[`, `]` or `*`, so the
+            // folded selector parses to the same steps.
+            let folded = if case_sensitive {
+                field.clone()
+            } else {
+                field.to_lowercase()
+            };
+            let steps = parse(&folded).map_err(|reason| fpath.error(reason))?;
+            match steps {
                 Parsed::Key(key) => sel.add_key(key),
                 Parsed::Path(steps) => sel.add_path(&steps),
             };
-            if !fresh {
-                return Err(fpath.error(format!("duplicate field selector {field:?}")));
-            }
         }
         Ok(sel)
+    }
+
+    /// Whether the stored selector key `stored` names the body key `key`.
+    fn key_eq(&self, stored: &str, key: &str) -> bool {
+        if self.case_sensitive {
+            stored == key
+        } else if key.is_ascii() {
+            stored.len() == key.len()
+                && stored
+                    .bytes()
+                    .zip(key.bytes())
+                    .all(|(s, k)| s == k.to_ascii_lowercase())
+        } else {
+            stored.chars().eq(key.chars().flat_map(char::to_lowercase))
+        }
     }
 
     /// True when no selector is configured.
@@ -92,17 +134,13 @@ impl Selectors {
 
     /// The member `key` of an object whose own trie state is `node`.
     pub(crate) fn member(&self, node: Option<NodeId>, key: &str) -> Hit {
-        if self
-            .any_depth
-            .iter()
-            .any(|k| k.len() == key.len() && **k == *key)
-        {
+        if self.any_depth.iter().any(|k| self.key_eq(k, key)) {
             return Hit::Mask;
         }
         let child = node.and_then(|n| self.node(n)).and_then(|n| {
             n.keys
                 .iter()
-                .find(|(k, _)| k.len() == key.len() && **k == *key)
+                .find(|(k, _)| self.key_eq(k, key))
                 .map(|(_, c)| *c)
         });
         self.enter(child)
@@ -239,7 +277,52 @@ mod tests {
 
     fn compile(fields: &[&str]) -> Result<Selectors, ConfigError> {
         let fields: Vec<String> = fields.iter().map(|s| s.to_string()).collect();
-        Selectors::compile(&fields, &FieldPath::root().key("mask").key("fields"))
+        Selectors::compile(&fields, &FieldPath::root().key("mask").key("fields"), true)
+    }
+
+    fn insensitive(fields: &[&str]) -> Selectors {
+        let fields: Vec<String> = fields.iter().map(|s| s.to_string()).collect();
+        Selectors::compile(&fields, &FieldPath::root(), false).unwrap()
+    }
+
+    #[test]
+    fn keys_match_case_insensitively_by_default() {
+        let s = insensitive(&["phone", "Customer.EMAIL", "Straße", "ÉTAT"]);
+        let Hit::Descend(root) = s.root() else {
+            panic!()
+        };
+        for key in ["phone", "Phone", "PHONE", "pHoNe"] {
+            assert_eq!(s.member(None, key), Hit::Mask, "{key}");
+        }
+        for key in ["straße", "STRAßE", "état", "État", "ÉTAT"] {
+            assert_eq!(s.member(None, key), Hit::Mask, "{key}");
+        }
+        for key in ["phone2", "phon", "telephone", "ph one", "strasse"] {
+            assert_eq!(s.member(None, key), Hit::Descend(None), "{key}");
+        }
+        let Hit::Descend(customer) = s.member(root, "CUSTOMER") else {
+            panic!()
+        };
+        assert_eq!(s.member(customer, "Email"), Hit::Mask);
+        // Case variants are one selector, not a duplicate error...
+        let s = insensitive(&["phone", "PHONE", "a.b", "A.B"]);
+        assert_eq!(s.member(None, "Phone"), Hit::Mask);
+        // ...but the same string twice still is.
+        let fields = vec!["Phone".to_string(), "Phone".to_string()];
+        assert!(Selectors::compile(&fields, &FieldPath::root(), false).is_err());
+    }
+
+    #[test]
+    fn case_sensitive_keys_match_exactly() {
+        let s = compile(&["phone", "customer.email"]).unwrap();
+        let Hit::Descend(root) = s.root() else {
+            panic!()
+        };
+        assert_eq!(s.member(None, "phone"), Hit::Mask);
+        assert_eq!(s.member(None, "Phone"), Hit::Descend(None));
+        assert_eq!(s.member(root, "Customer"), Hit::Descend(None));
+        // Different spellings are different selectors then.
+        assert!(compile(&["phone", "Phone"]).is_ok());
     }
 
     #[test]

@@ -11,10 +11,58 @@
 //!   are masked as written (`13812345678` → `*******5678`); booleans and
 //!   `null` are short, hence fully starred; objects and arrays become `****`
 //!   (their text is not worth keeping a tail of, and its length would leak).
-//! - `hash`: `sha256:` + the first 16 hex digits of SHA-256 of the decoded
-//!   string, or of the raw JSON text of a non-string value.
+//! - `hash`: `hmac-sha256:` + the first 32 hex digits (128 bits) of
+//!   HMAC-SHA256, keyed by `hash_key`, of the decoded string, or of the raw
+//!   JSON text of a non-string value. Equal values still hash equal (the
+//!   service can join on them), but without the key nobody can recompute a
+//!   hash: an unkeyed SHA-256 of a phone number was reversed by hashing
+//!   every number of the plan, in well under a second.
 
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::fmt;
+
+/// What `hash` writes before the hex digits.
+pub const HASH_PREFIX: &str = "hmac-sha256:";
+/// Hex digits of the MAC kept by `hash` (128 bits).
+pub const HASH_HEX_DIGITS: usize = 32;
+/// Shortest `hash_key` accepted, in bytes.
+pub const MIN_HASH_KEY_BYTES: usize = 16;
+
+/// The `hash` key, ready to use. Its `Debug` never shows the key.
+#[derive(Clone)]
+pub(crate) struct HashKey {
+    key: Box<[u8]>,
+    mac: Hmac<Sha256>,
+}
+
+impl HashKey {
+    /// None when the key is shorter than [`MIN_HASH_KEY_BYTES`].
+    pub(crate) fn new(key: &[u8]) -> Option<Self> {
+        if key.len() < MIN_HASH_KEY_BYTES {
+            return None;
+        }
+        let mac = Hmac::<Sha256>::new_from_slice(key).ok()?;
+        Some(Self {
+            key: key.into(),
+            mac,
+        })
+    }
+}
+
+impl PartialEq for HashKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for HashKey {}
+
+impl fmt::Debug for HashKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HashKey(<redacted>)")
+    }
+}
 
 /// Values shorter than this are fully masked by `partial`.
 pub const PARTIAL_MIN_CHARS: usize = 8;
@@ -29,7 +77,8 @@ pub(crate) enum Strategy {
     /// The replacement, already JSON-escaped.
     Redact(Box<str>),
     Partial,
-    Hash,
+    /// HMAC-SHA256 under the channel's `hash_key`.
+    Hash(Box<HashKey>),
 }
 
 /// The kind of a non-string value being replaced whole.
@@ -44,7 +93,12 @@ pub(crate) enum Raw {
 impl Strategy {
     pub(crate) const NAMES: [&'static str; 3] = ["redact", "partial", "hash"];
 
-    pub(crate) fn parse(name: &str, replacement: Option<&str>) -> Option<Self> {
+    /// The strategy `name`; `hash` needs `hash_key` (None without one).
+    pub(crate) fn parse(
+        name: &str,
+        replacement: Option<&str>,
+        hash_key: Option<HashKey>,
+    ) -> Option<Self> {
         match name {
             "redact" => {
                 let mut escaped = Vec::new();
@@ -55,7 +109,7 @@ impl Strategy {
                     .map(|s| Self::Redact(s.into()))
             }
             "partial" => Some(Self::Partial),
-            "hash" => Some(Self::Hash),
+            "hash" => hash_key.map(|k| Self::Hash(Box::new(k))),
             _ => None,
         }
     }
@@ -65,7 +119,7 @@ impl Strategy {
         match self {
             Self::Redact(r) => out.extend_from_slice(r.as_bytes()),
             Self::Partial => partial(value, out),
-            Self::Hash => hash(value.as_bytes(), out),
+            Self::Hash(key) => hash(key, value.as_bytes(), out),
         }
     }
 
@@ -75,7 +129,7 @@ impl Strategy {
         match (self, kind) {
             (Self::Partial, Raw::Container) => out.extend_from_slice(b"****"),
             (Self::Partial | Self::Redact(_), _) => self.write_str(raw, out),
-            (Self::Hash, _) => hash(raw.as_bytes(), out),
+            (Self::Hash(key), _) => hash(key, raw.as_bytes(), out),
         }
     }
 }
@@ -95,10 +149,12 @@ fn partial(value: &str, out: &mut Vec<u8>) {
     escape_into(value.get(tail_at..).unwrap_or(""), out);
 }
 
-fn hash(bytes: &[u8], out: &mut Vec<u8>) {
+fn hash(key: &HashKey, bytes: &[u8], out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.extend_from_slice(b"sha256:");
-    for byte in Sha256::digest(bytes).iter().take(8) {
+    out.extend_from_slice(HASH_PREFIX.as_bytes());
+    let mut mac = key.mac.clone();
+    mac.update(bytes);
+    for byte in mac.finalize().into_bytes().iter().take(HASH_HEX_DIGITS / 2) {
         for nibble in [byte >> 4, byte & 0x0f] {
             out.push(HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'));
         }
@@ -155,10 +211,10 @@ mod tests {
 
     #[test]
     fn redact() {
-        let default = Strategy::parse("redact", None).unwrap();
+        let default = Strategy::parse("redact", None, None).unwrap();
         assert_eq!(s(&default, "secret"), "***");
         assert_eq!(raw(&default, "{\"a\":1}", Raw::Container), "***");
-        let custom = Strategy::parse("redact", Some("<\"masked\"\n>")).unwrap();
+        let custom = Strategy::parse("redact", Some("<\"masked\"\n>"), None).unwrap();
         assert_eq!(s(&custom, "x"), r#"<\"masked\"\n>"#);
     }
 
@@ -183,16 +239,31 @@ mod tests {
         assert_eq!(raw(&p, "[1,2,3,4,5,6,7,8]", Raw::Container), "****");
     }
 
+    const KEY: &[u8] = b"0123456789abcdef-test-key";
+
+    fn hasher(key: &[u8]) -> Strategy {
+        Strategy::parse("hash", None, HashKey::new(key)).unwrap()
+    }
+
     #[test]
-    fn hash_is_sha256_prefix() {
-        // sha256("abc") = ba7816bf8f01cfea414140de5dae2223...
-        assert_eq!(s(&Strategy::Hash, "abc"), "sha256:ba7816bf8f01cfea");
-        assert_eq!(
-            raw(&Strategy::Hash, "abc", Raw::Scalar),
-            "sha256:ba7816bf8f01cfea"
-        );
-        // sha256("") = e3b0c44298fc1c14...
-        assert_eq!(s(&Strategy::Hash, ""), "sha256:e3b0c44298fc1c14");
+    fn hash_is_keyed_hmac_sha256() {
+        // HMAC-SHA256(KEY, "abc"), first 32 hex, from Python's hmac module.
+        let h = hasher(KEY);
+        assert_eq!(s(&h, "abc"), "hmac-sha256:34a0a7cb6c0fe06f19d1bca5f9ec105b");
+        assert_eq!(raw(&h, "abc", Raw::Scalar), s(&h, "abc"));
+        let out = s(&h, "");
+        assert_eq!(out.len(), HASH_PREFIX.len() + HASH_HEX_DIGITS);
+        // Another key, another hash: nobody without the key can recompute it.
+        assert_ne!(s(&hasher(b"another-key-of-16+bytes"), "abc"), s(&h, "abc"));
+    }
+
+    #[test]
+    fn hash_needs_a_long_enough_key() {
+        assert!(Strategy::parse("hash", None, None).is_none());
+        assert!(HashKey::new(&KEY[..MIN_HASH_KEY_BYTES - 1]).is_none());
+        assert!(HashKey::new(&KEY[..MIN_HASH_KEY_BYTES]).is_some());
+        let shown = format!("{:?}", hasher(KEY));
+        assert!(!shown.contains("0123456789"), "{shown}");
     }
 
     #[test]
@@ -207,6 +278,6 @@ mod tests {
 
     #[test]
     fn unknown_name() {
-        assert!(Strategy::parse("shred", None).is_none());
+        assert!(Strategy::parse("shred", None, None).is_none());
     }
 }

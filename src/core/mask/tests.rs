@@ -5,8 +5,9 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use super::*;
+use hmac::{Hmac, Mac};
 use serde_json::json;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 fn path() -> FieldPath {
     FieldPath::root().key("channels").index(0).key("mask")
@@ -14,8 +15,13 @@ fn path() -> FieldPath {
 
 fn try_masker(spec: serde_json::Value) -> Result<Masker, ConfigError> {
     let spec: MaskSpec = serde_json::from_value(spec).unwrap();
-    Masker::compile(&spec, &path())
+    Masker::compile(&spec, &path(), &|name| {
+        (name == "MASK_HASH_KEY").then(|| HASH_KEY.to_string())
+    })
 }
+
+/// The `hash_key` the tests use (also via `{"env": "MASK_HASH_KEY"}`).
+const HASH_KEY: &str = "test-hash-key-0123456789";
 
 fn masker(spec: serde_json::Value) -> Masker {
     try_masker(spec).unwrap()
@@ -31,12 +37,21 @@ fn run(m: &Masker, input: &str) -> (String, u64) {
     (out, masked.count)
 }
 
-fn sha(s: &str) -> String {
-    let hex: String = Sha256::digest(s.as_bytes())
+/// What strategy `hash` writes for `s` under [`HASH_KEY`].
+fn hmac_hex(key: &str, s: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(s.as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    format!("sha256:{}", &hex[..16])
+    format!("hmac-sha256:{}", &hex[..32])
+}
+
+fn sha(s: &str) -> String {
+    hmac_hex(HASH_KEY, s)
 }
 
 #[test]
@@ -207,9 +222,15 @@ fn detectors_mask_substrings() {
             0,
         ),
         (
-            "numbers are not strings",
-            r#"{"n":13812345678,"c":4111111111111111}"#,
-            r#"{"n":13812345678,"c":4111111111111111}"#,
+            "PII written as a number becomes a string",
+            r#"{"n":13812345678,"c":[4111111111111111, -13812345678],"e":1.3812345678E+10}"#,
+            r#"{"n":"***","c":["***", "***"],"e":"***"}"#,
+            4,
+        ),
+        (
+            "other numbers stay as written",
+            r#"{"ts":1700000000,"amt":13812345678.5,"luhn":4111111111111112,"f":1.3812345678e-3,"z":-0.0e5}"#,
+            r#"{"ts":1700000000,"amt":13812345678.5,"luhn":4111111111111112,"f":1.3812345678e-3,"z":-0.0e5}"#,
             0,
         ),
         (
@@ -275,8 +296,10 @@ fn strategies() {
         r#"{"phone":"******fg\\h"}"#
     );
 
-    let hash =
-        masker(json!({"fields": ["phone", "o"], "detectors": ["email"], "strategy": "hash"}));
+    let hash = masker(
+        json!({"fields": ["phone", "o"], "detectors": ["email"], "strategy": "hash",
+                      "hash_key": {"value": HASH_KEY}}),
+    );
     let (out, count) = run(
         &hash,
         r#"{"phone":"138\u0031","o":{ "x" : [1, 2] },"t":"to a@b.io!"}"#,
@@ -440,6 +463,31 @@ fn compile_errors_name_the_field() {
             "only used by",
         ),
         (
+            json!({"fields": ["x"], "strategy": "hash"}),
+            "channels[0].mask.hash_key",
+            "required with strategy \"hash\": an unkeyed hash",
+        ),
+        (
+            json!({"fields": ["x"], "strategy": "hash", "hash_key": {"value": "short"}}),
+            "channels[0].mask.hash_key",
+            "at least 16 bytes long, got 5",
+        ),
+        (
+            json!({"fields": ["x"], "strategy": "hash", "hash_key": {"env": "UNSET"}}),
+            "channels[0].mask.hash_key",
+            "env var UNSET is not set",
+        ),
+        (
+            json!({"fields": ["x"], "strategy": "hash", "hash_key": {"value": " padded-key-0123456789 "}}),
+            "channels[0].mask.hash_key",
+            "whitespace",
+        ),
+        (
+            json!({"fields": ["x"], "hash_key": {"value": HASH_KEY}}),
+            "channels[0].mask.hash_key",
+            "only used by strategy \"hash\", not \"redact\"",
+        ),
+        (
             json!({"fields": ["x"], "max_depth": 0}),
             "channels[0].mask.max_depth",
             "between 1 and",
@@ -457,6 +505,10 @@ fn compile_errors_name_the_field() {
         assert!(err.reason.contains(want_reason), "{spec}: {}", err.reason);
     }
     assert!(serde_json::from_value::<MaskSpec>(json!({"fields": [], "bogus": 1})).is_err());
+    assert!(
+        serde_json::from_value::<MaskSpec>(json!({"fields": ["x"], "case_sensitive": "yes"}))
+            .is_err()
+    );
 }
 
 #[test]
@@ -468,9 +520,15 @@ fn compiles_spec_example() {
         "replacement": "***"
     }));
     assert_eq!(m.max_depth(), DEFAULT_MAX_DEPTH);
-    for strategy in ["redact", "partial", "hash"] {
+    for strategy in ["redact", "partial"] {
         assert!(try_masker(json!({"fields": ["a"], "strategy": strategy})).is_ok());
     }
+    assert!(
+        try_masker(
+            json!({"fields": ["a"], "strategy": "hash", "hash_key": {"env": "MASK_HASH_KEY"}})
+        )
+        .is_ok()
+    );
 }
 
 #[test]
@@ -481,7 +539,15 @@ fn content_types() {
         (Some(" application/json ;charset=UTF-8"), true),
         (Some("application/cloudevents+json"), true),
         (Some("application/vnd.api+JSON; ext=bulk"), true),
+        (Some("text/json"), true),
+        (Some("TEXT/JSON; charset=utf-8"), true),
+        (Some("application/x-json"), true),
+        (Some("Application/X-JSON;v=1"), true),
+        (Some("text/x-json"), true),
+        (Some("text/plain+json"), true),
         (Some("application/json-seq"), false),
+        (Some("text/jsonx"), false),
+        (Some("application/x-jsonl"), false),
         (Some("application/jsonx"), false),
         (Some("text/plain"), false),
         (Some("application/x-www-form-urlencoded"), false),
@@ -550,6 +616,19 @@ mod properties {
         "note",
         "a",
         "名",
+        "Phone",
+        "PHONE",
+        "Customer",
+        "EMAIL",
+    ];
+    /// Numbers the detectors recognise: replaced whole by a string.
+    const PII_NUMBERS: &[&str] = &[
+        "13812345678",
+        "-13812345678",
+        "4111111111111111",
+        "1.3812345678e10",
+        "41111111111111.11E2",
+        "13812345678.000",
     ];
     const NUMBERS: &[&str] = &[
         "0",
@@ -561,7 +640,14 @@ mod properties {
         "-2.5E-3",
         "12345678901234567890123456789",
         "13812345678",
+        "-13812345678",
         "4111111111111111",
+        "1.3812345678e10",
+        "41111111111111.11E2",
+        "13812345678.000",
+        "13812345678.5",
+        "1.3812345678e-10",
+        "4111111111111112",
     ];
     /// Whole-string PII, each found as one match by the detectors.
     const PII: &[&str] = &[
@@ -578,12 +664,24 @@ mod properties {
         'a', 'Z', ' ', ',', '.', '-', '/', '"', '\\', '\n', '\t', '\u{1}', 'é', '中', '😀',
     ];
 
+    /// Keys match case-insensitively (the default).
     fn selected(path: &[Seg]) -> bool {
         use Seg::*;
-        matches!(path.last(), Some(Key("phone")))
-            || path == [Key("customer"), Key("email")]
-            || path == [Key("items"), Index, Key("card_number")]
-            || path == [Index, Key("id")]
+        let lower: Vec<Seg> = path
+            .iter()
+            .map(|s| match s {
+                Key(k) => Key(KEYS
+                    .iter()
+                    .find(|c| c.to_lowercase() == k.to_lowercase() && **c == c.to_lowercase())
+                    .copied()
+                    .unwrap_or(k)),
+                Index => Index,
+            })
+            .collect();
+        matches!(lower.last(), Some(Key("phone")))
+            || lower == [Key("customer"), Key("email")]
+            || lower == [Key("items"), Index, Key("card_number")]
+            || lower == [Index, Key("id")]
     }
 
     fn masker() -> Masker {
@@ -631,7 +729,8 @@ mod properties {
         out: &mut String,
     ) {
         if let Some(c) = count {
-            let pii = matches!(j, J::Str(s) if PII.contains(&s.as_str()));
+            let pii = matches!(j, J::Str(s) if PII.contains(&s.as_str()))
+                || matches!(j, J::Num(n) if PII_NUMBERS.contains(n));
             if (!path.is_empty() && selected(path)) || pii {
                 *c += 1;
                 out.push_str("\"***\"");
@@ -711,73 +810,154 @@ mod properties {
     }
 
     proptest! {
-        #[test]
-        fn masks_exactly_the_selected_positions(j in doc(), ws in ws(), style in 0u8..3) {
-            let mut input = String::new();
-            render(&j, ws, style, &mut Vec::new(), None, &mut input);
-            let mut want = String::new();
-            let mut want_count = 0;
-            render(&j, ws, style, &mut Vec::new(), Some(&mut want_count), &mut want);
+            #[test]
+            fn masks_exactly_the_selected_positions(j in doc(), ws in ws(), style in 0u8..3) {
+                let mut input = String::new();
+                render(&j, ws, style, &mut Vec::new(), None, &mut input);
+                let mut want = String::new();
+                let mut want_count = 0;
+                render(&j, ws, style, &mut Vec::new(), Some(&mut want_count), &mut want);
 
-            let masked = masker().mask(input.as_bytes()).unwrap();
-            let out = String::from_utf8(masked.body).unwrap();
-            prop_assert!(serde_json::from_str::<serde_json::Value>(&out).is_ok(), "{}", out);
-            // Same shape, same key order, same bytes except where masked.
-            prop_assert_eq!(&out, &want);
-            prop_assert_eq!(masked.count, want_count);
-        }
-
-        #[test]
-        fn unmasked_documents_round_trip(j in doc(), ws in ws(), style in 0u8..3) {
-            let mut input = String::new();
-            render(&j, ws, style, &mut Vec::new(), None, &mut input);
-            let m = super::masker(json!({"fields": ["never", "x.never", "[*][*].never"]}));
-            let masked = m.mask(input.as_bytes()).unwrap();
-            prop_assert_eq!(masked.count, 0);
-            prop_assert_eq!(masked.body, input.into_bytes());
-        }
-
-        #[test]
-        fn findings_are_spliced_into_escaped_text(
-            before in text(), pii in prop::sample::select(PII), after in text(), style in 0u8..3,
-        ) {
-            let (before, after) = (format!("{before} "), format!(" {after}"));
-            let mut input = String::new();
-            quote(&format!("{before}{pii}{after}"), style, &mut input);
-            // The same text rendered in three pieces, the middle one masked.
-            let (mut head, mut tail) = (String::new(), String::new());
-            quote(&before, style, &mut head);
-            quote(&after, style, &mut tail);
-            let want = format!("{}***{}", &head[..head.len() - 1], &tail[1..]);
-            let masked = masker().mask(input.as_bytes()).unwrap();
-            prop_assert_eq!(String::from_utf8(masked.body).unwrap(), want);
-            prop_assert_eq!(masked.count, 1);
-        }
-
-        #[test]
-        fn accepts_exactly_what_serde_json_accepts(
-            j in doc(), ws in ws(), at in any::<prop::sample::Index>(),
-            edit in 0u8..3, byte in prop::sample::select(&b"{}[],:\"\\ ex-.0tn\x01\xff"[..]),
-        ) {
-            let mut input = String::new();
-            render(&j, ws, 0, &mut Vec::new(), None, &mut input);
-            let mut bytes = input.into_bytes();
-            let i = at.index(bytes.len() + 1);
-            match edit {
-                0 if i < bytes.len() => { bytes.remove(i); }
-                1 if i < bytes.len() => bytes[i] = byte,
-                _ => bytes.insert(i, byte),
+                let masked = masker().mask(input.as_bytes()).unwrap();
+                let out = String::from_utf8(masked.body).unwrap();
+                prop_assert!(serde_json::from_str::<serde_json::Value>(&out).is_ok(), "{}", out);
+                // Same shape, same key order, same bytes except where masked.
+                prop_assert_eq!(&out, &want);
+                prop_assert_eq!(masked.count, want_count);
             }
-            let theirs = serde_json::from_slice::<serde_json::Value>(&bytes);
-            if let Err(e) = &theirs {
-                // Valid JSON that serde_json's f64 cannot hold.
-                prop_assume!(!e.to_string().contains("number out of range"));
+
+            #[test]
+            fn unmasked_documents_round_trip(j in doc(), ws in ws(), style in 0u8..3) {
+                let mut input = String::new();
+                render(&j, ws, style, &mut Vec::new(), None, &mut input);
+                let m = super::masker(json!({"fields": ["never", "x.never", "[*][*].never"]}));
+                let masked = m.mask(input.as_bytes()).unwrap();
+                prop_assert_eq!(masked.count, 0);
+                prop_assert_eq!(masked.body, input.into_bytes());
             }
-            let ours = masker().mask(&bytes);
-            prop_assert_eq!(ours.is_ok(), theirs.is_ok(), "{:?}", String::from_utf8_lossy(&bytes));
-            if let Err(e) = ours {
-                prop_assert_eq!(e, MaskError::BadJson);
+
+            #[test]
+            fn findings_are_spliced_into_escaped_text(
+                before in text(), pii in prop::sample::select(PII), after in text(), style in 0u8..3,
+            ) {
+                let (before, after) = (format!("{before} "), format!(" {after}"));
+                let mut input = String::new();
+                quote(&format!("{before}{pii}{after}"), style, &mut input);
+                // The same text rendered in three pieces, the middle one masked.
+                let (mut head, mut tail) = (String::new(), String::new());
+                quote(&before, style, &mut head);
+                quote(&after, style, &mut tail);
+                let want = format!("{}***{}", &head[..head.len() - 1], &tail[1..]);
+                let masked = masker().mask(input.as_bytes()).unwrap();
+                prop_assert_eq!(String::from_utf8(masked.body).unwrap(), want);
+                prop_assert_eq!(masked.count, 1);
             }
-        }
+
+            #[test]
+            fn accepts_exactly_what_serde_json_accepts(
+                j in doc(), ws in ws(), at in any::<prop::sample::Index>(),
+                edit in 0u8..3, byte in prop::sample::select(&b"{}[],:\"\\ ex-.0tn\x01\xff"[..]),
+            ) {
+                let mut input = String::new();
+                render(&j, ws, 0, &mut Vec::new(), None, &mut input);
+                let mut bytes = input.into_bytes();
+                let i = at.index(bytes.len() + 1);
+                match edit {
+                    0 if i < bytes.len() => { bytes.remove(i); }
+                    1 if i < bytes.len() => bytes[i] = byte,
+                    _ => bytes.insert(i, byte),
+                }
+                let theirs = serde_json::from_slice::<serde_json::Value>(&bytes);
+                if let Err(e) = &theirs {
+                    // Valid JSON that serde_json's f64 cannot hold.
+                    prop_assume!(!e.to_string().contains("number out of range"));
+                }
+                let ours = masker().mask(&bytes);
+                prop_assert_eq!(ours.is_ok(), theirs.is_ok(), "{:?}", String::from_utf8_lossy(&bytes));
+                if let Err(e) = ours {
+                    prop_assert_eq!(e, MaskError::BadJson);
+                }
+            }
+
+            #[test]
+            fn hash_is_keyed(
+                value in "[0-9+ -]{0,20}", k1 in "[!-~]{16,40}", k2 in "[!-~]{16,40}",
+                style in 0u8..3,
+            ) {
+                prop_assume!(k1 != k2);
+                let hasher = |key: &str| super::masker(json!({
+                    "fields": ["phone"], "strategy": "hash", "hash_key": {"value": key}
+                }));
+                let mut doc = String::from("{\"phone\":");
+                quote(&value, style, &mut doc);
+                doc.push('}');
+                let one = hasher(&k1).mask(doc.as_bytes()).unwrap().body;
+                let again = hasher(&k1).mask(doc.as_bytes()).unwrap().body;
+                let other = hasher(&k2).mask(doc.as_bytes()).unwrap().body;
+                // Deterministic under one key (joins still work), different
+                // under another, and exactly the HMAC of the decoded value.
+                prop_assert_eq!(&one, &again);
+                prop_assert_ne!(&one, &other);
+                let want = format!("{{\"phone\":\"{}\"}}", hmac_hex(&k1, &value));
+                prop_assert_eq!(String::from_utf8(one).unwrap(), want);
+            }
+
+            #[test]
+            fn numbers_are_masked_into_valid_json(
+                n in prop::sample::select(NUMBERS), strategy in 0u8..3, ws in ws(),
+            ) {
+                let spec = match strategy {
+                    0 => json!({"detectors": ["phone", "card"]}),
+                    1 => json!({"detectors": ["phone", "card"], "strategy": "partial"}),
+                    _ => json!({"detectors": ["phone", "card"], "strategy": "hash",
+                                "hash_key": {"value": HASH_KEY}}),
+                };
+                let input = format!("{{\"n\":{ws}{n}{ws},\"m\":[{n},{ws}{n}]}}");
+                let masked = super::masker(spec).mask(input.as_bytes()).unwrap();
+                let out = String::from_utf8(masked.body).unwrap();
+                let v: serde_json::Value = serde_json::from_str(&out)
+                    .unwrap_or_else(|e| panic!("{e}: {out}"));
+                let pii = PII_NUMBERS.contains(&n);
+                prop_assert_eq!(masked.count, if pii { 3 } else { 0 });
+                prop_assert_eq!(v["n"].is_string(), pii, "{}", out);
+                if pii {
+                    prop_assert!(!out.contains(n), "{}", out);
+                }
+            }
     }
+}
+
+#[test]
+fn field_keys_match_case_insensitively_unless_opted_out() {
+    let body = r#"{"Phone":"1","PHONE":"2","phone":"3","Customer":{"Email":"a"},"\u0050hone":"4"}"#;
+    let m = masker(json!({"fields": ["phone", "customer.email"]}));
+    assert_eq!(
+        run(&m, body),
+        (
+            r#"{"Phone":"***","PHONE":"***","phone":"***","Customer":{"Email":"***"},"\u0050hone":"***"}"#
+                .to_string(),
+            5
+        )
+    );
+    let exact = masker(json!({"fields": ["phone", "customer.email"], "case_sensitive": true}));
+    assert_eq!(
+        run(&exact, body),
+        (
+            r#"{"Phone":"1","PHONE":"2","phone":"***","Customer":{"Email":"a"},"\u0050hone":"4"}"#
+                .to_string(),
+            1
+        )
+    );
+}
+
+#[test]
+fn hash_key_never_shows_in_debug() {
+    let m = masker(json!({"fields": ["x"], "strategy": "hash", "hash_key": {"value": HASH_KEY}}));
+    let shown = format!("{m:?}");
+    assert!(!shown.contains(HASH_KEY), "{shown}");
+    let spec: MaskSpec = serde_json::from_value(
+        json!({"fields": ["x"], "strategy": "hash", "hash_key": {"value": HASH_KEY}}),
+    )
+    .unwrap();
+    assert!(!format!("{spec:?}").contains(HASH_KEY));
 }

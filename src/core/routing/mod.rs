@@ -106,6 +106,12 @@ use std::collections::HashSet;
 
 /// Longest cluster name accepted.
 pub const MAX_CLUSTER_NAME_LEN: usize = 255;
+/// Largest `weight` accepted (basis points of a 100% share and then some;
+/// only ratios matter).
+pub const MAX_WEIGHT: u32 = 10_000;
+/// Largest `latency_sla_ms` accepted: five minutes, beyond any route
+/// timeout a callback should have (a larger SLA could never be exceeded).
+pub const MAX_LATENCY_SLA_MS: u64 = 300_000;
 
 /// One response of a cluster, for [`RoutingPolicy::observe_batch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,15 +228,18 @@ impl RoutingPolicy {
                     c.name
                 )));
             }
-            if c.weight == 0 {
-                return Err(at
-                    .key("weight")
-                    .error("must be greater than 0 (remove the cluster to send it nothing)"));
+            if !(1..=MAX_WEIGHT).contains(&c.weight) {
+                return Err(at.key("weight").error(format!(
+                    "must be between 1 and {MAX_WEIGHT}, got {} (remove the cluster to send it nothing)",
+                    c.weight
+                )));
             }
-            if c.latency_sla_ms == Some(0) {
-                return Err(at
-                    .key("latency_sla_ms")
-                    .error("must be greater than 0 when given"));
+            if let Some(sla) = c.latency_sla_ms
+                && !(1..=MAX_LATENCY_SLA_MS).contains(&sla)
+            {
+                return Err(at.key("latency_sla_ms").error(format!(
+                    "must be between 1 and {MAX_LATENCY_SLA_MS} ms when given, got {sla}"
+                )));
             }
             total += u64::from(c.weight);
             clusters.push(Cluster {

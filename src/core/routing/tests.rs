@@ -73,7 +73,25 @@ fn validation_names_the_field() {
 
     let e = compile_err(vec![cluster("a", 1, None), cluster("b", 0, None)], None);
     assert_eq!(e.path, "channels[0].routing.clusters[1].weight");
-    assert!(e.reason.contains("greater than 0"), "{e}");
+    assert!(e.reason.contains("between 1 and 10000, got 0"), "{e}");
+    for w in [10_001, u32::MAX] {
+        let e = compile_err(vec![cluster("a", w, None)], None);
+        assert_eq!(e.path, "channels[0].routing.clusters[0].weight");
+        assert!(e.reason.contains("between 1 and 10000"), "{e}");
+    }
+    assert!(
+        RoutingPolicy::compile(
+            &ChannelRoutingSpec {
+                clusters: vec![
+                    cluster("a", MAX_WEIGHT, Some(MAX_LATENCY_SLA_MS)),
+                    cluster("b", 1, Some(1))
+                ]
+            },
+            None,
+            &FieldPath::root()
+        )
+        .is_ok()
+    );
 
     let e = compile_err(vec![cluster("a", 1, None), cluster("a", 2, None)], None);
     assert_eq!(e.path, "channels[0].routing.clusters[1].name");
@@ -91,8 +109,11 @@ fn validation_names_the_field() {
         assert_eq!(e.path, "channels[0].routing.clusters[0].name", "{bad:?}");
     }
 
-    let e = compile_err(vec![cluster("a", 1, Some(0))], None);
-    assert_eq!(e.path, "channels[0].routing.clusters[0].latency_sla_ms");
+    for sla in [0, 300_001, u64::MAX] {
+        let e = compile_err(vec![cluster("a", 1, Some(sla))], None);
+        assert_eq!(e.path, "channels[0].routing.clusters[0].latency_sla_ms");
+        assert!(e.reason.contains("between 1 and 300000 ms"), "{e}");
+    }
 
     let many = (0..=MAX_CLUSTERS)
         .map(|i| cluster(&format!("c{i}"), 1, None))

@@ -52,6 +52,9 @@ mod compare;
 mod github;
 mod hmac_generic;
 mod keys;
+
+/// Reads one `{"value"}` / `{"env"}` secret (also used by `mask.hash_key`).
+pub(crate) use keys::secret_text;
 mod shopify;
 mod slack;
 mod standard_webhooks;
@@ -66,6 +69,9 @@ use std::fmt;
 
 /// SPEC default of `tolerance_s`.
 pub const DEFAULT_TOLERANCE_S: u64 = 300;
+/// Longest `tolerance_s` accepted: one hour. Providers sign every retry
+/// with a fresh timestamp, so a longer replay window only helps replays.
+pub const MAX_TOLERANCE_S: u64 = 3600;
 
 /// How many entries of one signature header are considered (space-separated
 /// for Standard Webhooks/Svix, comma-separated items for Stripe). Real
@@ -227,7 +233,11 @@ impl Verifier {
                     scheme.as_str()
                 )));
             }
-            Some(0) => return Err(path.key("tolerance_s").error("must be at least 1")),
+            Some(t) if !(1..=MAX_TOLERANCE_S).contains(&t) => {
+                return Err(path.key("tolerance_s").error(format!(
+                    "must be between 1 and {MAX_TOLERANCE_S} seconds, got {t}"
+                )));
+            }
             Some(t) => t,
             None => DEFAULT_TOLERANCE_S,
         };
@@ -424,7 +434,28 @@ mod tests {
             "{e}"
         );
         let e = compile_err(r#"{"scheme":"stripe","secrets":[{"value":"x"}],"tolerance_s":0}"#);
-        assert_eq!(e, "channels[0].signature.tolerance_s: must be at least 1");
+        assert_eq!(
+            e,
+            "channels[0].signature.tolerance_s: must be between 1 and 3600 seconds, got 0"
+        );
+        for t in ["3601", "18446744073709551615"] {
+            let e = compile_err(&format!(
+                r#"{{"scheme":"stripe","secrets":[{{"value":"x"}}],"tolerance_s":{t}}}"#
+            ));
+            assert!(
+                e.starts_with("channels[0].signature.tolerance_s: must be between 1 and 3600"),
+                "{e}"
+            );
+        }
+        // Negative, fractional and out-of-u64 values fail in serde, with the path.
+        for t in ["-1", "1.5", "1e400"] {
+            let doc = format!(
+                r#"{{"channels":[{{"name":"a","match":{{"path_prefix":"/"}},
+                    "signature":{{"scheme":"stripe","secrets":[{{"value":"x"}}],"tolerance_s":{t}}}}}]}}"#
+            );
+            let e = crate::config::load(doc.as_bytes(), &|_| None).unwrap_err();
+            assert_eq!(e.path, "channels[0].signature.tolerance_s", "{t}: {e}");
+        }
     }
 
     #[test]
