@@ -76,6 +76,8 @@ pub struct EnvoyBuilder {
     stream_idle_timeout: Option<String>,
     /// The listener comes from a watched file (LDS), on this fixed port.
     lds_port: Option<u16>,
+    /// Every route's `timeout` (Envoy answers 504 past it).
+    route_timeout: String,
 }
 
 impl EnvoyBuilder {
@@ -95,6 +97,7 @@ impl EnvoyBuilder {
             stop_iteration: true,
             stream_idle_timeout: None,
             lds_port: None,
+            route_timeout: "10s".to_string(),
         }
     }
 
@@ -113,6 +116,13 @@ impl EnvoyBuilder {
     /// Any extra cluster definition (e.g. a direct-response cluster).
     pub fn raw_cluster(mut self, cluster: Value) -> Self {
         self.extra_clusters.push(cluster);
+        self
+    }
+
+    /// The `timeout` of every route (10s unless set): past it Envoy answers
+    /// `504 upstream request timeout`.
+    pub fn route_timeout(mut self, timeout: &str) -> Self {
+        self.route_timeout = timeout.to_string();
         self
     }
 
@@ -235,7 +245,10 @@ impl EnvoyBuilder {
         }));
         let mut routes = self.routes.clone();
         if routes.is_empty() {
-            routes.push(json!({"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "10s"}}));
+            routes.push(json!({"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}));
+        }
+        for route in &mut routes {
+            route["route"]["timeout"] = json!(self.route_timeout);
         }
         let mut chain = json!({
             "filters": [{
@@ -302,6 +315,8 @@ impl EnvoyBuilder {
         });
         if self.lds_port.is_some() {
             bootstrap["static_resources"]["listeners"] = json!([]);
+            // xDS (file-based too) requires a node identity.
+            bootstrap["node"] = json!({"id": "callback-guard-e2e", "cluster": "e2e"});
             bootstrap["dynamic_resources"] = json!({
                 "lds_config": {
                     "resource_api_version": "V3",
@@ -468,9 +483,12 @@ impl Envoy {
     }
 
     /// Replaces the listener file of an Envoy started with
-    /// [`EnvoyBuilder::lds_file`] by `builder`'s listener (atomically, by a
-    /// rename in the watched directory); Envoy applies it in the background.
+    /// [`EnvoyBuilder::lds_file`] by `builder`'s listener, on the running
+    /// listener's port (atomically, by a rename in the watched directory);
+    /// Envoy applies it in the background.
     pub fn push_listener(&self, builder: &EnvoyBuilder) {
+        let mut builder = builder.clone();
+        builder.lds_port = Some(self.addr().port());
         let text = serde_json::to_string_pretty(&builder.lds_resources()).unwrap();
         write_atomically(&EnvoyBuilder::lds_path(&self.dir), &text);
     }
