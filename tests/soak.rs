@@ -618,7 +618,7 @@ fn write_report(section: &str) {
     let block = format!("{BEGIN}\n{section}{END}");
     let new = match (old.find(BEGIN), old.find(END)) {
         (Some(b), Some(e)) if b < e => format!("{}{block}{}", &old[..b], &old[e + END.len()..]),
-        _ => format!("{}\n{block}\n", old.trim_end()),
+        _ => format!("{}\n\n{block}\n", old.trim_end()),
     };
     std::fs::write(&path, new).unwrap();
 }
