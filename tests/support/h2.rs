@@ -19,6 +19,8 @@ const SETTINGS: u8 = 4;
 const PING: u8 = 6;
 const GOAWAY: u8 = 7;
 const END_STREAM: u8 = 0x1;
+/// RST_STREAM error code CANCEL.
+const CANCEL: u32 = 0x8;
 const ACK: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
 
@@ -33,6 +35,10 @@ pub struct H2Request {
     pub pause: Duration,
     /// Sent as a HEADERS frame that ends the stream.
     pub trailers: Vec<(String, String)>,
+    /// Cancel the stream (RST_STREAM, CANCEL) once this many DATA frames
+    /// were sent: `Some(0)` right after the headers, `Some(body.len())` after
+    /// the whole request (the client gives up waiting for the answer).
+    pub cancel_after: Option<usize>,
 }
 
 impl H2Request {
@@ -112,8 +118,17 @@ pub fn multiplex(
     }
     let rounds = reqs.iter().map(|r| r.body.len()).max().unwrap_or(0);
     let pause = reqs.first().map(|r| r.pause).unwrap_or_default();
+    let cancel = |stream: &mut TcpStream, i: usize| {
+        frame(stream, RST_STREAM, 0, id(i), &CANCEL.to_be_bytes())
+    };
     for k in 0..rounds {
         for (i, req) in reqs.iter().enumerate() {
+            if req.cancel_after == Some(k) && k < req.body.len() {
+                cancel(&mut stream, i)?;
+            }
+            if req.cancel_after.is_some_and(|c| c <= k) {
+                continue;
+            }
             let Some(piece) = req.body.get(k) else {
                 continue;
             };
@@ -131,6 +146,9 @@ pub fn multiplex(
         }
     }
     for (i, req) in reqs.iter().enumerate() {
+        if req.cancel_after.is_some_and(|c| c < req.body.len()) {
+            continue;
+        }
         if !req.trailers.is_empty() {
             let mut block = Vec::new();
             for (k, v) in &req.trailers {
@@ -145,7 +163,13 @@ pub fn multiplex(
             )?;
         }
     }
-    read_answers(&mut stream, reqs.len())
+    for (i, req) in reqs.iter().enumerate() {
+        if req.cancel_after.is_some_and(|c| c >= req.body.len()) {
+            cancel(&mut stream, i)?;
+        }
+    }
+    let cancelled: Vec<bool> = reqs.iter().map(|r| r.cancel_after.is_some()).collect();
+    read_answers(&mut stream, &cancelled)
 }
 
 fn frame(
@@ -197,11 +221,19 @@ struct Answer {
     done: Option<Result<(), String>>,
 }
 
+/// Reads until every stream not `cancelled` by the client has its answer.
 fn read_answers(
     stream: &mut TcpStream,
-    n: usize,
+    cancelled: &[bool],
 ) -> std::io::Result<Vec<Result<Response, String>>> {
-    let mut answers: Vec<Answer> = (0..n).map(|_| Answer::default()).collect();
+    let n = cancelled.len();
+    let mut answers: Vec<Answer> = cancelled
+        .iter()
+        .map(|&c| Answer {
+            done: c.then(|| Err("cancelled by the client".to_string())),
+            ..Answer::default()
+        })
+        .collect();
     let index = |id: u32| {
         let id = usize::try_from(id).ok()?;
         (id % 2 == 1).then_some(id / 2).filter(|&i| i < n)
