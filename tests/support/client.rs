@@ -48,6 +48,14 @@ impl Request {
         self
     }
 
+    /// The first value of header `name` set with [`Self::header`].
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// A header whose value is sent as these exact bytes.
     pub fn raw_header(mut self, name: &str, value: &[u8]) -> Self {
         self.raw_headers.push((name.to_string(), value.to_vec()));
@@ -113,22 +121,153 @@ impl Response {
 }
 
 pub fn try_send(req: &Request, addr: SocketAddr) -> std::io::Result<Response> {
-    let stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
-    stream.set_nodelay(true)?;
-    exchange(req, stream)
+    exchange(req, connect(addr)?)
 }
 
 /// Writes `req` on an open connection (plain or TLS) and reads the answer.
 pub fn exchange(req: &Request, mut stream: impl Read + Write) -> std::io::Result<Response> {
-    write_request(req, &mut stream)?;
+    write_request(req, &mut stream, true)?;
     read_response(&mut BufReader::new(stream))
 }
 
-fn write_request(req: &Request, stream: &mut impl Write) -> std::io::Result<()> {
+fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// The request as bytes on the wire (a body sent whole, not chunked), with
+/// `connection: close` when `close`.
+pub fn encode(req: &Request, close: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let plain = Request {
+        chunks: None,
+        ..req.clone()
+    };
+    // Writing into a Vec cannot fail.
+    let _ = write_request(&plain, &mut out, close);
+    out
+}
+
+/// HTTP/1.1 pipelining: writes every request on one connection in a single
+/// write (the last one asks to close it), then reads the answers in order
+/// until there is one per request or the connection ends (the error then).
+pub fn pipeline(reqs: &[Request], addr: SocketAddr) -> (Vec<Response>, Option<std::io::Error>) {
+    match pipeline_inner(reqs, addr) {
+        Ok(answers) => (answers, None),
+        Err((answers, e)) => (answers, Some(e)),
+    }
+}
+
+type Partial = (Vec<Response>, std::io::Error);
+
+fn pipeline_inner(reqs: &[Request], addr: SocketAddr) -> Result<Vec<Response>, Partial> {
+    let mut stream = connect(addr).map_err(|e| (Vec::new(), e))?;
+    let mut bytes = Vec::new();
+    for (i, req) in reqs.iter().enumerate() {
+        bytes.extend_from_slice(&encode(req, i + 1 == reqs.len()));
+    }
+    stream
+        .write_all(&bytes)
+        .and_then(|()| stream.flush())
+        .map_err(|e| (Vec::new(), e))?;
+    let mut reader = BufReader::new(stream);
+    let mut answers = Vec::new();
+    for i in 0..reqs.len() {
+        match read_response(&mut reader) {
+            Ok(resp) => answers.push(resp),
+            Err(e) => {
+                let e = std::io::Error::new(e.kind(), format!("pipelined answer {i}: {e}"));
+                return Err((answers, e));
+            }
+        }
+    }
+    Ok(answers)
+}
+
+/// Sends the head and the first `sent` bytes of the body (declared with its
+/// full `content-length`), then closes the connection without reading: a
+/// client that gives up mid-body.
+pub fn abort_mid_body(req: &Request, sent: usize, addr: SocketAddr) -> std::io::Result<()> {
+    let mut stream = connect(addr)?;
+    let bytes = encode(req, true);
+    let cut = bytes.len() - req.body.len() + sent.min(req.body.len());
+    stream.write_all(&bytes[..cut])?;
+    stream.flush()?;
+    // Let the proxy read what was sent before the connection goes away.
+    std::thread::sleep(Duration::from_millis(100));
+    stream.shutdown(std::net::Shutdown::Both)
+}
+
+/// Sends the whole request and returns the open connection without reading
+/// the answer: shut it down to play a client that gives up after its body.
+pub fn send_unread(req: &Request, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let mut stream = connect(addr)?;
+    stream.write_all(&encode(req, true))?;
+    stream.flush()?;
+    Ok(stream)
+}
+
+/// Sends the head and the first `sent` bytes of the body (declared with its
+/// full `content-length`), then waits for an answer without sending more: a
+/// stalled client (slowloris). `Err` when the proxy closed without one.
+pub fn stall_mid_body(req: &Request, sent: usize, addr: SocketAddr) -> std::io::Result<Response> {
+    let mut stream = connect(addr)?;
+    let bytes = encode(req, true);
+    let cut = bytes.len() - req.body.len() + sent.min(req.body.len());
+    stream.write_all(&bytes[..cut])?;
+    stream.flush()?;
+    read_response(&mut BufReader::new(stream))
+}
+
+/// A keep-alive HTTP/1.1 connection that reconnects when the server closed
+/// it (its answer said `connection: close`, or it was gone before a new
+/// request was written). For load: no request is sent twice.
+pub struct Conn {
+    addr: SocketAddr,
+    stream: Option<BufReader<TcpStream>>,
+    /// Connections opened so far.
+    pub opened: u64,
+}
+
+impl Conn {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            stream: None,
+            opened: 0,
+        }
+    }
+
+    /// Sends `req` (body whole) and reads its answer.
+    pub fn send(&mut self, req: &Request) -> std::io::Result<Response> {
+        let mut reader = match self.stream.take() {
+            Some(r) => r,
+            None => {
+                self.opened += 1;
+                BufReader::new(connect(self.addr)?)
+            }
+        };
+        reader.get_mut().write_all(&encode(req, false))?;
+        let resp = read_response(&mut reader)?;
+        let closing = resp
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        if !closing {
+            self.stream = Some(reader);
+        }
+        Ok(resp)
+    }
+}
+
+fn write_request(req: &Request, stream: &mut impl Write, close: bool) -> std::io::Result<()> {
     let mut head = format!(
-        "{} {} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n",
-        req.method, req.path, req.host
+        "{} {} HTTP/1.1\r\nhost: {}\r\n{}",
+        req.method,
+        req.path,
+        req.host,
+        if close { "connection: close\r\n" } else { "" }
     );
     for (k, v) in &req.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -209,6 +348,14 @@ fn read_response(reader: &mut impl BufRead) -> std::io::Result<Response> {
             .map(|(_, v): &(String, String)| v.clone())
     };
     let mut body = Vec::new();
+    // No body, whatever the headers say (RFC 9110 6.4.1).
+    if status == 204 || status == 304 || (100..200).contains(&status) {
+        return Ok(Response {
+            status,
+            headers,
+            body,
+        });
+    }
     if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         loop {
             let size =

@@ -74,6 +74,10 @@ pub struct EnvoyBuilder {
     http1_trailers: bool,
     stop_iteration: bool,
     stream_idle_timeout: Option<String>,
+    /// The listener comes from a watched file (LDS), on this fixed port.
+    lds_port: Option<u16>,
+    /// Every route's `timeout` (Envoy answers 504 past it).
+    route_timeout: String,
 }
 
 impl EnvoyBuilder {
@@ -92,6 +96,8 @@ impl EnvoyBuilder {
             http1_trailers: false,
             stop_iteration: true,
             stream_idle_timeout: None,
+            lds_port: None,
+            route_timeout: "10s".to_string(),
         }
     }
 
@@ -110,6 +116,13 @@ impl EnvoyBuilder {
     /// Any extra cluster definition (e.g. a direct-response cluster).
     pub fn raw_cluster(mut self, cluster: Value) -> Self {
         self.extra_clusters.push(cluster);
+        self
+    }
+
+    /// The `timeout` of every route (10s unless set): past it Envoy answers
+    /// `504 upstream request timeout`.
+    pub fn route_timeout(mut self, timeout: &str) -> Self {
+        self.route_timeout = timeout.to_string();
         self
     }
 
@@ -173,7 +186,26 @@ impl EnvoyBuilder {
         self
     }
 
-    pub fn bootstrap(&self) -> Value {
+    /// Serve the listener from a file (`dynamic_resources.lds_config` with a
+    /// `path_config_source` and a `watched_directory`) instead of
+    /// `static_resources`, so a test can change it under load with
+    /// [`Envoy::push_listener`]. The listener gets a fixed free port, which
+    /// every version of it keeps.
+    pub fn lds_file(mut self) -> Self {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe a free port");
+        self.lds_port = Some(probe.local_addr().expect("probe address").port());
+        self
+    }
+
+    /// The listener file for file-based LDS: a discovery response holding
+    /// this builder's listener.
+    pub fn lds_resources(&self) -> Value {
+        let mut listener = self.listener();
+        listener["@type"] = json!("type.googleapis.com/envoy.config.listener.v3.Listener");
+        json!({"resources": [listener]})
+    }
+
+    fn listener(&self) -> Value {
         let mut filters = Vec::new();
         if let Some(cfg) = &self.plugin_config {
             let env: BTreeMap<_, _> = self.env.iter().cloned().collect();
@@ -213,7 +245,10 @@ impl EnvoyBuilder {
         }));
         let mut routes = self.routes.clone();
         if routes.is_empty() {
-            routes.push(json!({"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "10s"}}));
+            routes.push(json!({"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}));
+        }
+        for route in &mut routes {
+            route["route"]["timeout"] = json!(self.route_timeout);
         }
         let mut chain = json!({
             "filters": [{
@@ -236,6 +271,25 @@ impl EnvoyBuilder {
         if let Some(ts) = &self.transport_socket {
             chain["transport_socket"] = ts.clone();
         }
+        json!({
+            "name": "callbacks",
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": self.lds_port.unwrap_or(0)}},
+            "per_connection_buffer_limit_bytes": self.buffer_limit,
+            "filter_chains": [chain]
+        })
+    }
+
+    /// The path of the listener file under file-based LDS, in `dir`.
+    fn lds_path(dir: &Path) -> PathBuf {
+        dir.join("lds.json")
+    }
+
+    pub fn bootstrap(&self) -> Value {
+        self.bootstrap_in(Path::new("."))
+    }
+
+    /// The bootstrap; under file-based LDS its listener file is in `dir`.
+    fn bootstrap_in(&self, dir: &Path) -> Value {
         let mut clusters: Vec<Value> = self
             .clusters
             .iter()
@@ -250,20 +304,30 @@ impl EnvoyBuilder {
             })
             .collect();
         clusters.extend(self.extra_clusters.iter().cloned());
-        json!({
+        let mut bootstrap = json!({
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
             "stats_config": {"stats_tags": stats_tags()},
             "stats_flush_interval": "1s",
             "static_resources": {
-                "listeners": [{
-                    "name": "callbacks",
-                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-                    "per_connection_buffer_limit_bytes": self.buffer_limit,
-                    "filter_chains": [chain]
-                }],
+                "listeners": [self.listener()],
                 "clusters": clusters
             }
-        })
+        });
+        if self.lds_port.is_some() {
+            bootstrap["static_resources"]["listeners"] = json!([]);
+            // xDS (file-based too) requires a node identity.
+            bootstrap["node"] = json!({"id": "callback-guard-e2e", "cluster": "e2e"});
+            bootstrap["dynamic_resources"] = json!({
+                "lds_config": {
+                    "resource_api_version": "V3",
+                    "path_config_source": {
+                        "path": Self::lds_path(dir),
+                        "watched_directory": {"path": dir}
+                    }
+                }
+            });
+        }
+        bootstrap
     }
 
     pub fn start(self) -> Envoy {
@@ -291,12 +355,26 @@ impl EnvoyBuilder {
     }
 
     fn spawn(self) -> Envoy {
-        let config = serde_json::to_string_pretty(&self.bootstrap()).unwrap();
-        spawn_config(&self.name, "envoy.json", &config, self.concurrency)
+        let dir = work_dir(&self.name);
+        if self.lds_port.is_some() {
+            write_atomically(
+                &Self::lds_path(&dir),
+                &serde_json::to_string_pretty(&self.lds_resources()).unwrap(),
+            );
+        }
+        let config = serde_json::to_string_pretty(&self.bootstrap_in(&dir)).unwrap();
+        spawn_in(dir, "envoy.json", &config, self.concurrency)
     }
 }
 
-fn spawn_config(name: &str, file: &str, config: &str, concurrency: u32) -> Envoy {
+/// Writes `text` to `path` by a rename, so a watcher never sees half a file.
+fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn work_dir(name: &str) -> PathBuf {
     static SEQ: AtomicUsize = AtomicUsize::new(0);
     let dir = repo_root().join("target/e2e").join(format!(
         "{}-{}-{}",
@@ -306,6 +384,14 @@ fn spawn_config(name: &str, file: &str, config: &str, concurrency: u32) -> Envoy
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn spawn_config(name: &str, file: &str, config: &str, concurrency: u32) -> Envoy {
+    spawn_in(work_dir(name), file, config, concurrency)
+}
+
+fn spawn_in(dir: PathBuf, file: &str, config: &str, concurrency: u32) -> Envoy {
     let path = dir.join(file);
     std::fs::write(&path, config).unwrap();
     let child = spawn_envoy(&path, &dir, concurrency);
@@ -394,6 +480,37 @@ impl Envoy {
             String::from_utf8_lossy(&out.stderr)
         );
         (out.status.success(), text)
+    }
+
+    /// Replaces the listener file of an Envoy started with
+    /// [`EnvoyBuilder::lds_file`] by `builder`'s listener, on the running
+    /// listener's port (atomically, by a rename in the watched directory);
+    /// Envoy applies it in the background.
+    pub fn push_listener(&self, builder: &EnvoyBuilder) {
+        let mut builder = builder.clone();
+        builder.lds_port = Some(self.addr().port());
+        let text = serde_json::to_string_pretty(&builder.lds_resources()).unwrap();
+        write_atomically(&EnvoyBuilder::lds_path(&self.dir), &text);
+    }
+
+    /// The Envoy process id (e.g. for its `VmRSS` in `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Envoy's resident set size in KiB (`VmRSS` of `/proc/<pid>/status`).
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// The listener's address.

@@ -6,6 +6,7 @@
 pub mod assert;
 pub mod client;
 pub mod envoy;
+pub mod h2;
 pub mod sign;
 pub mod tls;
 pub mod upstream;

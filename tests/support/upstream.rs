@@ -9,7 +9,7 @@
 
 use std::io::{BufRead, BufReader, Read as _, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -61,8 +61,18 @@ impl Default for Reply {
     }
 }
 
+/// Checks one received request (e.g. re-verifies its signature); an error
+/// says why it should never have been forwarded.
+pub type Check = Box<dyn Fn(&Received) -> Result<(), String> + Send + Sync>;
+
 struct Shared {
     received: Mutex<Vec<Received>>,
+    /// With a check, requests are checked and counted, not kept (load).
+    check: Option<Check>,
+    seen: AtomicU64,
+    failed: AtomicU64,
+    /// The first few check failures.
+    failures: Mutex<Vec<String>>,
     incomplete: Mutex<Vec<Received>>,
     reply: Mutex<Reply>,
     stop: AtomicBool,
@@ -79,10 +89,42 @@ impl Upstream {
     }
 
     pub fn with_reply(reply: Reply) -> Self {
+        Self::spawn(reply, None)
+    }
+
+    /// An upstream for load: it answers the default reply, runs `check` on
+    /// every complete request and keeps only counts (see [`Self::seen`],
+    /// [`Self::failed`], [`Self::failures`]), not the requests.
+    pub fn checking(
+        check: impl Fn(&Received) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        Self::spawn(Reply::default(), Some(Box::new(check)))
+    }
+
+    /// Complete requests received (both modes).
+    pub fn seen(&self) -> u64 {
+        self.shared.seen.load(Ordering::SeqCst)
+    }
+
+    /// Requests the check refused.
+    pub fn failed(&self) -> u64 {
+        self.shared.failed.load(Ordering::SeqCst)
+    }
+
+    /// The first refusals of the check.
+    pub fn failures(&self) -> Vec<String> {
+        self.shared.failures.lock().unwrap().clone()
+    }
+
+    fn spawn(reply: Reply, check: Option<Check>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             received: Mutex::new(Vec::new()),
+            check,
+            seen: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            failures: Mutex::new(Vec::new()),
             incomplete: Mutex::new(Vec::new()),
             reply: Mutex::new(reply),
             stop: AtomicBool::new(false),
@@ -167,7 +209,19 @@ fn serve(conn: TcpStream, shared: &Shared) {
             Got::Nothing => return,
         };
         let reply = shared.reply.lock().unwrap().clone();
-        shared.received.lock().unwrap().push(req);
+        shared.seen.fetch_add(1, Ordering::SeqCst);
+        match &shared.check {
+            Some(check) => {
+                if let Err(why) = check(&req) {
+                    shared.failed.fetch_add(1, Ordering::SeqCst);
+                    let mut failures = shared.failures.lock().unwrap();
+                    if failures.len() < 20 {
+                        failures.push(format!("{} {}: {why}", req.method, req.path));
+                    }
+                }
+            }
+            None => shared.received.lock().unwrap().push(req),
+        }
         if !reply.delay.is_zero() {
             std::thread::sleep(reply.delay);
         }
