@@ -167,7 +167,8 @@ fn build(class: Class, id: &str, last_valid: &Option<Request>) -> Request {
             r.body = body.replace("1250", "9999").into_bytes();
             r
         }
-        Class::Empty => Request::post(&format!("{PAY}/{id}")).json("{}"),
+        // Signed: on a signed channel only a verified empty callback is 204.
+        Class::Empty => signed(&format!("{PAY}/{id}"), id, b"{}"),
         Class::Oversized => {
             let big = format!(r#"{{"id":"{id}","pad":"{}"}}"#, "x".repeat(MAX_BODY * 2));
             signed(&format!("{PAY}/{id}"), id, big.as_bytes())
