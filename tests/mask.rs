@@ -222,6 +222,30 @@ fn bad_json_gets_400_and_is_not_forwarded() {
         .send(envoy.addr());
     assert_eq!(resp.status, 200);
     assert_eq!(up.received()[0].body_str(), "phone +8613812345678");
+
+    // JSON under another content type, or none: masked all the same (a
+    // lenient service would parse it).
+    for ct in [Some("text/plain"), Some("application/octet-stream"), None] {
+        let mut req = Request::post("/callbacks/orders").body(r#"{"phone":"+8613812345678"}"#);
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        let resp = req.send(envoy.addr());
+        assert_eq!(resp.status, 200, "{ct:?}");
+        let got = up.received();
+        assert_eq!(
+            got.last().unwrap().body_str(),
+            r#"{"phone":"***"}"#,
+            "{ct:?}"
+        );
+    }
+    // A JSON-looking body that does not parse is refused, not forwarded.
+    let resp = Request::post("/callbacks/orders")
+        .header("content-type", "text/plain")
+        .body(r#"{"phone":"+8613812345678""#)
+        .send(envoy.addr());
+    assert_eq!(resp.status, 400);
+    assert_eq!(up.count(), 4);
 }
 
 #[test]

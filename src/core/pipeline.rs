@@ -213,7 +213,7 @@ pub fn inspect_body(
 
     let mut body = None;
     if let Some(masker) = &ch.mask
-        && Masker::applies_to(input.headers.get("content-type"))
+        && Masker::applies(input.headers.get("content-type"), input.body)
         && !input.body.is_empty()
     {
         match masker.mask(input.body) {
@@ -224,6 +224,11 @@ pub fn inspect_body(
                 }
             }
             Err(err) => {
+                // Refused after dedup remembered it in flight: forget it, so
+                // a corrected redelivery is not told to wait.
+                if let (Some(dedup), Some(key)) = (&ch.dedup, &dedup_key) {
+                    let _ = dedup.forget(store, &ch.name, key);
+                }
                 events.push(Event::Rejected("bad_json"));
                 let detail = match err {
                     MaskError::BadJson => "callback body claims JSON but does not parse",
@@ -491,6 +496,33 @@ mod tests {
         let v = run_with(&ch, GZIP_JSON, b"{}");
         assert!(v.events.is_empty());
         assert!(matches!(v.action, BodyAction::Forward { body: None, .. }));
+    }
+
+    #[test]
+    fn a_body_refused_after_dedup_is_not_left_in_flight() {
+        let ch = channel(
+            r#"{"name":"a","match":{"path_prefix":"/"},"mask":{"fields":["phone"]},
+                "dedup":{"window_s":60,"allow_unsigned":true}}"#,
+        );
+        let store = MemoryStore::new();
+        let headers: Headers = [("content-type", "application/json"), ("webhook-id", "m1")]
+            .into_iter()
+            .collect();
+        let input = |body: &'static [u8]| BodyInput {
+            headers: &headers,
+            body,
+            empty_by_header: false,
+            now_unix_s: 1_700_000_000,
+            admission: None,
+        };
+        let bad = inspect_body(&ch, &input(br#"{"phone":"#), &store);
+        assert!(matches!(bad.action, BodyAction::Reply(ref r) if r.status == 400));
+        // The same bad body again: refused again, not "in progress".
+        let again = inspect_body(&ch, &input(br#"{"phone":"#), &store);
+        assert!(
+            matches!(again.action, BodyAction::Reply(ref r) if r.status == 400),
+            "{again:?}"
+        );
     }
 
     #[test]

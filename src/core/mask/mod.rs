@@ -195,6 +195,14 @@ impl Masker {
     /// `text/json`, `application/x-json` and `text/x-json` (still sent by
     /// some providers and frameworks), and any `<type>/<subtype>+json`;
     /// parameters ignored, case-insensitive.
+    /// Whether a body is masked: its content type says JSON, or, whatever
+    /// the content type says (or if there is none), it looks like a JSON
+    /// object or array. A service that parses JSON leniently must not get
+    /// unmasked PII because the sender left the content type out.
+    pub fn applies(content_type: Option<&str>, body: &[u8]) -> bool {
+        Self::applies_to(content_type) || looks_like_json(body)
+    }
+
     pub fn applies_to(content_type: Option<&str>) -> bool {
         let Some(ct) = content_type else { return false };
         let essence = ct.split(';').next().unwrap_or("").trim();
@@ -252,3 +260,8 @@ fn compile_hash_key(
 
 #[cfg(test)]
 mod tests;
+
+/// The first byte after leading whitespace opens a JSON object or array.
+pub fn looks_like_json(body: &[u8]) -> bool {
+    matches!(body.trim_ascii_start().first(), Some(b'{' | b'['))
+}

@@ -961,3 +961,15 @@ fn hash_key_never_shows_in_debug() {
     .unwrap();
     assert!(!format!("{spec:?}").contains(HASH_KEY));
 }
+
+#[test]
+fn json_is_recognised_by_its_content_type_or_its_first_byte() {
+    assert!(Masker::applies(Some("application/json"), b"x"));
+    assert!(Masker::applies(Some("text/plain"), b"  {\"a\":1}"));
+    assert!(Masker::applies(None, b"\n[1]"));
+    assert!(!Masker::applies(
+        Some("text/plain"),
+        b"phone +8613812345678"
+    ));
+    assert!(!Masker::applies(None, b""));
+}
