@@ -65,6 +65,13 @@ pub struct ConfigSpec {
     /// `x-verified-signature` is set on the response only.
     #[serde(default)]
     pub hold_headers: Option<bool>,
+    /// *Extension.* Guard prefixes (canonical paths starting with `/`,
+    /// matched case-insensitively on the canonical path): a request under
+    /// one of them that fits no channel is answered `404` and never
+    /// forwarded, so a typo or a path trick cannot reach the service
+    /// unguarded. Example: `["/callbacks/"]`.
+    #[serde(default)]
+    pub reject_unmatched: Option<Vec<String>>,
 }
 
 /// Step 1: JSON to the serde model. An empty document means "no channels".

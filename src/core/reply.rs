@@ -3,6 +3,7 @@
 //! sentences chosen by the filter: they never echo request content, so
 //! secrets and masked values cannot leak through them.
 
+use crate::core::channel::Refusal;
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +68,17 @@ impl LocalReply {
         )
     }
 
+    /// A request the filter refuses to route (see
+    /// [`crate::core::channel::route`]): under a guard prefix but in no
+    /// channel, or a path that reads as different channels.
+    pub fn unmatched(why: Refusal) -> Self {
+        let detail = match why {
+            Refusal::NoChannel => "no callback channel serves this path",
+            Refusal::AmbiguousPath => "callback path is ambiguous once normalised",
+        };
+        Self::new(404, why.as_str(), detail)
+    }
+
     pub fn bad_json() -> Self {
         Self::new(
             400,
@@ -90,6 +102,17 @@ mod tests {
         assert_eq!(v["trace_id"], "ab");
         assert!(v["detail"].as_str().unwrap().contains("10 bytes"));
         assert_eq!(v.as_object().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn unmatched_is_a_404_naming_the_reason() {
+        for why in Refusal::ALL {
+            let r = LocalReply::unmatched(why);
+            assert_eq!(r.status, 404);
+            let v: serde_json::Value = serde_json::from_slice(&r.body("ab")).unwrap();
+            assert_eq!(v["error"], why.as_str());
+            assert_eq!(v["trace_id"], "ab");
+        }
     }
 
     #[test]
