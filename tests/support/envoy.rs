@@ -74,6 +74,7 @@ pub struct EnvoyBuilder {
     http1_trailers: bool,
     stop_iteration: bool,
     stream_idle_timeout: Option<String>,
+    normalize_paths: bool,
 }
 
 impl EnvoyBuilder {
@@ -92,6 +93,7 @@ impl EnvoyBuilder {
             http1_trailers: false,
             stop_iteration: true,
             stream_idle_timeout: None,
+            normalize_paths: false,
         }
     }
 
@@ -173,6 +175,15 @@ impl EnvoyBuilder {
         self
     }
 
+    /// The connection manager's path settings as the shipped
+    /// `envoy/envoy.yaml` sets them (`normalize_path`, `merge_slashes`,
+    /// `path_with_escaped_slashes_action: UNESCAPE_AND_REDIRECT`); off by
+    /// default, so tests see the filter handle raw paths on its own.
+    pub fn shipped_path_normalization(mut self) -> Self {
+        self.normalize_paths = true;
+        self
+    }
+
     pub fn bootstrap(&self) -> Value {
         let mut filters = Vec::new();
         if let Some(cfg) = &self.plugin_config {
@@ -229,6 +240,12 @@ impl EnvoyBuilder {
         if self.http1_trailers {
             chain["filters"][0]["typed_config"]["http_protocol_options"] =
                 json!({"enable_trailers": true});
+        }
+        if self.normalize_paths {
+            let hcm = &mut chain["filters"][0]["typed_config"];
+            hcm["normalize_path"] = json!(true);
+            hcm["merge_slashes"] = json!(true);
+            hcm["path_with_escaped_slashes_action"] = json!("UNESCAPE_AND_REDIRECT");
         }
         if let Some(timeout) = &self.stream_idle_timeout {
             chain["filters"][0]["typed_config"]["stream_idle_timeout"] = json!(timeout);
