@@ -14,24 +14,29 @@
 //!
 //! Then [`route`] picks the first channel the canonical path fits, or, under
 //! a *guard prefix* (`reject_unmatched`), refuses the request, or lets it
-//! pass. Two other readings of the path are checked against that verdict so
-//! that no service can read the path into a place the filter did not guard:
+//! pass. Services differ in which of those normalisations they apply, so
+//! when the path holds anything to normalise (an escape, `\`, `;`, `//`, a
+//! dot segment) the filter also reads it **every other way** a service
+//! might: each combination of reading `\` as `/` or not, cutting `;`
+//! parameters or not, merging slashes or not and resolving dot segments or
+//! not (RFC 3986 style without merging), on the path as sent, decoded once,
+//! and, while it still holds an encoded `%` or `;` (`%252e`: double
+//! encoding), decoded again, up to [`MAX_DECODE_ROUNDS`] rounds. Each
+//! reading must agree with the canonical verdict:
 //!
-//! - **the path as sent** (only the query removed), as a service or an
-//!   Envoy route that does not normalise would read it: if it fits a
-//!   channel, the canonical path must fit the same channel; if it is under
-//!   a guard prefix, the canonical path must be guarded too.
-//!   `/callbacks/payments/../logistics` is refused, not sent to the unsigned
-//!   `logistics` channel (a service that does not resolve `..` would hand it
-//!   to the payments handler);
-//! - **the path decoded once more**, while the canonical form still holds an
-//!   encoded `%` or `;` (`%252e%252e`: double encoding, for a service that
-//!   decodes twice), up to [`MAX_DECODE_ROUNDS`] rounds, with the same rule.
+//! - a reading that fits a channel: the canonical path fits the same one;
+//! - a reading under a guard prefix: the canonical path is guarded too (in
+//!   a channel or refused).
 //!
-//! A disagreement is [`Refusal::AmbiguousPath`]: answered 404, never
-//! forwarded. Legitimate callback senders do not send such paths.
+//! So `/callbacks/payments/../logistics` is refused, not sent to the
+//! unsigned `logistics` channel (a service that does not resolve `..` would
+//! hand it to the payments handler), and so is
+//! `/%252e%252e/callbacks/payments` (a service that decodes twice reads the
+//! payments path). A disagreement is [`Refusal::AmbiguousPath`]: answered
+//! 404, never forwarded. Legitimate callback senders do not send such
+//! paths. Ordinary paths (nothing to normalise) cost one match.
 
-/// Further decoding rounds looked at while a canonical path still holds an
+/// Further decoding rounds looked at while the decoded path still holds an
 /// encoded `%` or `;`. A path still encoded after them is refused when the
 /// filter has anything to protect.
 pub const MAX_DECODE_ROUNDS: usize = 4;
@@ -177,8 +182,9 @@ pub fn route<C>(
     authority: &str,
 ) -> Route {
     let host = normalize_host(authority);
-    let fit = |form: &PathForm| -> Fit {
-        if let Some(i) = channels.iter().position(|c| matcher(c).fits(form, &host)) {
+    let fit = |path: String| -> Fit {
+        let form = PathForm::new(path);
+        if let Some(i) = channels.iter().position(|c| matcher(c).fits(&form, &host)) {
             return Fit::Channel(i);
         }
         if guards.iter().any(|g| form.folded.starts_with(g.as_str())) {
@@ -187,35 +193,105 @@ pub fn route<C>(
             Fit::Open
         }
     };
+    let protects = !channels.is_empty() || !guards.is_empty();
 
     let raw = strip_query(path);
-    let canonical = canonical_path(raw);
-    let main = fit(&PathForm::new(canonical.clone()));
+    let once = decode_once(raw);
+    let main = fit(normalize(&once, Steps::CANONICAL));
+    if !has_tricks(raw) {
+        // Every reading is the canonical one (up to case).
+        return verdict(true, main);
+    }
+    if raw.len() > MAX_ANALYSED_PATH && protects {
+        return Route::Refuse(Refusal::AmbiguousPath);
+    }
     let mut agreed = true;
-    if raw != canonical {
-        agreed &= main.covers(fit(&PathForm::new(raw.to_string())));
-    }
-    if still_encoded(&canonical) {
-        let mut form = canonical;
-        let mut settled = false;
-        for _ in 0..MAX_DECODE_ROUNDS {
-            form = canonical_path(&decode_delimiters(&form));
-            agreed &= main.covers(fit(&PathForm::new(form.clone())));
-            if !still_encoded(&form) {
-                settled = true;
-                break;
-            }
+    let mut check = |decoded: &str| {
+        for steps in Steps::ALL {
+            agreed &= main.covers(fit(normalize(decoded, steps)));
         }
-        if !settled && (!channels.is_empty() || !guards.is_empty()) {
-            agreed = false;
+    };
+    check(raw);
+    check(&once);
+    let mut decoded = once;
+    let mut settled = !still_encoded(&decoded);
+    for _ in 0..MAX_DECODE_ROUNDS {
+        if settled {
+            break;
         }
+        // A full decoder turns `%252e` into `%2e` and stops there; the
+        // next round would make it `.`: both are readings.
+        let revealed = decode_delimiters(&decoded);
+        check(&revealed);
+        decoded = decode_once(&revealed);
+        check(&decoded);
+        settled = !still_encoded(&decoded);
     }
+    if !settled && protects {
+        agreed = false;
+    }
+    verdict(agreed, main)
+}
+
+fn verdict(agreed: bool, main: Fit) -> Route {
     match (agreed, main) {
         (false, _) => Route::Refuse(Refusal::AmbiguousPath),
         (true, Fit::Channel(i)) => Route::Channel(i),
         (true, Fit::Guarded) => Route::Refuse(Refusal::NoChannel),
         (true, Fit::Open) => Route::Pass,
     }
+}
+
+/// Longest path (query excluded) whose readings are analysed; a longer one
+/// with anything to normalise is refused when the filter protects anything
+/// (the analysis costs up to about a hundred passes over the path).
+pub const MAX_ANALYSED_PATH: usize = 8192;
+
+/// Whether some service could read `raw` differently from its canonical
+/// form (beyond case): it holds an escape, a `\`, a `;`, an empty segment
+/// or a dot segment.
+fn has_tricks(raw: &str) -> bool {
+    raw.contains(['%', '\\', ';'])
+        || raw.contains("//")
+        || raw.split('/').any(|s| s == "." || s == "..")
+}
+
+/// The normalisation steps a service may or may not apply; every
+/// combination is a reading of the path.
+#[derive(Debug, Clone, Copy)]
+struct Steps {
+    /// `\` read as `/`.
+    backslash: bool,
+    /// `;` parameters cut from each segment.
+    params: bool,
+    /// Empty segments (repeated slashes) dropped.
+    merge: bool,
+    /// `.` and `..` segments resolved.
+    dots: bool,
+}
+
+impl Steps {
+    const CANONICAL: Steps = Steps {
+        backslash: true,
+        params: true,
+        merge: true,
+        dots: true,
+    };
+
+    const ALL: [Steps; 16] = {
+        let mut all = [Self::CANONICAL; 16];
+        let mut i = 0;
+        while i < 16 {
+            all[i] = Steps {
+                backslash: i & 1 != 0,
+                params: i & 2 != 0,
+                merge: i & 4 != 0,
+                dots: i & 8 != 0,
+            };
+            i += 1;
+        }
+        all
+    };
 }
 
 /// The path without query and fragment.
@@ -231,8 +307,8 @@ fn strip_query(path: &str) -> &str {
 ///    upper-case hex;
 /// 2. `\` read as `/`;
 /// 3. in each segment, everything from the first `;` on removed;
-/// 4. empty and `.` segments dropped, `..` removes the segment before it
-///    (never above the root);
+/// 4. empty segments dropped, `.` segments dropped, `..` removes the
+///    segment before it (never above the root);
 /// 5. one leading `/`, and a trailing `/` when the last segment was empty,
 ///    `.` or `..`.
 ///
@@ -244,33 +320,58 @@ fn strip_query(path: &str) -> &str {
 /// assert_eq!(canonical_path("/a/%252e%3f"), "/a/%252e%3F");
 /// ```
 pub fn canonical_path(path: &str) -> String {
-    let decoded = decode_unreserved(path);
+    normalize(&decode_once(path), Steps::CANONICAL)
+}
+
+/// Steps 2 to 5 of [`canonical_path`], each only when `steps` says so. A
+/// step left out leaves that feature as it is (without `merge` and `dots`
+/// the segments are joined back unchanged, RFC 3986 style when only `dots`
+/// is on: `..` then also removes an empty segment).
+fn normalize(decoded: &str, steps: Steps) -> String {
+    let slashed;
+    let text = if steps.backslash && decoded.contains('\\') {
+        slashed = decoded.replace('\\', "/");
+        slashed.as_str()
+    } else {
+        decoded
+    };
     let mut segments: Vec<&str> = Vec::new();
     let mut directory = false;
-    for segment in decoded.split('/') {
-        let segment = segment.split(';').next().unwrap_or("");
-        directory = matches!(segment, "" | "." | "..");
+    // The first piece is what precedes the leading '/' (empty for an
+    // absolute path); it is not a segment.
+    for (i, segment) in text.split('/').enumerate() {
+        let segment = if steps.params {
+            segment.split(';').next().unwrap_or("")
+        } else {
+            segment
+        };
+        if i == 0 && segment.is_empty() {
+            continue;
+        }
+        directory = segment.is_empty() || (steps.dots && (segment == "." || segment == ".."));
         match segment {
-            "" | "." => {}
-            ".." => {
+            "" if steps.merge => {}
+            "." if steps.dots => {}
+            ".." if steps.dots => {
                 segments.pop();
             }
             s => segments.push(s),
         }
     }
-    let mut out = String::with_capacity(decoded.len() + 1);
+    let mut out = String::with_capacity(text.len() + 1);
     for s in &segments {
         out.push('/');
         out.push_str(s);
     }
-    if out.is_empty() || directory {
+    if out.is_empty() || (directory && !out.ends_with('/')) {
         out.push('/');
     }
     out
 }
 
-/// Step 1 and 2 of [`canonical_path`].
-fn decode_unreserved(path: &str) -> String {
+/// Step 1 of [`canonical_path`]: one decoding round of the escapes every
+/// lenient service decodes (`%5C` becomes `\`, read as `/` later).
+fn decode_once(path: &str) -> String {
     let bytes = path.as_bytes();
     let mut out = String::with_capacity(path.len());
     let mut i = 0;
@@ -280,10 +381,8 @@ fn decode_unreserved(path: &str) -> String {
             && let (Some(h), Some(l)) = ((*h as char).to_digit(16), (*l as char).to_digit(16))
         {
             let c = (h * 16 + l) as u8;
-            if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'/') {
+            if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'/' | b'\\') {
                 out.push(c as char);
-            } else if c == b'\\' {
-                out.push('/');
             } else {
                 out.push('%');
                 out.push(hex_digit(c >> 4));
@@ -294,10 +393,6 @@ fn decode_unreserved(path: &str) -> String {
         }
         // Multi-byte UTF-8 (lossy header data) is copied through char by char.
         match path.get(i..).and_then(|rest| rest.chars().next()) {
-            Some('\\') => {
-                out.push('/');
-                i += 1;
-            }
             Some(ch) => {
                 out.push(ch);
                 i += ch.len_utf8();
@@ -314,16 +409,16 @@ fn hex_digit(n: u8) -> char {
         .to_ascii_uppercase()
 }
 
-/// A canonical path that still holds an encoded `%` or `;` reads
+/// A decoded path that still holds an encoded `%` or `;` reads
 /// differently to a service that decodes once more.
-fn still_encoded(canonical: &str) -> bool {
-    canonical.contains("%25") || canonical.contains("%3B")
+fn still_encoded(decoded: &str) -> bool {
+    decoded.contains("%25") || decoded.contains("%3B")
 }
 
-/// One more decoding round of what [`canonical_path`] keeps encoded and a
-/// second decoding would reveal: `%25` (`%`) and `%3B` (`;`).
-fn decode_delimiters(canonical: &str) -> String {
-    canonical.replace("%25", "%").replace("%3B", ";")
+/// What a second decoding reveals beyond [`decode_once`]: `%25` (`%`) and
+/// `%3B` (`;`).
+fn decode_delimiters(decoded: &str) -> String {
+    decoded.replace("%25", "%").replace("%3B", ";")
 }
 
 /// Checks a configured path or guard prefix: it must start with `/`, be
@@ -414,6 +509,150 @@ mod tests {
         route(&channels, |c| c, &[], path, "hooks.example.com")
     }
 
+    /// Ways a service behind the proxy may read a path, written
+    /// independently of the filter's code: raw, decoding once or twice,
+    /// stripping `;` parameters before or after decoding, resolving dot
+    /// segments or not.
+    mod services {
+        fn full_decode(s: &str) -> String {
+            let b = s.as_bytes();
+            let mut out = Vec::with_capacity(b.len());
+            let mut i = 0;
+            while i < b.len() {
+                let hex = |j: usize| b.get(j).and_then(|c| (*c as char).to_digit(16));
+                if b[i] == b'%'
+                    && let (Some(h), Some(l)) = (hex(i + 1), hex(i + 2))
+                {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                } else {
+                    out.push(b[i]);
+                    i += 1;
+                }
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        }
+
+        fn strip_params(s: &str) -> String {
+            s.split('/')
+                .map(|seg| seg.split(';').next().unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join("/")
+        }
+
+        fn resolve(s: &str) -> String {
+            let mut out: Vec<&str> = Vec::new();
+            for seg in s.split('/') {
+                match seg {
+                    "" | "." => {}
+                    ".." => {
+                        out.pop();
+                    }
+                    x => out.push(x),
+                }
+            }
+            format!("/{}", out.join("/"))
+        }
+
+        /// RFC 3986 remove_dot_segments: empty segments stay, so `..`
+        /// may remove one.
+        fn rfc_resolve(s: &str) -> String {
+            let mut out: Vec<&str> = Vec::new();
+            for seg in s.split('/').skip(1) {
+                match seg {
+                    "." => {}
+                    ".." => {
+                        out.pop();
+                    }
+                    x => out.push(x),
+                }
+            }
+            format!("/{}", out.join("/"))
+        }
+
+        fn slashes(s: String) -> String {
+            s.replace('\\', "/")
+        }
+
+        pub fn readings(raw: &str) -> Vec<(&'static str, String)> {
+            vec![
+                ("raw", raw.to_string()),
+                ("decode", full_decode(raw)),
+                ("decode+resolve", resolve(&slashes(full_decode(raw)))),
+                ("nginx", resolve(&full_decode(raw))),
+                ("rfc3986", rfc_resolve(&full_decode(raw))),
+                ("tomcat", resolve(&full_decode(&strip_params(raw)))),
+                ("spring", resolve(&strip_params(&slashes(full_decode(raw))))),
+                ("decode twice", full_decode(&full_decode(raw))),
+                (
+                    "decode twice+resolve",
+                    resolve(&strip_params(&slashes(full_decode(&full_decode(raw))))),
+                ),
+            ]
+        }
+    }
+
+    /// The security property behind the routing rules, over every path of
+    /// up to four segments built from tricky pieces: whenever some service
+    /// would read the path as the payments channel's, the filter treats it
+    /// as the payments channel or refuses it; whenever a service would read
+    /// it under the guard prefix, the filter does not let it pass.
+    #[test]
+    #[cfg(not(target_arch = "wasm32"))] // about 40 000 paths: native only
+    fn no_service_reading_escapes_the_filter() {
+        const PIECES: [&str; 14] = [
+            "callbacks",
+            "Payments",
+            "logistics",
+            "..",
+            ".",
+            "",
+            "%2e%2e",
+            "%252e%252e",
+            "..;x",
+            "%3b",
+            "%2f",
+            "%5c",
+            r"\",
+            "%2570ayments",
+        ];
+        let (channels, guards) = demo();
+        let mut checked = 0;
+        let mut stack: Vec<String> = vec![String::new()];
+        while let Some(path) = stack.pop() {
+            if path.matches('/').count() < 4 {
+                for piece in PIECES {
+                    stack.push(format!("{path}/{piece}"));
+                }
+            }
+            if path.is_empty() {
+                continue;
+            }
+            let guarded = route(&channels, |c| c, &guards, &path, "");
+            let unguarded = route(&channels, |c| c, &[], &path, "");
+            for (service, reading) in services::readings(&path) {
+                let folded = reading.to_ascii_lowercase();
+                if folded.starts_with("/callbacks/payments") {
+                    for r in [guarded, unguarded] {
+                        assert!(
+                            matches!(r, Route::Channel(0) | Route::Refuse(_)),
+                            "{path:?} reads as {reading:?} ({service}) but routes {r:?}"
+                        );
+                    }
+                }
+                if folded.starts_with("/callbacks/") {
+                    assert_ne!(
+                        guarded,
+                        Route::Pass,
+                        "{path:?} reads as {reading:?} ({service}) under the guard"
+                    );
+                }
+            }
+            checked += 1;
+        }
+        assert!(checked > 38_000, "{checked}");
+    }
+
     #[test]
     fn prefix_and_hosts() {
         let m = m("/callbacks/payments", &["hooks.example.com"]);
@@ -474,6 +713,28 @@ mod tests {
                 "{p} (no guard)"
             );
         }
+        // Ambiguous only to some services: RFC 3986 dot removal without
+        // merging (`//..` removes the empty segment), decoding without
+        // resolving, keeping `;` parameters.
+        for p in [
+            "/callbacks/payments//../logistics",
+            "/callbacks%2fpayments%2f..%2flogistics",
+            "/x/../callbacks/payments/..;x",
+            r"/\/CALLBACKS/Payments/..;x",
+        ] {
+            assert_eq!(
+                unguarded_route(p),
+                Route::Refuse(Refusal::AmbiguousPath),
+                "{p} (no guard)"
+            );
+        }
+        // Too long to analyse, and holding something to normalise.
+        let long = format!("/callbacks/payments/{}", "a/".repeat(MAX_ANALYSED_PATH / 2));
+        assert_eq!(demo_route(&long), Route::Channel(0));
+        assert_eq!(
+            demo_route(&format!("{long}%41")),
+            Route::Refuse(Refusal::AmbiguousPath)
+        );
         // Under the guard as sent, outside it canonical.
         assert_eq!(
             demo_route("/callbacks/../admin"),
