@@ -99,11 +99,29 @@ fn demo_config_runs_the_shipped_policy() {
         1.0
     );
 
-    // Unsigned payment: refused.
-    let resp = Request::post("/callbacks/payments")
-        .json(r#"{"amount":1}"#)
-        .send(envoy.addr());
-    assert_eq!(resp.status, 401);
+    // Unsigned payment: refused, also on path variants (issue #12).
+    for path in [
+        "/callbacks/payments",
+        "/CALLBACKS/PAYMENTS",
+        "/callbacks;x=1/payments",
+    ] {
+        let resp = Request::post(path)
+            .json(r#"{"amount":1}"#)
+            .send(envoy.addr());
+        assert_eq!(resp.status, 401, "{path}");
+    }
+    // The guard prefix: under /callbacks/ but in no channel.
+    for path in ["/callbacks/paymnets", "/callbacks/%252e%252e/payments"] {
+        let resp = Request::post(path)
+            .json(r#"{"amount":1}"#)
+            .send(envoy.addr());
+        assert_eq!(resp.status, 404, "{path}");
+        assert_eq!(resp.json()["error"], "no_channel", "{path}");
+    }
+    assert_eq!(
+        envoy.metric("callback_unmatched_total", &[("reason", "no_channel")]),
+        2.0
+    );
 
     // Signed payment: verified, routed to one region, dedup'd on redelivery.
     let body = r#"{"type":"payment.succeeded","amount":1200}"#;
@@ -146,4 +164,29 @@ fn demo_config_runs_the_shipped_policy() {
     assert_eq!(resp.header("x-callback-duplicate"), Some("true"));
     assert_eq!([&a, &b, &c].iter().map(|u| u.count()).sum::<usize>(), 1);
     assert_eq!(default.count(), 0);
+}
+
+#[test]
+fn every_shipped_policy_guards_the_callbacks_prefix() {
+    // Issue #12: shipped policies answer 404 for anything under /callbacks/
+    // that fits no channel (`reject_unmatched`).
+    let mut files = vec![repo_root().join("envoy/envoy.yaml")];
+    for name in [
+        "istio/sidecar/envoyfilter.yaml",
+        "istio/sidecar/wasmplugin.yaml",
+        "istio/gateway/envoyfilter.yaml",
+        "istio/gateway/wasmplugin.yaml",
+    ] {
+        files.push(repo_root().join(name));
+    }
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let compact: String = text.split_whitespace().collect();
+        assert!(
+            compact.contains(r#""reject_unmatched":["/callbacks/"]"#)
+                || compact.contains("reject_unmatched:-/callbacks/"),
+            "{} does not set reject_unmatched: [\"/callbacks/\"]",
+            file.display()
+        );
+    }
 }

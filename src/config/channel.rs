@@ -6,13 +6,15 @@ use super::policy::ChannelPolicy;
 use super::routing::{self, ChannelRoutingSpec};
 use super::signature::{self, DedupSpec, SignatureSpec};
 use super::{ConfigError, EnvLookup, FieldPath};
-use crate::core::channel::ChannelMatch;
+use crate::core::channel::{self as matching, ChannelMatch};
 use serde::Deserialize;
 
 /// SPEC default for `max_body_bytes`: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 /// Upper bound we accept: bodies are buffered in the VM's memory.
 pub const MAX_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+/// Most entries in one channel's `match.hosts`.
+pub const MAX_HOSTS: usize = 64;
 
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -49,12 +51,19 @@ pub struct ChannelSpec {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MatchSpec {
-    /// Prefix of the request path (query excluded); starts with `/`.
+    /// Prefix of the request's canonical path (decoded, dot-segments
+    /// resolved, slashes merged, `;` parameters and query removed); starts
+    /// with `/` and is itself canonical. Case-insensitive unless
+    /// `case_sensitive`.
     pub path_prefix: String,
-    /// If given, the `:authority` must be one of these (port ignored,
-    /// case-insensitive).
+    /// If given, the `:authority` must be one of these (port, trailing dot
+    /// and case ignored).
     #[serde(default)]
     pub hosts: Option<Vec<String>>,
+    /// *Extension.* `true`: compare `path_prefix` with the path's exact
+    /// case (default `false`: ASCII case-insensitive).
+    #[serde(default)]
+    pub case_sensitive: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -97,9 +106,8 @@ pub(super) fn compile(
             .error(format!("{:?} must match [a-z0-9_-]{{1,64}}", spec.name)));
     }
     let match_path = path.key("match");
-    if !spec.match_.path_prefix.starts_with('/') {
-        return Err(match_path.key("path_prefix").error("must start with '/'"));
-    }
+    matching::canonical_prefix(&spec.match_.path_prefix)
+        .map_err(|reason| match_path.key("path_prefix").error(reason))?;
     let mut hosts = Vec::new();
     if let Some(list) = &spec.match_.hosts {
         if list.is_empty() {
@@ -107,15 +115,24 @@ pub(super) fn compile(
                 .key("hosts")
                 .error("must list at least one host when given"));
         }
+        if list.len() > MAX_HOSTS {
+            return Err(match_path
+                .key("hosts")
+                .error(format!("at most {MAX_HOSTS} hosts")));
+        }
         for (i, h) in list.iter().enumerate() {
-            let h = h.trim();
-            if h.is_empty() || h.contains(['/', ' ']) {
+            let normalized = matching::normalize_host(h);
+            if normalized.is_empty()
+                || normalized.len() > 255
+                || !normalized.bytes().all(|b| b.is_ascii_graphic())
+                || normalized.contains(['/', '@', '[', ']'])
+            {
                 return Err(match_path
                     .key("hosts")
                     .index(i)
                     .error(format!("{h:?} is not a host name")));
             }
-            hosts.push(h.to_ascii_lowercase());
+            hosts.push(normalized);
         }
     }
     let max_body_bytes = spec.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
@@ -150,7 +167,11 @@ pub(super) fn compile(
     };
     Ok(ChannelPolicy {
         name: spec.name.clone(),
-        matcher: ChannelMatch::new(spec.match_.path_prefix.clone(), hosts),
+        matcher: ChannelMatch::new(
+            &spec.match_.path_prefix,
+            spec.match_.case_sensitive.unwrap_or(false),
+            &hosts,
+        ),
         max_body_bytes,
         empty_action: spec.empty.as_ref().map(|e| e.action).unwrap_or_default(),
         signature,

@@ -71,6 +71,13 @@ pub struct ConfigSpec {
     /// and at most this often (default: `info`, 10 per second per worker).
     #[serde(default)]
     pub refusal_log: Option<RefusalLogSpec>,
+    /// *Extension.* Guard prefixes (canonical paths starting with `/`,
+    /// matched case-insensitively on the canonical path): a request under
+    /// one of them that fits no channel is answered `404` and never
+    /// forwarded, so a typo or a path trick cannot reach the service
+    /// unguarded. Example: `["/callbacks/"]`.
+    #[serde(default)]
+    pub reject_unmatched: Option<Vec<String>>,
 }
 
 /// Step 1: JSON to the serde model. An empty document means "no channels".

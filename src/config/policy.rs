@@ -2,7 +2,7 @@
 
 use super::{ConfigError, ConfigSpec, EnvLookup, FieldPath, admission, channel, routing};
 use crate::core::admission::AdmissionPolicy;
-use crate::core::channel::{ChannelMatch, RequestTarget};
+use crate::core::channel::{self as matching, ChannelMatch, Route};
 use crate::core::dedup::DedupPolicy;
 use crate::core::mask::Masker;
 use crate::core::routing::RoutingPolicy;
@@ -23,6 +23,8 @@ pub struct Policy {
     pub hold_headers: bool,
     /// How refusals are logged.
     pub refusal_log: super::RefusalLog,
+    /// `reject_unmatched`: canonical, lower-case guard prefixes.
+    pub guards: Vec<String>,
 }
 
 /// One channel, compiled.
@@ -39,13 +41,17 @@ pub struct ChannelPolicy {
 }
 
 impl Policy {
-    /// The index of the first channel whose match fits (SPEC: first match
-    /// wins).
-    pub fn channel_for(&self, path: &str, authority: &str) -> Option<usize> {
-        let target = RequestTarget::new(path, authority);
-        self.channels
-            .iter()
-            .position(|c| c.matcher.matches_target(&target))
+    /// Where a request goes: the first channel whose match fits its
+    /// canonical path and host, a 404 under a guard prefix, or through
+    /// (see [`crate::core::channel`]).
+    pub fn route(&self, path: &str, authority: &str) -> Route {
+        matching::route(
+            &self.channels,
+            |c| &c.matcher,
+            &self.guards,
+            path,
+            authority,
+        )
     }
 }
 
@@ -62,8 +68,23 @@ pub(super) fn compile(spec: &ConfigSpec, env: EnvLookup<'_>) -> Result<Policy, C
                 .key("name")
                 .error(format!("duplicate channel name {:?}", ch.name)));
         }
-        channels.push(channel::compile(ch, &path, env, known_clusters)?);
+        let compiled = channel::compile(ch, &path, env, known_clusters)?;
+        if let Some((j, earlier)) = channels
+            .iter()
+            .enumerate()
+            .find(|(_, c): &(usize, &ChannelPolicy)| c.matcher.shadows(&compiled.matcher))
+        {
+            return Err(path.key("match").error(format!(
+                "never matches: channels[{j}] ({:?}) comes first and fits every request this one would; list the more specific channel first",
+                earlier.name
+            )));
+        }
+        channels.push(compiled);
     }
+    let guards = compile_guards(
+        spec.reject_unmatched.as_deref(),
+        &root.key("reject_unmatched"),
+    )?;
     let admission = match &spec.admission {
         Some(a) => Some(admission::compile(a, &root.key("admission"))?),
         None => None,
@@ -76,5 +97,154 @@ pub(super) fn compile(spec: &ConfigSpec, env: EnvLookup<'_>) -> Result<Policy, C
         cluster_header,
         hold_headers: spec.hold_headers.unwrap_or(true),
         refusal_log: super::log::compile(spec.refusal_log.as_ref(), &root.key("refusal_log"))?,
+        guards,
     })
+}
+
+/// Most guard prefixes in `reject_unmatched`.
+pub const MAX_GUARDS: usize = 64;
+
+fn compile_guards(list: Option<&[String]>, path: &FieldPath) -> Result<Vec<String>, ConfigError> {
+    let list = list.unwrap_or_default();
+    if list.len() > MAX_GUARDS {
+        return Err(path.error(format!("at most {MAX_GUARDS} guard prefixes")));
+    }
+    let mut guards: Vec<String> = Vec::with_capacity(list.len());
+    for (i, prefix) in list.iter().enumerate() {
+        matching::canonical_prefix(prefix).map_err(|reason| path.index(i).error(reason))?;
+        let folded = prefix.to_ascii_lowercase();
+        if guards.contains(&folded) {
+            return Err(path
+                .index(i)
+                .error(format!("duplicate guard prefix {prefix:?}")));
+        }
+        guards.push(folded);
+    }
+    Ok(guards)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::load;
+    use crate::core::channel::{Refusal, Route};
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn err(doc: &str) -> String {
+        load(doc.as_bytes(), &|_| None).unwrap_err().to_string()
+    }
+
+    const DEMO: &str = r#"{"reject_unmatched": ["/callbacks/"], "channels": [
+        {"name": "payments", "match": {"path_prefix": "/callbacks/payments", "hosts": ["Hooks.Example.com."]}},
+        {"name": "logistics", "match": {"path_prefix": "/callbacks/logistics"}},
+        {"name": "exact", "match": {"path_prefix": "/callbacks/Exact", "case_sensitive": true}}]}"#;
+
+    #[test]
+    fn routes_on_the_canonical_path_host_and_guards() {
+        let p = load(DEMO.as_bytes(), &|_| None).unwrap();
+        assert_eq!(p.guards, vec!["/callbacks/".to_string()]);
+        let host = "hooks.example.com.:80";
+        assert_eq!(p.route("/callbacks;x=1/payments", host), Route::Channel(0));
+        assert_eq!(p.route("/CALLBACKS/PAYMENTS", host), Route::Channel(0));
+        assert_eq!(p.route(r"/callbacks\payments", host), Route::Channel(0));
+        assert_eq!(
+            p.route("/callbacks/logistics/../payments", host),
+            Route::Refuse(Refusal::AmbiguousPath)
+        );
+        assert_eq!(
+            p.route("/callbacks/payments", "other.example.com"),
+            Route::Refuse(Refusal::NoChannel)
+        );
+        assert_eq!(p.route("/callbacks/Exact/x", ""), Route::Channel(2));
+        assert_eq!(
+            p.route("/callbacks/exact/x", ""),
+            Route::Refuse(Refusal::NoChannel)
+        );
+        assert_eq!(p.route("/health", host), Route::Pass);
+    }
+
+    #[test]
+    fn guard_prefixes_are_validated_with_their_path() {
+        for (doc, want) in [
+            (
+                r#"{"reject_unmatched": ["callbacks/"]}"#,
+                "reject_unmatched[0]: must start with '/'",
+            ),
+            (
+                r#"{"reject_unmatched": ["/a/", "/callbacks//"]}"#,
+                "reject_unmatched[1]: \"/callbacks//\" is not a canonical path",
+            ),
+            (
+                r#"{"reject_unmatched": ["/callbacks/", "/Callbacks/"]}"#,
+                "reject_unmatched[1]: duplicate guard prefix",
+            ),
+            (
+                r#"{"reject_unmatched": ["/callbacks/?x"]}"#,
+                "reject_unmatched[0]: \"/callbacks/?x\": character '?'",
+            ),
+            (
+                r#"{"reject_unmatched": "/callbacks/"}"#,
+                "reject_unmatched: invalid type",
+            ),
+        ] {
+            let e = err(doc);
+            assert!(e.starts_with(want), "{doc}: {e}");
+        }
+        let many: Vec<String> = (0..=super::MAX_GUARDS)
+            .map(|i| format!("\"/g{i}/\""))
+            .collect();
+        let e = err(&format!(r#"{{"reject_unmatched": [{}]}}"#, many.join(",")));
+        assert!(e.starts_with("reject_unmatched: at most"), "{e}");
+        assert!(
+            load(br#"{"reject_unmatched": []}"#, &|_| None)
+                .unwrap()
+                .guards
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn channel_match_is_validated_with_its_path() {
+        let ch = |m: &str| format!(r#"{{"channels": [{{"name": "a", "match": {m}}}]}}"#);
+        for (m, want) in [
+            (
+                r#"{"path_prefix": "/callbacks/./payments"}"#,
+                "channels[0].match.path_prefix: \"/callbacks/./payments\" is not a canonical path",
+            ),
+            (
+                r#"{"path_prefix": "/cb", "hosts": ["a.example", "x/y"]}"#,
+                "channels[0].match.hosts[1]: \"x/y\" is not a host name",
+            ),
+            (
+                r#"{"path_prefix": "/cb", "hosts": ["."]}"#,
+                "channels[0].match.hosts[0]",
+            ),
+            (
+                r#"{"path_prefix": "/cb", "case_sensitive": "yes"}"#,
+                "channels[0].match.case_sensitive: invalid type",
+            ),
+        ] {
+            let e = err(&ch(m));
+            assert!(e.starts_with(want), "{m}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_channel_an_earlier_one_hides_is_refused() {
+        let e = err(r#"{"channels": [
+            {"name": "all", "match": {"path_prefix": "/callbacks/"}},
+            {"name": "payments", "match": {"path_prefix": "/callbacks/payments"}}]}"#);
+        assert!(
+            e.starts_with("channels[1].match: never matches: channels[0] (\"all\")"),
+            "{e}"
+        );
+        // The specific one first is fine.
+        load(
+            br#"{"channels": [
+            {"name": "payments", "match": {"path_prefix": "/callbacks/payments"}},
+            {"name": "all", "match": {"path_prefix": "/callbacks/"}}]}"#,
+            &|_| None,
+        )
+        .unwrap();
+    }
 }

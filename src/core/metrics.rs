@@ -19,6 +19,9 @@ pub const ADMISSION_TOTAL: &str = "callback_admission_total";
 pub const ROUTED_TOTAL: &str = "callback_routed_total";
 pub const UPSTREAM_FAILURES_TOTAL: &str = "callback_upstream_failures_total";
 pub const DURATION_MS: &str = "callback_duration_ms";
+/// Requests refused by channel selection (label `reason`: `no_channel`,
+/// `ambiguous_path`; see [`crate::core::channel::Refusal`]).
+pub const UNMATCHED_TOTAL: &str = "callback_unmatched_total";
 
 /// `reason` of `callback_rejected_total`: a content-encoded body on a
 /// masking channel (answered `415`).

@@ -3,6 +3,7 @@
 //! sentences chosen by the filter: they never echo request content, so
 //! secrets and masked values cannot leak through them.
 
+use crate::core::channel::Refusal;
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +81,17 @@ impl LocalReply {
         )
     }
 
+    /// A request the filter refuses to route (see
+    /// [`crate::core::channel::route`]): under a guard prefix but in no
+    /// channel, or a path that reads as different channels.
+    pub fn unmatched(why: Refusal) -> Self {
+        let detail = match why {
+            Refusal::NoChannel => "no callback channel serves this path",
+            Refusal::AmbiguousPath => "callback path is ambiguous once normalised",
+        };
+        Self::new(404, why.as_str(), detail)
+    }
+
     /// A content-encoded body on a channel that masks: the filter cannot
     /// mask what it cannot read, and never forwards it unmasked. RFC 9110
     /// §15.5.16: a 415 about the coding says which codings are accepted.
@@ -135,6 +147,17 @@ mod tests {
             serde_json::from_slice(&LocalReply::duplicate().body("ab")).unwrap();
         assert_eq!(v["status"], "duplicate");
         assert!(v.get("error").is_none());
+    }
+
+    #[test]
+    fn unmatched_is_a_404_naming_the_reason() {
+        for why in Refusal::ALL {
+            let r = LocalReply::unmatched(why);
+            assert_eq!(r.status, 404);
+            let v: serde_json::Value = serde_json::from_slice(&r.body("ab")).unwrap();
+            assert_eq!(v["error"], why.as_str());
+            assert_eq!(v["trace_id"], "ab");
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@
 use super::root_context::Worker;
 use crate::config::{ChannelPolicy, Policy};
 use crate::core::admission::{Decision, Priority};
+use crate::core::channel::Route;
 use crate::core::decision::{self, DecisionRecord, LogLevel, Verdict};
 use crate::core::dedup::DeliveryIdSource;
 use crate::core::headers::Headers;
@@ -392,8 +393,16 @@ impl HttpContext for Http {
 
         let path = self.headers.get(":path").unwrap_or("/");
         let authority = self.headers.get(":authority").unwrap_or("");
-        let Some(index) = policy.channel_for(path, authority) else {
-            return Action::Continue;
+        let index = match policy.route(path, authority) {
+            Route::Channel(index) => index,
+            Route::Pass => return Action::Continue,
+            Route::Refuse(why) => {
+                self.count(
+                    stat_name(metrics::UNMATCHED_TOTAL, &[("reason", why.as_str())]),
+                    1,
+                );
+                return self.reply(&LocalReply::unmatched(why));
+            }
         };
         let Some(ch) = policy.channels.get(index) else {
             return Action::Continue;

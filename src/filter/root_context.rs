@@ -4,6 +4,7 @@
 
 use super::http_context::Http;
 use crate::config::{self, Policy};
+use crate::core::channel::Refusal;
 use crate::core::decision::{DEFAULT_LOG_PER_SECOND, LogBudget};
 use crate::core::metrics::{self, stat_name};
 use crate::core::rng::SplitMix64;
@@ -95,6 +96,12 @@ impl Root {
     /// first event.
     fn declare_metrics(&self, policy: &Policy) {
         let mut m = self.worker.metrics.borrow_mut();
+        for why in Refusal::ALL {
+            m.declare_counter(stat_name(
+                metrics::UNMATCHED_TOTAL,
+                &[("reason", why.as_str())],
+            ));
+        }
         if policy.admission.is_some() {
             for priority in ["high", "normal", "low"] {
                 for decision in ["admitted", "demoted", "denied", "shed"] {

@@ -78,6 +78,7 @@ pub struct EnvoyBuilder {
     lds_port: Option<u16>,
     /// Every route's `timeout` (Envoy answers 504 past it).
     route_timeout: String,
+    normalize_paths: bool,
 }
 
 impl EnvoyBuilder {
@@ -98,6 +99,7 @@ impl EnvoyBuilder {
             stream_idle_timeout: None,
             lds_port: None,
             route_timeout: "10s".to_string(),
+            normalize_paths: false,
         }
     }
 
@@ -186,6 +188,15 @@ impl EnvoyBuilder {
         self
     }
 
+    /// The connection manager's path settings as the shipped
+    /// `envoy/envoy.yaml` sets them (`normalize_path`, `merge_slashes`,
+    /// `path_with_escaped_slashes_action: UNESCAPE_AND_REDIRECT`); off by
+    /// default, so tests see the filter handle raw paths on its own.
+    pub fn shipped_path_normalization(mut self) -> Self {
+        self.normalize_paths = true;
+        self
+    }
+
     /// Serve the listener from a file (`dynamic_resources.lds_config` with a
     /// `path_config_source` and a `watched_directory`) instead of
     /// `static_resources`, so a test can change it under load with
@@ -264,6 +275,12 @@ impl EnvoyBuilder {
         if self.http1_trailers {
             chain["filters"][0]["typed_config"]["http_protocol_options"] =
                 json!({"enable_trailers": true});
+        }
+        if self.normalize_paths {
+            let hcm = &mut chain["filters"][0]["typed_config"];
+            hcm["normalize_path"] = json!(true);
+            hcm["merge_slashes"] = json!(true);
+            hcm["path_with_escaped_slashes_action"] = json!("UNESCAPE_AND_REDIRECT");
         }
         if let Some(timeout) = &self.stream_idle_timeout {
             chain["filters"][0]["typed_config"]["stream_idle_timeout"] = json!(timeout);

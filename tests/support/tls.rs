@@ -93,7 +93,8 @@ impl Pki {
     }
 
     /// A client certificate whose only URI SAN is `spiffe_id`, signed by
-    /// the CA (also written as `<n>.pem` / `<n>.key`).
+    /// the CA (also written as `<n>.pem` / `<n>.key`). The SAN is taken as
+    /// given, so a malformed one (no `spiffe://`) makes a forged identity.
     pub fn identity(&self, spiffe_id: &str) -> Identity {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::default();

@@ -19,6 +19,9 @@
 //!      only stops later rules from matching). A `deny` rule for `normal` or
 //!      `low` refuses those callers at that priority with `403`; they are
 //!      not moved to another priority.
+//!    - Only a well-formed SPIFFE ID (`spiffe://<trust-domain>/<path>`, see
+//!      [`principal::spiffe_id`]) from the certificate is an identity; a
+//!      URI SAN without the scheme, or otherwise malformed, is none.
 //!    - A request without identity (no client certificate) matches no
 //!      principal, not even `*`: it can never be allowed `high`. It is only
 //!      matched by `deny` rules carrying the extension
@@ -349,7 +352,9 @@ impl AdmissionPolicy {
     /// The rules' verdict alone, without buckets or shared data:
     /// `Admitted`, `Demoted` or `Denied`, never `Shed`.
     pub fn classify(&self, requested: Option<&str>, identity: Option<&str>) -> Decision {
-        let identity = identity.filter(|id| !id.is_empty());
+        // Only a well-formed SPIFFE ID is an identity; anything else in the
+        // URI SAN is no identity (issue #12: a SAN without `spiffe://`).
+        let identity = identity.and_then(principal::spiffe_id);
         let asked = Priority::from_header(requested);
         match rules::first_match(&self.rules, asked, identity) {
             Some(Effect::Deny) => Decision::Denied(asked),

@@ -10,6 +10,50 @@
 //! own is Istio's "any authenticated identity".
 
 const SPIFFE_SCHEME: &str = "spiffe://";
+/// Longest SPIFFE ID accepted from a certificate (the SPIFFE ID spec's
+/// URI length limit).
+pub const MAX_SPIFFE_ID_LEN: usize = 2048;
+/// Longest trust domain accepted (SPIFFE ID spec).
+pub const MAX_TRUST_DOMAIN_LEN: usize = 255;
+
+/// The caller identity a certificate's URI SAN gives, or `None`.
+///
+/// Only a well-formed SPIFFE ID counts (SPIFFE ID spec, as go-spiffe parses
+/// it): exactly `spiffe://`, a trust domain of lower-case letters, digits,
+/// `.`, `-`, `_` (at most 255 bytes), then a path of one or more `/`
+/// segments, each non-empty, not `.` or `..`, of letters, digits, `.`, `-`,
+/// `_`; at most 2048 bytes in all; no query, fragment, port, user info or
+/// percent-encoding. Anything else (`cluster.local/ns/default/sa/x`
+/// without the scheme, `SPIFFE://...`, `spiffe://td/a//b`, a bare trust
+/// domain) is "no identity", which never matches an `allow` rule.
+///
+/// ```
+/// use callback_guard::core::admission::principal::spiffe_id;
+/// let id = "spiffe://cluster.local/ns/default/sa/webhook-processor";
+/// assert_eq!(spiffe_id(id), Some(id));
+/// assert_eq!(spiffe_id("cluster.local/ns/default/sa/webhook-processor"), None);
+/// ```
+pub fn spiffe_id(uri_san: &str) -> Option<&str> {
+    if uri_san.len() > MAX_SPIFFE_ID_LEN {
+        return None;
+    }
+    let rest = uri_san.strip_prefix(SPIFFE_SCHEME)?;
+    let (trust_domain, path) = rest.split_once('/')?;
+    let td_ok = !trust_domain.is_empty()
+        && trust_domain.len() <= MAX_TRUST_DOMAIN_LEN
+        && trust_domain.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+        });
+    let path_ok = path.split('/').all(|segment| {
+        !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    });
+    (td_ok && path_ok).then_some(uri_san)
+}
 
 /// A compiled principal pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +112,11 @@ impl Principal {
             } else {
                 Segment::Exact(raw.to_string())
             });
+        }
+        if segments.len() < 2 {
+            return Err(format!(
+                "principal {pattern:?} names only a trust domain; a workload's SPIFFE ID has a path (e.g. {pattern}/ns/<namespace>/sa/<service-account>)"
+            ));
         }
         Ok(Self::Segments(segments))
     }
@@ -304,6 +353,60 @@ mod tests {
         ] {
             let err = Principal::parse(bad).unwrap_err();
             assert!(err.contains(why), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn only_well_formed_spiffe_ids_are_identities() {
+        for good in [
+            WP,
+            "spiffe://example.org/Workload-A",
+            "spiffe://a_b-c.9/x",
+            "spiffe://td/a/b/c/d/e.f_g-h",
+        ] {
+            assert_eq!(spiffe_id(good), Some(good), "{good:?}");
+        }
+        let long_td = format!("spiffe://{}/x", "a".repeat(MAX_TRUST_DOMAIN_LEN + 1));
+        let long_id = format!("spiffe://td/{}", "a".repeat(MAX_SPIFFE_ID_LEN));
+        for bad in [
+            // Issue #12: no scheme, yet admitted as `high` before.
+            "cluster.local/ns/default/sa/webhook-processor",
+            "//cluster.local/ns/default/sa/webhook-processor",
+            "SPIFFE://cluster.local/ns/default/sa/webhook-processor",
+            "Spiffe://cluster.local/ns/default/sa/webhook-processor",
+            "spiffe:/cluster.local/ns/default/sa/webhook-processor",
+            "spiffe:cluster.local/ns/default/sa/webhook-processor",
+            "https://cluster.local/ns/default/sa/webhook-processor",
+            "urn:spiffe:cluster.local/ns/default/sa/webhook-processor",
+            " spiffe://cluster.local/ns/default/sa/webhook-processor",
+            "spiffe://cluster.local/ns/default/sa/webhook-processor ",
+            "spiffe://cluster.local",
+            "spiffe://cluster.local/",
+            "spiffe:///ns/default/sa/x",
+            "spiffe://Cluster.local/ns/default/sa/x",
+            "spiffe://cluster.local:443/ns/default/sa/x",
+            "spiffe://user@cluster.local/ns/default/sa/x",
+            "spiffe://cluster.local/ns//sa/x",
+            "spiffe://cluster.local/ns/default/sa/x/",
+            "spiffe://cluster.local/ns/./sa/x",
+            "spiffe://cluster.local/ns/../sa/x",
+            "spiffe://cluster.local/ns/default/sa/x?y=1",
+            "spiffe://cluster.local/ns/default/sa/x#y",
+            "spiffe://cluster.local/ns/default/sa/x%41",
+            "spiffe://cluster.local/ns/default/sa/wébhook",
+            "",
+            &long_td,
+            &long_id,
+        ] {
+            assert_eq!(spiffe_id(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_bare_trust_domain_is_not_a_principal() {
+        for bad in ["spiffe://cluster.local", "cluster.local", "spiffe://*"] {
+            let err = Principal::parse(bad).unwrap_err();
+            assert!(err.contains("only a trust domain"), "{bad:?}: {err}");
         }
     }
 

@@ -59,6 +59,8 @@ fn spec_example_compiles_and_admits() {
         p.decide(&store, Some("high"), Some(WP), T0),
         Ok(Decision::Admitted(Priority::High))
     );
+    // Issue #12: a URI SAN without `spiffe://` is no identity, even when
+    // it spells an allowed principal the Istio way.
     assert_eq!(
         p.decide(
             &store,
@@ -66,7 +68,7 @@ fn spec_example_compiles_and_admits() {
             Some("cluster.local/ns/default/sa/webhook-processor"),
             T0
         ),
-        Ok(Decision::Admitted(Priority::High))
+        Ok(Decision::Demoted(Priority::Normal))
     );
     assert_eq!(
         p.decide(&store, None, Some(WP), T0),
