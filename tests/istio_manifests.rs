@@ -1078,17 +1078,21 @@ fn a_plain_wasmplugin_works_in_stream_mode() {
         .send(plain.addr());
     assert_eq!(resp.status, 200, "{}", resp.body_str());
     assert_eq!(resp.header("x-verified-signature"), Some("stripe"));
-    // Body-less requests on a signed channel are verified first (an
-    // unsigned one is refused, not acknowledged as empty), and traffic
-    // outside the channels passes, as with the flag.
+    // A body-less POST on a signed channel is verified first (refused
+    // unsigned, never acknowledged as empty); a body-less GET is no
+    // callback and passes, as does traffic outside the channels.
+    assert_eq!(
+        Request::post("/callbacks/stripe").send(plain.addr()).status,
+        401
+    );
     assert_eq!(
         Request::get("/callbacks/stripe").send(plain.addr()).status,
-        401
+        200
     );
     let outside = Request::post("/healthz").body("x").send(plain.addr());
     assert_eq!(outside.status, 200);
     let got = up.received();
-    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got.len(), 4, "{got:?}");
     let stripe = &got[1];
     assert_eq!(stripe.path, "/callbacks/stripe");
     assert!(stripe.chunked, "a masked body goes out chunked: {stripe:?}");
@@ -1097,7 +1101,8 @@ fn a_plain_wasmplugin_works_in_stream_mode() {
     assert_ne!(details["email"], "jane@example.com");
     assert_ne!(details["phone"], "+14155550123");
     assert!(!stripe.body_str().contains("jane@example.com"));
-    assert_eq!(got[2].path, "/healthz");
+    assert_eq!(got[2].method, "GET");
+    assert_eq!(got[3].path, "/healthz");
     drop(plain);
     up.clear();
 

@@ -187,3 +187,37 @@ fn admin_post(envoy: &Envoy, path: &str) {
     let _ = s.read_to_string(&mut out);
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 }
+
+#[test]
+fn handshakes_pass_and_bodies_never_escape_the_checks() {
+    let up = Upstream::start();
+    let envoy = start("methods", &up);
+    // A provider's GET verification handshake reaches the service.
+    let resp = Request::get(
+        "/callbacks/github?hub.mode=subscribe&hub.challenge=c4ll3ng3&hub.verify_token=t",
+    )
+    .send(envoy.addr());
+    assert_eq!(resp.status, 200, "{}", resp.body_str());
+    assert_eq!(resp.body_str(), "upstream-ok");
+    let got = up.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].method, "GET");
+    assert!(got[0].path.contains("hub.challenge=c4ll3ng3"));
+    assert_eq!(got[0].header("x-verified-signature"), None);
+    // Any method with a body is checked: unsigned, it is refused.
+    for method in ["GET", "DELETE", "PROPFIND", "POST"] {
+        let resp = Request::new(method, "/callbacks/github")
+            .json(r#"{"sneaky":true}"#)
+            .send(envoy.addr());
+        assert_eq!(resp.status, 401, "{method} with a body");
+    }
+    // A body-less POST is a callback (an empty one): verified first.
+    let resp = Request::post("/callbacks/github").send(envoy.addr());
+    assert_eq!(resp.status, 401);
+    assert_eq!(up.count(), 1, "only the handshake reached the service");
+    assert_eq!(
+        envoy.metric("callback_requests_total", &[("channel", "github")]),
+        5.0,
+        "the handshake is not counted as a callback"
+    );
+}

@@ -322,10 +322,17 @@ fn requests_without_a_body_or_outside_the_channels_behave_as_before() {
     // ... and failures are answered without anything going upstream.
     let resp = Request::post("/callbacks/github").send(envoy.addr());
     assert_eq!(resp.status, 401, "{}", resp.body_str());
-    let resp = Request::get("/callbacks/plain").send(envoy.addr());
+    let resp = Request::post("/callbacks/plain").send(envoy.addr());
     assert_eq!(resp.status, 204);
     std::thread::sleep(Duration::from_millis(300));
     assert_cut_off(&up, 0);
+    // A body-less GET is no callback (a verification handshake): it passes.
+    let resp = Request::get("/callbacks/plain?challenge=1").send(envoy.addr());
+    assert_eq!(resp.status, 200);
+    let got = up.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].method, "GET");
+    up.clear();
 
     // Outside every channel: forwarded untouched, spoofable headers removed.
     let resp = Request::post("/elsewhere")

@@ -6,7 +6,7 @@ use super::policy::ChannelPolicy;
 use super::routing::{self, ChannelRoutingSpec};
 use super::signature::{self, DedupSpec, SignatureSpec};
 use super::{ConfigError, EnvLookup, FieldPath};
-use crate::core::channel::{self as matching, ChannelMatch};
+use crate::core::channel::{self as matching, ChannelMatch, Methods};
 use serde::Deserialize;
 
 /// SPEC default for `max_body_bytes`: 1 MiB.
@@ -64,6 +64,12 @@ pub struct MatchSpec {
     /// case (default `false`: ASCII case-insensitive).
     #[serde(default)]
     pub case_sensitive: Option<bool>,
+    /// *Extension.* Methods that carry this channel's callbacks (default
+    /// `["POST", "PUT", "PATCH"]`). A request with another method and no
+    /// body (e.g. a provider's `GET` verification handshake) passes through
+    /// to the service; one with a body is checked whatever its method.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -92,6 +98,37 @@ fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// Most methods a channel lists.
+const MAX_METHODS: usize = 16;
+
+fn compile_methods(list: Option<&[String]>, path: &FieldPath) -> Result<Methods, ConfigError> {
+    let Some(list) = list else {
+        return Ok(Methods::default());
+    };
+    if list.is_empty() || list.len() > MAX_METHODS {
+        return Err(path.error(format!(
+            "must list 1 to {MAX_METHODS} methods, got {}",
+            list.len()
+        )));
+    }
+    let mut methods: Vec<String> = Vec::with_capacity(list.len());
+    for (i, m) in list.iter().enumerate() {
+        let token = !m.is_empty()
+            && m.len() <= 32
+            && m.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            return Err(path.index(i).error(format!("{m:?} is not an HTTP method")));
+        }
+        let upper = m.to_ascii_uppercase();
+        if methods.contains(&upper) {
+            return Err(path.index(i).error(format!("{upper} is listed twice")));
+        }
+        methods.push(upper);
+    }
+    Ok(Methods::new(methods))
 }
 
 pub(super) fn compile(
@@ -165,8 +202,10 @@ pub(super) fn compile(
         )?),
         None => None,
     };
+    let methods = compile_methods(spec.match_.methods.as_deref(), &match_path.key("methods"))?;
     Ok(ChannelPolicy {
         name: spec.name.clone(),
+        methods,
         matcher: ChannelMatch::new(
             &spec.match_.path_prefix,
             spec.match_.case_sensitive.unwrap_or(false),

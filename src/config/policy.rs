@@ -2,7 +2,7 @@
 
 use super::{ConfigError, ConfigSpec, EnvLookup, FieldPath, admission, channel, routing};
 use crate::core::admission::AdmissionPolicy;
-use crate::core::channel::{self as matching, ChannelMatch, Route};
+use crate::core::channel::{self as matching, ChannelMatch, Methods, Route};
 use crate::core::dedup::DedupPolicy;
 use crate::core::mask::Masker;
 use crate::core::routing::RoutingPolicy;
@@ -31,6 +31,8 @@ pub struct Policy {
 #[derive(Debug)]
 pub struct ChannelPolicy {
     pub name: String,
+    /// `match.methods`.
+    pub methods: Methods,
     pub matcher: ChannelMatch,
     pub max_body_bytes: u64,
     pub empty_action: channel::EmptyAction,

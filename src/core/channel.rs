@@ -475,9 +475,53 @@ pub fn normalize_host(authority: &str) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
 }
 
+/// `match.methods`: the HTTP methods that carry a channel's callbacks.
+/// A request with another method and *no body* (a provider's GET
+/// verification handshake, a HEAD probe) is not a callback and passes
+/// through untouched; one that carries a body is checked whatever its
+/// method, so a body can never escape the checks by picking a method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Methods(Vec<String>);
+
+impl Methods {
+    /// The default: the methods providers deliver callbacks with.
+    pub const DEFAULT: [&'static str; 3] = ["POST", "PUT", "PATCH"];
+
+    /// `methods` are upper-case tokens (validated at load).
+    pub fn new(methods: Vec<String>) -> Self {
+        Self(methods)
+    }
+
+    /// Whether a request is a callback of the channel: its method is
+    /// listed, or it carries a body.
+    pub fn is_callback(&self, method: &str, has_body: bool) -> bool {
+        has_body || self.0.iter().any(|m| m == method)
+    }
+}
+
+impl Default for Methods {
+    fn default() -> Self {
+        Self(Self::DEFAULT.iter().map(|m| (*m).to_string()).collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn methods_decide_what_is_a_callback() {
+        let m = Methods::default();
+        assert!(m.is_callback("POST", false));
+        assert!(m.is_callback("PATCH", true));
+        // A GET handshake without a body is not a callback...
+        assert!(!m.is_callback("GET", false));
+        // ...but nothing with a body escapes, whatever its method.
+        assert!(m.is_callback("GET", true));
+        assert!(m.is_callback("PROPFIND", true));
+        let post_only = Methods::new(vec!["POST".into()]);
+        assert!(!post_only.is_callback("PUT", false));
+    }
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 

@@ -407,6 +407,12 @@ impl HttpContext for Http {
         let Some(ch) = policy.channels.get(index) else {
             return Action::Continue;
         };
+        // A body-less request with a method callbacks do not use (a GET
+        // verification handshake) is not a callback: it passes through.
+        let method = self.headers.get(":method").unwrap_or("");
+        if !ch.methods.is_callback(method, !end_of_stream) {
+            return Action::Continue;
+        }
         self.channel = Some(index);
         self.delivery_id = delivery_id_of(ch, &self.headers, &[]);
         self.count(
