@@ -221,3 +221,87 @@ fn handshakes_pass_and_bodies_never_escape_the_checks() {
         "the handshake is not counted as a callback"
     );
 }
+
+const MESH_SECRET: &str = "whsec_bWVzaC1pbnRlcm5hbC1zZWNyZXQtZm9yLXRlc3Rz";
+
+#[test]
+fn masked_callbacks_are_re_signed_for_stock_standard_webhooks_libraries() {
+    let up = Upstream::start();
+    let plugin = json!({"channels": [
+        {"name": "github", "match": {"path_prefix": "/callbacks/github"},
+         "signature": {"scheme": "github", "secrets": [{"value": GITHUB_SECRET}]},
+         "mask": {"fields": ["email"]},
+         "resign": {"secret": {"env": "CG_MESH_SECRET"}}}
+    ]});
+    let envoy = Envoy::builder("resign")
+        .plugin(&plugin.to_string())
+        .env("CG_MESH_SECRET", MESH_SECRET)
+        .cluster("upstream", up.port())
+        .start();
+    let body = r#"{"action":"opened","sender":{"email":"dev@example.com"}}"#;
+    let resp = Request::post("/callbacks/github")
+        .header("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+        .header(
+            "x-hub-signature-256",
+            &sign::github(GITHUB_SECRET, body.as_bytes()),
+        )
+        .header("x-hub-signature", "sha1=legacy")
+        .json(body)
+        .send(envoy.addr());
+    assert_eq!(resp.status, 200, "{}", resp.body_str());
+    let got = up.received();
+    let r = &got[0];
+    assert!(
+        !r.body_str().contains("dev@example.com"),
+        "masked: {}",
+        r.body_str()
+    );
+    // The provider's signature is gone; the mesh signature is there.
+    assert_eq!(r.header("x-hub-signature-256"), None);
+    assert_eq!(r.header("x-hub-signature"), None);
+    assert_eq!(
+        r.header("webhook-id"),
+        Some("72d3162e-cc78-11e3-81ab-4c9367dc0958")
+    );
+    // The service verifies with the stock Standard Webhooks library.
+    let mut headers = http::HeaderMap::new();
+    for (k, v) in &r.headers {
+        headers.append(
+            http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            http::header::HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    let webhook = standardwebhooks::Webhook::new(MESH_SECRET).unwrap();
+    webhook
+        .verify(&r.body, &headers)
+        .expect("the re-signed callback verifies");
+    // The provider's signature would not verify the masked body any more:
+    // without resign a service SDK refuses it; with it the mesh secret
+    // verifies, and a tampered body does not.
+    let mut tampered = r.body.clone();
+    tampered.push(b' ');
+    assert!(webhook.verify(&tampered, &headers).is_err());
+}
+
+#[test]
+fn resign_is_refused_where_it_could_sign_what_was_not_verified() {
+    for (name, plugin) in [
+        (
+            "resign-unsigned",
+            json!({"channels": [{"name": "a", "match": {"path_prefix": "/a"},
+                                 "resign": {"secret": {"value": MESH_SECRET}}}]}),
+        ),
+        (
+            "resign-stream",
+            json!({"hold_headers": false, "channels": [{"name": "a", "match": {"path_prefix": "/a"},
+                   "signature": {"scheme": "github", "secrets": [{"value": GITHUB_SECRET}]},
+                   "resign": {"secret": {"value": MESH_SECRET}}}]}),
+        ),
+    ] {
+        let log = Envoy::builder(name)
+            .plugin(&plugin.to_string())
+            .cluster("upstream", 9)
+            .start_expect_exit();
+        assert!(log.contains("channels[0].resign"), "{name}: {log}");
+    }
+}

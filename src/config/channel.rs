@@ -4,9 +4,10 @@
 use super::mask::{self, MaskSpec};
 use super::policy::ChannelPolicy;
 use super::routing::{self, ChannelRoutingSpec};
-use super::signature::{self, DedupSpec, SignatureSpec};
+use super::signature::{self, DedupSpec, SecretSpec, SignatureSpec};
 use super::{ConfigError, EnvLookup, FieldPath};
 use crate::core::channel::{self as matching, ChannelMatch, Methods};
+use crate::core::resign::Resigner;
 use serde::Deserialize;
 
 /// SPEC default for `max_body_bytes`: 1 MiB.
@@ -45,6 +46,21 @@ pub struct ChannelSpec {
     /// Weighted, latency-aware choice among clusters.
     #[serde(default)]
     pub routing: Option<ChannelRoutingSpec>,
+    /// *Extension.* Re-sign what is forwarded: after verifying (and
+    /// masking), remove the provider's signature headers and sign the
+    /// forwarded body with Standard Webhooks headers under this
+    /// mesh-internal secret. Needs `signature` and `hold_headers: true`.
+    #[serde(default)]
+    pub resign: Option<ResignSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ResignSpec {
+    /// The mesh-internal Standard Webhooks secret (`whsec_` + base64), as
+    /// `{"value": ...}` or `{"env": NAME}`; services verify with it.
+    pub secret: SecretSpec,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -98,6 +114,27 @@ fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn compile_resign(
+    spec: &ResignSpec,
+    signed: bool,
+    path: &FieldPath,
+    env: EnvLookup<'_>,
+) -> Result<Resigner, ConfigError> {
+    if !signed {
+        return Err(path.error(
+            "needs a signature on the channel: a body the filter did not verify must never get \
+             a mesh signature",
+        ));
+    }
+    let secret_path = path.key("secret");
+    let text = crate::core::signature::secret_text(&spec.secret, &secret_path, env)?;
+    let key = crate::core::signature::whsec(&text, &secret_path)?;
+    if key.len() < 16 {
+        return Err(secret_path.error("must decode to at least 16 bytes"));
+    }
+    Ok(Resigner::new(key))
 }
 
 /// Most methods a channel lists.
@@ -202,10 +239,20 @@ pub(super) fn compile(
         )?),
         None => None,
     };
+    let resign = match &spec.resign {
+        Some(r) => Some(compile_resign(
+            r,
+            spec.signature.is_some(),
+            &path.key("resign"),
+            env,
+        )?),
+        None => None,
+    };
     let methods = compile_methods(spec.match_.methods.as_deref(), &match_path.key("methods"))?;
     Ok(ChannelPolicy {
         name: spec.name.clone(),
         methods,
+        resign,
         matcher: ChannelMatch::new(
             &spec.match_.path_prefix,
             spec.match_.case_sensitive.unwrap_or(false),

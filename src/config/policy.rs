@@ -33,6 +33,8 @@ pub struct ChannelPolicy {
     pub name: String,
     /// `match.methods`.
     pub methods: Methods,
+    /// `resign`: sign the forwarded body for the service.
+    pub resign: Option<crate::core::resign::Resigner>,
     pub matcher: ChannelMatch,
     pub max_body_bytes: u64,
     pub empty_action: channel::EmptyAction,
@@ -71,6 +73,12 @@ pub(super) fn compile(spec: &ConfigSpec, env: EnvLookup<'_>) -> Result<Policy, C
                 .error(format!("duplicate channel name {:?}", ch.name)));
         }
         let compiled = channel::compile(ch, &path, env, known_clusters)?;
+        if compiled.resign.is_some() && spec.hold_headers == Some(false) {
+            return Err(path.key("resign").error(
+                "needs hold_headers: true (in stream mode the headers leave before the body is \
+                 verified, so they cannot carry a signature of it)",
+            ));
+        }
         if let Some((j, earlier)) = channels
             .iter()
             .enumerate()

@@ -14,6 +14,7 @@ pub mod mask;
 pub mod metrics;
 pub mod pipeline;
 pub mod reply;
+pub mod resign;
 pub mod rng;
 pub mod routing;
 pub mod shared;

@@ -263,6 +263,24 @@ impl Http {
                 verified,
                 dedup_key,
             } => {
+                // `resign` (hold mode only, checked at load): the provider's
+                // signature headers go, the mesh signature of exactly the
+                // bytes forwarded comes.
+                if let (Some(resigner), Some(verifier), false) =
+                    (&ch.resign, &ch.signature, self.streamed)
+                {
+                    let forwarded = new_body.as_deref().unwrap_or(&body);
+                    let id = self
+                        .delivery_id
+                        .clone()
+                        .unwrap_or_else(|| format!("msg_{}", self.trace_id));
+                    for name in verifier.signature_headers() {
+                        host::remove_request_header(name);
+                    }
+                    for (name, value) in resigner.headers(&id, host::now_ms() / 1000, forwarded) {
+                        host::set_request_header(name, &value);
+                    }
+                }
                 if let Some(new_body) = new_body {
                     // A rewritten body under a stale length must not go out
                     // (`core::hold` drops the length whenever masking can

@@ -34,6 +34,11 @@ fn is_token(name: &str) -> bool {
 }
 
 impl HmacGeneric {
+    /// The header the signature comes in.
+    pub(super) fn header(&self) -> &str {
+        &self.header
+    }
+
     pub(super) fn compile(
         spec: &SignatureSpec,
         secrets: &[String],

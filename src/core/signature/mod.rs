@@ -54,7 +54,7 @@ mod hmac_generic;
 mod keys;
 
 /// Reads one `{"value"}` / `{"env"}` secret (also used by `mask.hash_key`).
-pub(crate) use keys::secret_text;
+pub(crate) use keys::{secret_text, whsec};
 mod shopify;
 mod slack;
 mod standard_webhooks;
@@ -306,6 +306,19 @@ impl Verifier {
             Inner::Stripe(k) => stripe::verify(k, headers, body, now_unix_s),
             Inner::Slack(k) => slack::verify(k, headers, body, now_unix_s),
             Inner::BodyHmac(v) => v.verify(headers, body),
+        }
+    }
+
+    /// The request headers that carry the provider's signature material:
+    /// `resign` removes them before it signs the forwarded body itself.
+    pub fn signature_headers(&self) -> Vec<&str> {
+        match (&self.inner, self.scheme) {
+            (Inner::StandardWebhooks(v), _) => v.header_names().to_vec(),
+            (Inner::Stripe(_), _) => vec!["stripe-signature"],
+            (Inner::Slack(_), _) => vec!["x-slack-signature", "x-slack-request-timestamp"],
+            // GitHub still sends the legacy SHA-1 signature next to it.
+            (Inner::BodyHmac(v), Scheme::Github) => vec![v.header(), "x-hub-signature"],
+            (Inner::BodyHmac(v), _) => vec![v.header()],
         }
     }
 

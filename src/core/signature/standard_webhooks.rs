@@ -80,6 +80,11 @@ impl StandardWebhooks {
         })
     }
 
+    /// The id, timestamp and signature header names of this flavour.
+    pub(super) fn header_names(&self) -> [&'static str; 3] {
+        [self.names.id, self.names.timestamp, self.names.signature]
+    }
+
     pub(super) fn secret_count(&self) -> usize {
         self.secrets.len()
     }
