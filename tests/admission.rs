@@ -27,7 +27,7 @@ const PRIORITY: &str = "x-callback-priority";
 const ADMITTED: &str = "x-callback-priority-admitted";
 const METRIC: &str = "callback_admission_total";
 const PRIORITIES: [&str; 3] = ["high", "normal", "low"];
-const DECISIONS: [&str; 4] = ["admitted", "demoted", "denied", "shed"];
+const DECISIONS: [&str; 5] = ["admitted", "demoted", "denied", "shed", "rate_limited"];
 
 /// One channel; `admission` is the plugin's `admission` object.
 fn plugin(admission: &Value) -> String {
@@ -77,7 +77,7 @@ impl Setup {
         let mut out = BTreeMap::new();
         for p in PRIORITIES {
             for d in DECISIONS {
-                let labels = [("priority", p), ("decision", d)];
+                let labels = [("channel", "payments"), ("priority", p), ("decision", d)];
                 let v = support::envoy::find_metric(&samples, METRIC, &labels)
                     .unwrap_or_else(|| panic!("{METRIC}{{{p},{d}}} not exported"));
                 out.insert((p.to_string(), d.to_string()), v);
@@ -355,7 +355,7 @@ fn priority_buckets_are_shared_by_the_worker_threads() {
         responses.iter().map(|r| r.status).collect::<Vec<_>>()
     );
     for r in &shed {
-        local_reply(r, 429, None, "");
+        local_reply(r, 429, Some("rate_limited"), "");
         // Refused by a bucket refilling 1 token/s that needs 1 token.
         assert_eq!(retry_after(r), 1);
     }
@@ -399,7 +399,8 @@ fn priority_buckets_are_shared_by_the_worker_threads() {
     );
     s.assert_admissions(&[
         ("normal", "admitted", admitted),
-        ("normal", "shed", shed.len()),
+        // The normal bucket's own limit: a rate limit, not shedding.
+        ("normal", "rate_limited", shed.len()),
     ]);
 }
 

@@ -66,14 +66,22 @@ fn a_uri_san_without_spiffe_scheme_is_no_identity() {
         assert_eq!(
             envoy.metric(
                 "callback_admission_total",
-                &[("priority", "normal"), ("decision", "demoted")]
+                &[
+                    ("channel", "payments"),
+                    ("priority", "normal"),
+                    ("decision", "demoted")
+                ]
             ),
             1.0
         );
         assert_eq!(
             envoy.metric(
                 "callback_admission_total",
-                &[("priority", "high"), ("decision", "admitted")]
+                &[
+                    ("channel", "payments"),
+                    ("priority", "high"),
+                    ("decision", "admitted")
+                ]
             ),
             1.0
         );

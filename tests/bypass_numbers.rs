@@ -87,7 +87,7 @@ fn retry_after_is_capped_at_five_minutes() {
     assert_eq!(first.status, 200, "{}", first.body_str());
     let second = send();
     assert_eq!(second.status, 429, "{}", second.body_str());
-    assert_eq!(second.json()["error"], "shed");
+    assert_eq!(second.json()["error"], "rate_limited");
     assert_eq!(second.header("retry-after"), Some("300"));
     // Only the admitted callback reached the service.
     let got = up.received();

@@ -93,7 +93,11 @@ fn forged_floods_do_not_spend_the_tokens_of_signed_callbacks() {
     assert_eq!(up.count(), 10);
     let admitted = envoy.metric(
         "callback_admission_total",
-        &[("priority", "normal"), ("decision", "admitted")],
+        &[
+            ("channel", "payments"),
+            ("priority", "normal"),
+            ("decision", "admitted"),
+        ],
     );
     assert_eq!(
         admitted, 10.0,

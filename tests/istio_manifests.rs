@@ -964,7 +964,11 @@ fn telemetry_snippet_gives_labelled_callback_metrics_under_istio() {
         // declared at zero, not counted.
         (
             "callback_admission_total",
-            vec![("priority", "normal"), ("decision", "admitted")],
+            vec![
+                ("channel", "github"),
+                ("priority", "normal"),
+                ("decision", "admitted"),
+            ],
             0.0,
         ),
         ("callback_requests_total", vec![("channel", "stripe")], 0.0),

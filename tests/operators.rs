@@ -305,3 +305,52 @@ fn resign_is_refused_where_it_could_sign_what_was_not_verified() {
         assert!(log.contains("channels[0].resign"), "{name}: {log}");
     }
 }
+
+#[test]
+fn a_noisy_channel_hits_its_own_limit_and_never_starves_another() {
+    let up = Upstream::start();
+    let plugin = json!({"channels": [
+        {"name": "noisy", "match": {"path_prefix": "/callbacks/noisy"},
+         "limits": {"rps": 0.5, "burst": 5}},
+        {"name": "quiet", "match": {"path_prefix": "/callbacks/quiet"},
+         "limits": {"rps": 0.5, "burst": 5}}
+    ], "admission": {"capacity": {"rps": 1000, "burst": 1000}}});
+    let envoy = Envoy::builder("channel-limits")
+        .plugin(&plugin.to_string())
+        .cluster("upstream", up.port())
+        .start();
+    let send = |path: &str, i: usize| {
+        Request::post(path)
+            .json(&format!(r#"{{"n":{i}}}"#))
+            .send(envoy.addr())
+    };
+    let noisy: Vec<u16> = (0..20)
+        .map(|i| send("/callbacks/noisy", i).status)
+        .collect();
+    let admitted = noisy.iter().filter(|s| **s == 200).count();
+    // The burst of 5, plus at most a token or two refilled meanwhile.
+    assert!((5..=7).contains(&admitted), "{noisy:?}");
+    let refused = send("/callbacks/noisy", 99);
+    assert_eq!(refused.status, 429);
+    assert_eq!(
+        refused.json()["error"],
+        "rate_limited",
+        "a rate limit says so"
+    );
+    assert!(refused.header("retry-after").is_some());
+    // The quiet channel still has its whole burst.
+    for i in 0..5 {
+        assert_eq!(send("/callbacks/quiet", i).status, 200, "quiet {i}");
+    }
+    let metric = |ch: &str, d: &str| {
+        envoy.metric(
+            "callback_admission_total",
+            &[("channel", ch), ("priority", "normal"), ("decision", d)],
+        )
+    };
+    assert_eq!(metric("noisy", "admitted"), admitted as f64);
+    assert_eq!(metric("noisy", "rate_limited"), (21 - admitted) as f64);
+    assert_eq!(metric("quiet", "admitted"), 5.0);
+    assert_eq!(metric("quiet", "rate_limited"), 0.0);
+    assert_eq!(metric("noisy", "shed"), 0.0);
+}

@@ -1,11 +1,13 @@
 //! `channels[]`: name, match, body limit, empty handling; delegates the
 //! capability sections to their own modules.
 
+use super::admission::BucketSpec;
 use super::mask::{self, MaskSpec};
 use super::policy::ChannelPolicy;
 use super::routing::{self, ChannelRoutingSpec};
 use super::signature::{self, DedupSpec, SecretSpec, SignatureSpec};
 use super::{ConfigError, EnvLookup, FieldPath};
+use crate::core::admission::ChannelLimit;
 use crate::core::channel::{self as matching, ChannelMatch, Methods};
 use crate::core::resign::Resigner;
 use serde::Deserialize;
@@ -52,6 +54,11 @@ pub struct ChannelSpec {
     /// mesh-internal secret. Needs `signature` and `hold_headers: true`.
     #[serde(default)]
     pub resign: Option<ResignSpec>,
+    /// *Extension.* This channel's own token bucket (`rps`, `burst`), next
+    /// to the global `admission` buckets, so one noisy provider cannot
+    /// starve another; over it a callback gets `429 rate_limited`.
+    #[serde(default)]
+    pub limits: Option<BucketSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -248,11 +255,16 @@ pub(super) fn compile(
         )?),
         None => None,
     };
+    let limit = match &spec.limits {
+        Some(b) => Some(ChannelLimit::new(&spec.name, b.limit(&path.key("limits"))?)),
+        None => None,
+    };
     let methods = compile_methods(spec.match_.methods.as_deref(), &match_path.key("methods"))?;
     Ok(ChannelPolicy {
         name: spec.name.clone(),
         methods,
         resign,
+        limit,
         matcher: ChannelMatch::new(
             &spec.match_.path_prefix,
             spec.match_.case_sensitive.unwrap_or(false),

@@ -35,6 +35,8 @@ pub struct ChannelPolicy {
     pub methods: Methods,
     /// `resign`: sign the forwarded body for the service.
     pub resign: Option<crate::core::resign::Resigner>,
+    /// `limits`: the channel's own bucket.
+    pub limit: Option<crate::core::admission::ChannelLimit>,
     pub matcher: ChannelMatch,
     pub max_body_bytes: u64,
     pub empty_action: channel::EmptyAction,

@@ -15,7 +15,7 @@
 //! 6. **mask** last: it changes the bytes the signature was computed over.
 
 use crate::config::{ChannelPolicy, EmptyAction};
-use crate::core::admission::{AdmissionPolicy, Decision};
+use crate::core::admission::{self, AdmissionPolicy, ChannelLimit, Decision};
 use crate::core::dedup::DedupOutcome;
 use crate::core::empty;
 use crate::core::encoding;
@@ -59,16 +59,17 @@ impl Event {
                 stat_name(metrics::REJECTED_TOTAL, &[ch, ("reason", reason)]),
                 1,
             ),
-            Self::Admission(decision) => (admission_stat(decision), 1),
+            Self::Admission(decision) => (admission_stat(channel, decision), 1),
         }
     }
 }
 
-/// The `callback_admission_total` stat of a decision.
-pub fn admission_stat(decision: Decision) -> String {
+/// The `callback_admission_total` stat of a decision on `channel`.
+pub fn admission_stat(channel: &str, decision: Decision) -> String {
     stat_name(
         metrics::ADMISSION_TOTAL,
         &[
+            ("channel", channel),
             ("priority", decision.priority().as_str()),
             ("decision", decision.as_str()),
         ],
@@ -80,7 +81,8 @@ pub fn admission_stat(decision: Decision) -> String {
 /// signature verified.
 #[derive(Debug, Clone, Copy)]
 pub struct PendingAdmission<'a> {
-    pub policy: &'a AdmissionPolicy,
+    pub admission: Option<&'a AdmissionPolicy>,
+    pub channel: Option<&'a ChannelLimit>,
     pub decision: Decision,
     pub now_ms: u64,
 }
@@ -182,10 +184,13 @@ pub fn inspect_body(
 
     if let Some(pending) = input.admission {
         // Shared state unavailable: the rules' verdict stands (fail open).
-        let (decision, _store_error) =
-            pending
-                .policy
-                .draw_fail_open(store, pending.decision, pending.now_ms);
+        let (decision, _store_error) = admission::draw_all(
+            pending.admission,
+            pending.channel,
+            store,
+            pending.decision,
+            pending.now_ms,
+        );
         events.push(Event::Admission(decision));
         if let Some(refusal) = decision.refusal() {
             return reply(refusal, events, verified);

@@ -21,7 +21,7 @@
 
 use super::root_context::Worker;
 use crate::config::{ChannelPolicy, Policy};
-use crate::core::admission::{Decision, Priority};
+use crate::core::admission::{self, Decision, Priority};
 use crate::core::channel::Route;
 use crate::core::decision::{self, DecisionRecord, LogLevel, Verdict};
 use crate::core::dedup::DeliveryIdSource;
@@ -189,8 +189,18 @@ impl Http {
     /// mode); on a signed channel the bucket draw waits until the signature
     /// verified (`pending_admission`), so forged floods cannot spend the
     /// tokens of verified callbacks.
-    fn admit(&mut self, policy: &Policy, signed: bool) -> Option<Action> {
-        let admission = policy.admission.as_ref()?;
+    fn admit(&mut self, policy: &Policy, ch: &ChannelPolicy) -> Option<Action> {
+        let signed = ch.signature.is_some();
+        let Some(admission) = policy.admission.as_ref() else {
+            // No admission: only the channel's own limit, if any.
+            ch.limit.as_ref()?;
+            let classified = Decision::Admitted(Priority::Normal);
+            if signed {
+                self.pending_admission = Some(classified);
+                return None;
+            }
+            return self.draw(policy, ch, classified);
+        };
         // A repeated or non-ASCII priority is ignored (normal), never guessed.
         let requested = self
             .headers
@@ -211,11 +221,26 @@ impl Http {
                 return None;
             }
         }
+        self.draw(policy, ch, classified)
+    }
+
+    /// The bucket step at the request headers (unsigned channels).
+    fn draw(
+        &mut self,
+        policy: &Policy,
+        ch: &ChannelPolicy,
+        classified: Decision,
+    ) -> Option<Action> {
         // Shared state unavailable: the rules still apply, the buckets fail
         // open (dropping callbacks because of our own state would lose data).
-        let (decision, _store_error) =
-            admission.draw_fail_open(&SharedData, classified, self.start_ms);
-        self.count(pipeline::admission_stat(decision), 1);
+        let (decision, _store_error) = admission::draw_all(
+            policy.admission.as_ref(),
+            ch.limit.as_ref(),
+            &SharedData,
+            classified,
+            self.start_ms,
+        );
+        self.count(pipeline::admission_stat(&ch.name, decision), 1);
         let refusal = decision.refusal()?;
         Some(self.reply(&refusal))
     }
@@ -243,13 +268,12 @@ impl Http {
             body: &body,
             empty_by_header: self.empty_by_header,
             now_unix_s: host::now_ms() / 1000,
-            admission: self.pending_admission.zip(policy.admission.as_ref()).map(
-                |(decision, admission)| PendingAdmission {
-                    policy: admission,
-                    decision,
-                    now_ms: host::now_ms(),
-                },
-            ),
+            admission: self.pending_admission.map(|decision| PendingAdmission {
+                admission: policy.admission.as_ref(),
+                channel: ch.limit.as_ref(),
+                decision,
+                now_ms: host::now_ms(),
+            }),
         };
         let verdict = pipeline::inspect_body(ch, &input, &SharedData);
         for event in &verdict.events {
@@ -438,7 +462,7 @@ impl HttpContext for Http {
             1,
         );
 
-        if let Some(action) = self.admit(&policy, ch.signature.is_some()) {
+        if let Some(action) = self.admit(&policy, ch) {
             return action;
         }
 

@@ -102,18 +102,18 @@ impl Root {
                 &[("reason", why.as_str())],
             ));
         }
-        if policy.admission.is_some() {
-            for priority in ["high", "normal", "low"] {
-                for decision in ["admitted", "demoted", "denied", "shed"] {
-                    m.declare_counter(stat_name(
-                        metrics::ADMISSION_TOTAL,
-                        &[("priority", priority), ("decision", decision)],
-                    ));
-                }
-            }
-        }
         for ch in &policy.channels {
             let c = ("channel", ch.name.as_str());
+            if policy.admission.is_some() || ch.limit.is_some() {
+                for priority in ["high", "normal", "low"] {
+                    for decision in ["admitted", "demoted", "denied", "shed", "rate_limited"] {
+                        m.declare_counter(stat_name(
+                            metrics::ADMISSION_TOTAL,
+                            &[c, ("priority", priority), ("decision", decision)],
+                        ));
+                    }
+                }
+            }
             for base in [metrics::REQUESTS_TOTAL, metrics::EMPTY_TOTAL] {
                 m.declare_counter(stat_name(base, &[c]));
             }
@@ -170,6 +170,9 @@ fn create_shared_keys(policy: &Policy) {
     for ch in &policy.channels {
         if ch.routing.is_some() {
             keys.push(routing::state_key(&ch.name));
+        }
+        if let Some(limit) = &ch.limit {
+            keys.push(limit.key().to_string());
         }
     }
     for key in keys {

@@ -179,11 +179,22 @@ pub fn capacity_reserve(priority: Priority) -> f64 {
     }
 }
 
+/// Why a draw was refused: the `decision` label and reply code of a 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The caller's own rate limit: its priority's bucket or its channel's
+    /// `limits` (`rate_limited`).
+    RateLimited,
+    /// Load shedding: the shared `capacity` bucket keeps its reserve for
+    /// higher priorities (`shed`).
+    Capacity,
+}
+
 /// Result of one draw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Draw {
     Taken,
-    Refused { retry_after_s: u64 },
+    Refused { retry_after_s: u64, cause: Cause },
 }
 
 /// The configured buckets; `None` = unlimited.
@@ -242,12 +253,17 @@ impl Limits {
             let level = (capacity_reserve(priority) * limit.burst).max(1.0);
             (limit, state, level)
         });
-        let refusals = [own, shared]
-            .into_iter()
-            .flatten()
-            .filter(|(_, state, level)| state.tokens < *level)
-            .map(|(limit, state, level)| state.retry_after_s(limit, level))
-            .max();
+        let refused = |b: &Option<(Limit, BucketState, f64)>| {
+            b.filter(|(_, state, level)| state.tokens < *level)
+                .map(|(limit, state, level)| state.retry_after_s(limit, level))
+        };
+        // The caller's own limit names the refusal when it refuses too.
+        let cause = if refused(&own).is_some() {
+            Cause::RateLimited
+        } else {
+            Cause::Capacity
+        };
+        let refusals = refused(&own).max(refused(&shared));
         let take = |s: BucketState| match refusals {
             None => BucketState {
                 tokens: s.tokens - 1.0,
@@ -263,7 +279,10 @@ impl Limits {
         }
         match refusals {
             None => Draw::Taken,
-            Some(retry_after_s) => Draw::Refused { retry_after_s },
+            Some(retry_after_s) => Draw::Refused {
+                retry_after_s,
+                cause,
+            },
         }
     }
 }
@@ -273,6 +292,73 @@ fn refilled(slot: Option<BucketState>, limit: Limit, now_ms: u64) -> BucketState
         || BucketState::full(limit, now_ms),
         |s| s.refill(limit, now_ms),
     )
+}
+
+/// `channels[].limits`: one more bucket, per channel, so one noisy
+/// provider cannot starve the others. It lives in its own shared-data key
+/// (`cg:limit:<channel>`), drawn before the admission buckets: a request it
+/// refuses never touches them; one the admission buckets then refuse has
+/// spent its channel token (a refund could itself fail; the error is at
+/// most one token per refused request).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelLimit {
+    key: String,
+    limit: Limit,
+}
+
+impl ChannelLimit {
+    pub fn new(channel: &str, limit: Limit) -> Self {
+        Self {
+            key: Self::state_key(channel),
+            limit,
+        }
+    }
+
+    /// The shared-data key of `channel`'s bucket.
+    pub fn state_key(channel: &str) -> String {
+        format!("cg:limit:{channel}")
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Takes one token (compare-and-swap on the channel's key).
+    pub fn draw(&self, store: &dyn SharedStore, now_ms: u64) -> Result<Draw, StoreError> {
+        update(store, &self.key, |bytes| {
+            let state = decode_channel(bytes).map_or_else(
+                || BucketState::full(self.limit, now_ms),
+                |s| s.refill(self.limit, now_ms),
+            );
+            if state.tokens < 1.0 {
+                let draw = Draw::Refused {
+                    retry_after_s: state.retry_after_s(self.limit, 1.0),
+                    cause: Cause::RateLimited,
+                };
+                return (encode_channel(state), draw);
+            }
+            let taken = BucketState {
+                tokens: state.tokens - 1.0,
+                ..state
+            };
+            (encode_channel(taken), Draw::Taken)
+        })
+    }
+}
+
+fn decode_channel(bytes: Option<&[u8]>) -> Option<BucketState> {
+    match bytes? {
+        [FORMAT, slot @ ..] if slot.len() == SLOT_BYTES => decode_slot(slot),
+        _ => None,
+    }
+}
+
+fn encode_channel(state: BucketState) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + SLOT_BYTES);
+    out.push(FORMAT);
+    out.extend_from_slice(&state.tokens.to_le_bytes());
+    out.extend_from_slice(&state.last_ms.to_le_bytes());
+    out
 }
 
 #[cfg(test)]
@@ -298,7 +384,7 @@ mod tests {
     /// Draws until refused at a fixed time; returns how many were taken.
     fn drain(limits: &Limits, table: &mut BucketTable, p: Priority, now: u64) -> (usize, u64) {
         for taken in 0..10_000 {
-            if let Draw::Refused { retry_after_s } = limits.draw_from(table, p, now) {
+            if let Draw::Refused { retry_after_s, .. } = limits.draw_from(table, p, now) {
                 return (taken, retry_after_s);
             }
         }
@@ -546,7 +632,10 @@ mod tests {
             assert_eq!(limits.draw(&store, p, T0), Ok(Draw::Taken));
             assert_eq!(
                 limits.draw(&store, p, T0),
-                Ok(Draw::Refused { retry_after_s: 1 })
+                Ok(Draw::Refused {
+                    retry_after_s: 1,
+                    cause: Cause::RateLimited
+                })
             );
         }
         assert_eq!(store.len(), 1);
@@ -564,5 +653,46 @@ mod tests {
         let limits = only_normal(1.0, 1.0);
         assert_eq!(limits.draw(&store, Priority::High, T0), Ok(Draw::Taken));
         assert!(store.is_empty());
+    }
+
+    #[test]
+    fn channel_limits_have_their_own_bucket() {
+        let store = MemoryStore::new();
+        let ch = ChannelLimit::new("github", limit(1.0, 2.0));
+        assert_eq!(ch.draw(&store, T0), Ok(Draw::Taken));
+        assert_eq!(ch.draw(&store, T0), Ok(Draw::Taken));
+        assert_eq!(
+            ch.draw(&store, T0),
+            Ok(Draw::Refused {
+                retry_after_s: 1,
+                cause: Cause::RateLimited
+            })
+        );
+        assert_eq!(ch.draw(&store, T0 + 1_000), Ok(Draw::Taken));
+        // Another channel is not affected.
+        let other = ChannelLimit::new("stripe", limit(1.0, 1.0));
+        assert_eq!(other.draw(&store, T0), Ok(Draw::Taken));
+        assert_eq!(store.len(), 2);
+        assert!(store.get("cg:limit:github").unwrap().is_some());
+    }
+
+    #[test]
+    fn capacity_refusals_are_shedding_own_limits_are_rate_limits() {
+        let store = MemoryStore::new();
+        let only_capacity = Limits {
+            capacity: Some(limit(0.001, 1.0)),
+            ..Limits::default()
+        };
+        assert_eq!(
+            only_capacity.draw(&store, Priority::High, T0),
+            Ok(Draw::Taken)
+        );
+        assert!(matches!(
+            only_capacity.draw(&store, Priority::High, T0),
+            Ok(Draw::Refused {
+                cause: Cause::Capacity,
+                ..
+            })
+        ));
     }
 }

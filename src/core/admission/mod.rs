@@ -48,7 +48,7 @@
 //!
 //! ```
 //! use callback_guard::config::{AdmissionSpec, FieldPath};
-//! use callback_guard::core::admission::{AdmissionPolicy, Decision, Priority};
+//! use callback_guard::core::admission::{AdmissionPolicy, Cause, Decision, Priority};
 //! use callback_guard::core::shared::MemoryStore;
 //!
 //! let spec: AdmissionSpec = serde_json::from_str(r#"{
@@ -61,7 +61,8 @@
 //! let me = Some("spiffe://cluster.local/ns/default/sa/webhook-processor");
 //! assert_eq!(policy.decide(&store, Some("HIGH"), me, 0), Ok(Decision::Admitted(Priority::High)));
 //! assert_eq!(policy.decide(&store, Some("high"), me, 0),
-//!            Ok(Decision::Shed { priority: Priority::High, retry_after_s: 1 }));
+//!            Ok(Decision::Shed { priority: Priority::High, retry_after_s: 1,
+//!                               cause: Cause::RateLimited }));
 //! assert_eq!(policy.decide(&store, Some("high"), None, 0), Ok(Decision::Demoted(Priority::Normal)));
 //! ```
 //!
@@ -142,6 +143,7 @@ pub mod rules;
 use crate::config::{AdmissionSpec, ConfigError, FieldPath};
 use crate::core::reply::LocalReply;
 use crate::core::shared::{SharedStore, StoreError};
+pub use bucket::{Cause, ChannelLimit};
 use bucket::{Draw, Limits};
 use rules::{Effect, Rule, RuleFields};
 
@@ -202,10 +204,12 @@ pub enum Decision {
     Demoted(Priority),
     /// Refused by policy: 403.
     Denied(Priority),
-    /// Over its bucket or shed for capacity: 429 with `retry-after` seconds.
+    /// Over its rate limit ([`Cause::RateLimited`]) or shed for capacity
+    /// ([`Cause::Capacity`]): 429 with `retry-after` seconds.
     Shed {
         priority: Priority,
         retry_after_s: u64,
+        cause: Cause,
     },
 }
 
@@ -214,10 +218,22 @@ impl Decision {
     pub fn refusal(self) -> Option<LocalReply> {
         match self {
             Self::Admitted(_) | Self::Demoted(_) => None,
-            Self::Shed { retry_after_s, .. } => Some(
-                LocalReply::new(429, "shed", "callback shed under load; retry later")
-                    .with_header("retry-after", retry_after_s.to_string()),
-            ),
+            Self::Shed {
+                retry_after_s,
+                cause,
+                ..
+            } => {
+                let (code, detail) = match cause {
+                    Cause::RateLimited => {
+                        ("rate_limited", "callback over its rate limit; retry later")
+                    }
+                    Cause::Capacity => ("shed", "callback shed under load; retry later"),
+                };
+                Some(
+                    LocalReply::new(429, code, detail)
+                        .with_header("retry-after", retry_after_s.to_string()),
+                )
+            }
             Self::Denied(priority) => Some(LocalReply::new(
                 403,
                 "priority_rejected",
@@ -234,7 +250,14 @@ impl Decision {
             Self::Admitted(_) => "admitted",
             Self::Demoted(_) => "demoted",
             Self::Denied(_) => "denied",
-            Self::Shed { .. } => "shed",
+            Self::Shed {
+                cause: Cause::RateLimited,
+                ..
+            } => "rate_limited",
+            Self::Shed {
+                cause: Cause::Capacity,
+                ..
+            } => "shed",
         }
     }
 
@@ -402,9 +425,13 @@ impl AdmissionPolicy {
         };
         Ok(match self.limits.draw(store, priority, now_ms)? {
             Draw::Taken => decision,
-            Draw::Refused { retry_after_s } => Decision::Shed {
+            Draw::Refused {
+                retry_after_s,
+                cause,
+            } => Decision::Shed {
                 priority,
                 retry_after_s,
+                cause,
             },
         })
     }
@@ -434,6 +461,46 @@ impl AdmissionPolicy {
         now_ms: u64,
     ) -> (Decision, Option<StoreError>) {
         self.draw_fail_open(store, self.classify(requested, identity), now_ms)
+    }
+}
+
+/// The whole bucket step for a classified decision: the channel's own
+/// `limits` first, then the admission buckets. Fails open: when shared
+/// data fails, the decision stands and the error comes back for the log.
+pub fn draw_all(
+    admission: Option<&AdmissionPolicy>,
+    channel: Option<&ChannelLimit>,
+    store: &dyn SharedStore,
+    decision: Decision,
+    now_ms: u64,
+) -> (Decision, Option<StoreError>) {
+    let Some(priority) = decision.admitted() else {
+        return (decision, None);
+    };
+    let mut error = None;
+    if let Some(limit) = channel {
+        match limit.draw(store, now_ms) {
+            Ok(Draw::Refused {
+                retry_after_s,
+                cause,
+            }) => {
+                let shed = Decision::Shed {
+                    priority,
+                    retry_after_s,
+                    cause,
+                };
+                return (shed, None);
+            }
+            Ok(Draw::Taken) => {}
+            Err(e) => error = Some(e),
+        }
+    }
+    match admission {
+        Some(policy) => {
+            let (d, e) = policy.draw_fail_open(store, decision, now_ms);
+            (d, e.or(error))
+        }
+        None => (decision, error),
     }
 }
 

@@ -251,6 +251,7 @@ fn buckets_shed_with_retry_after() {
         Ok(Decision::Shed {
             priority: Priority::Low,
             retry_after_s,
+            cause: Cause::RateLimited,
         })
     };
     assert_eq!(p.decide(&store, Some("low"), None, T0), shed(2));
@@ -280,7 +281,8 @@ fn demoted_requests_draw_and_shed_as_normal() {
         p.decide(&store, Some("high"), Some(WP), T0),
         Ok(Decision::Shed {
             priority: Priority::Normal,
-            retry_after_s: 1
+            retry_after_s: 1,
+            cause: Cause::RateLimited,
         })
     );
 }
@@ -311,7 +313,8 @@ fn capacity_sheds_low_then_normal_then_high() {
         p.decide(&store, Some("low"), Some(WP), T0),
         Ok(Decision::Shed {
             priority: Priority::Low,
-            retry_after_s: 5
+            retry_after_s: 5,
+            cause: Cause::Capacity,
         })
     );
 }
@@ -398,6 +401,7 @@ fn decision_labels() {
     let shed = Decision::Shed {
         priority: Priority::Low,
         retry_after_s: 3,
+        cause: Cause::Capacity,
     };
     assert_eq!(
         (shed.as_str(), shed.priority().as_str(), shed.admitted()),
