@@ -21,6 +21,7 @@
 
 mod admission;
 mod channel;
+mod deadletter;
 mod error;
 mod log;
 mod mask;
@@ -30,6 +31,7 @@ mod signature;
 
 pub use admission::AdmissionSpec;
 pub use channel::{ChannelSpec, EmptyAction, EmptySpec, MatchSpec};
+pub use deadletter::DeadLetterSpec;
 pub use error::{ConfigError, FieldPath};
 pub use log::{RefusalLog, RefusalLogSpec};
 pub use mask::MaskSpec;
@@ -71,6 +73,10 @@ pub struct ConfigSpec {
     /// and at most this often (default: `info`, 10 per second per worker).
     #[serde(default)]
     pub refusal_log: Option<RefusalLogSpec>,
+    /// *Extension.* Send a copy of every verified callback the upstream
+    /// failed (5xx, reset, timeout) to this HTTP sink.
+    #[serde(default)]
+    pub dead_letter: Option<DeadLetterSpec>,
     /// *Extension.* Guard prefixes (canonical paths starting with `/`,
     /// matched case-insensitively on the canonical path): a request under
     /// one of them that fits no channel is answered `404` and never

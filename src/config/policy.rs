@@ -23,6 +23,8 @@ pub struct Policy {
     pub hold_headers: bool,
     /// How refusals are logged.
     pub refusal_log: super::RefusalLog,
+    /// Where copies of failed callbacks go.
+    pub dead_letter: Option<crate::core::deadletter::DeadLetterPolicy>,
     /// `reject_unmatched`: canonical, lower-case guard prefixes.
     pub guards: Vec<String>,
 }
@@ -109,6 +111,11 @@ pub(super) fn compile(spec: &ConfigSpec, env: EnvLookup<'_>) -> Result<Policy, C
         cluster_header,
         hold_headers: spec.hold_headers.unwrap_or(true),
         refusal_log: super::log::compile(spec.refusal_log.as_ref(), &root.key("refusal_log"))?,
+        dead_letter: spec
+            .dead_letter
+            .as_ref()
+            .map(|d| super::deadletter::compile(d, &root.key("dead_letter")))
+            .transpose()?,
         guards,
     })
 }

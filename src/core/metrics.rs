@@ -19,6 +19,9 @@ pub const ADMISSION_TOTAL: &str = "callback_admission_total";
 pub const ROUTED_TOTAL: &str = "callback_routed_total";
 pub const UPSTREAM_FAILURES_TOTAL: &str = "callback_upstream_failures_total";
 pub const DURATION_MS: &str = "callback_duration_ms";
+/// Dead-letter copies, by `channel` and `result` (`sent`, `failed`,
+/// `dropped`; see [`crate::core::deadletter`]).
+pub const DEADLETTER_TOTAL: &str = "callback_deadletter_total";
 /// Requests refused by channel selection (label `reason`: `no_channel`,
 /// `ambiguous_path`; see [`crate::core::channel::Refusal`]).
 pub const UNMATCHED_TOTAL: &str = "callback_unmatched_total";
@@ -35,7 +38,7 @@ pub const REJECTED_IN_PROGRESS: &str = "in_progress";
 
 /// Every label name we emit, for the `stats_tags` the configs ship.
 pub const LABELS: [&str; 6] = [
-    "channel", "reason", "priority", "decision", "cluster", "scheme",
+    "channel", "reason", "priority", "decision", "cluster", "result",
 ];
 
 /// `base` followed by `_<label>=.=<value>;.;` for each label.

@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod channel;
+pub mod deadletter;
 pub mod decision;
 pub mod dedup;
 pub mod empty;

@@ -23,6 +23,7 @@ use super::root_context::Worker;
 use crate::config::{ChannelPolicy, Policy};
 use crate::core::admission::{self, Decision, Priority};
 use crate::core::channel::Route;
+use crate::core::deadletter::{self, Envelope};
 use crate::core::decision::{self, DecisionRecord, LogLevel, Verdict};
 use crate::core::dedup::DeliveryIdSource;
 use crate::core::headers::Headers;
@@ -80,6 +81,9 @@ pub struct Http {
     delivery_id: Option<String>,
     /// The priority admission granted (for the decision record).
     priority_admitted: Option<Priority>,
+    /// The body as forwarded, kept for a dead-letter copy (only with
+    /// `dead_letter`, and only up to its `max_body_bytes`).
+    forwarded_body: Option<Vec<u8>>,
     /// When the complete request went upstream: routing latency counts
     /// from here (a caller's slow upload is not the cluster's latency).
     upstream_start_ms: u64,
@@ -107,6 +111,7 @@ impl Http {
             pending_admission: None,
             delivery_id: None,
             priority_admitted: None,
+            forwarded_body: None,
             upstream_start_ms: 0,
         }
     }
@@ -305,6 +310,12 @@ impl Http {
                         host::set_request_header(name, &value);
                     }
                 }
+                if let Some(dead_letter) = &policy.dead_letter {
+                    let forwarded = new_body.as_deref().unwrap_or(&body);
+                    if forwarded.len() <= dead_letter.max_body_bytes {
+                        self.forwarded_body = Some(forwarded.to_vec());
+                    }
+                }
                 if let Some(new_body) = new_body {
                     // A rewritten body under a stale length must not go out
                     // (`core::hold` drops the length whenever masking can
@@ -352,9 +363,10 @@ impl Http {
         }
     }
 
-    /// The upstream failed (5xx, reset): count it, tell routing, and let
-    /// the provider's retry through dedup.
-    fn upstream_failed(&self, ch: &ChannelPolicy) {
+    /// The upstream failed (5xx, reset, timeout): count it, let the
+    /// provider's retry through dedup, and queue a dead-letter copy of a
+    /// callback the filter forwarded.
+    fn upstream_failed(&self, ch: &ChannelPolicy, status: Option<u32>, failure: &str) {
         let cluster = self
             .cluster
             .clone()
@@ -368,6 +380,38 @@ impl Http {
             1,
         );
         self.forget_delivery(ch);
+        if let (Some(policy), true) = (&self.policy, self.forwarded)
+            && let Some(dead_letter) = &policy.dead_letter
+        {
+            let mut headers: Vec<(&str, &str)> = deadletter::COPIED_HEADERS
+                .iter()
+                .filter_map(|name| self.headers.get(name).map(|v| (*name, v)))
+                .collect();
+            if let Some(scheme) = self.verified {
+                headers.push((VERIFIED_HEADER, scheme));
+            }
+            if let Some(priority) = self.priority_admitted {
+                headers.push((PRIORITY_ADMITTED_HEADER, priority.as_str()));
+            }
+            let (body, body_base64, body_omitted) =
+                deadletter::body_fields(self.forwarded_body.as_deref());
+            let envelope = Envelope {
+                version: deadletter::ENVELOPE_VERSION,
+                channel: &ch.name,
+                delivery_id: self.delivery_id.as_deref(),
+                trace_id: &self.trace_id,
+                cluster: Some(&cluster),
+                status,
+                failure,
+                time_unix_ms: host::now_ms(),
+                headers,
+                body,
+                body_base64,
+                body_omitted,
+            };
+            self.worker
+                .dead_letter(dead_letter, &ch.name, envelope.to_json());
+        }
     }
 
     /// The upstream took the delivery (2xx): a retry is a duplicate now.
@@ -567,7 +611,7 @@ impl HttpContext for Http {
             let failed = status >= 500;
             self.observe_route(ch, failed);
             if failed {
-                self.upstream_failed(ch);
+                self.upstream_failed(ch, Some(status), &status.to_string());
             } else if (200..300).contains(&status) {
                 self.delivered(ch);
             } else {
@@ -592,9 +636,9 @@ impl HttpContext for Http {
             // cluster; either way the provider got no answer and will
             // retry, so dedup lets that retry through.
             let details = host::property_string(&["response", "code_details"]);
-            if details.as_deref().is_some_and(upstream_caused) {
+            if let Some(details) = details.as_deref().filter(|d| upstream_caused(d)) {
                 self.observe_route(ch, true);
-                self.upstream_failed(ch);
+                self.upstream_failed(ch, None, details);
             } else {
                 self.forget_delivery(ch);
             }

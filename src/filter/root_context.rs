@@ -5,6 +5,7 @@
 use super::http_context::Http;
 use crate::config::{self, Policy};
 use crate::core::channel::Refusal;
+use crate::core::deadletter::{self, DeadLetterPolicy, Outbox};
 use crate::core::decision::{DEFAULT_LOG_PER_SECOND, LogBudget};
 use crate::core::metrics::{self, stat_name};
 use crate::core::rng::SplitMix64;
@@ -14,6 +15,7 @@ use crate::host;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 /// How long a worker reuses its read of a channel's routing weights, and
@@ -35,9 +37,81 @@ pub struct Worker {
     route_feedback: RefCell<Vec<(usize, Observation)>>,
     /// Refusal log lines this worker may still write (`refusal_log`).
     pub log_budget: RefCell<LogBudget>,
+    /// Dead-letter copies waiting to be sent, and the calls open.
+    outbox: RefCell<Outbox>,
+    /// Open dead-letter calls: token → channel (for the result metric).
+    calls: RefCell<HashMap<u32, String>>,
 }
 
 impl Worker {
+    /// Queues a dead-letter copy; it is sent on the next tick, never while
+    /// the provider waits for its answer.
+    pub fn dead_letter(&self, policy: &DeadLetterPolicy, channel: &str, envelope: Vec<u8>) {
+        if !self.outbox.borrow_mut().push(policy, channel, envelope) {
+            self.count_dead_letter(channel, deadletter::RESULT_DROPPED);
+            host::log_warn(&format!(
+                "callback-guard: dead-letter copy of a {channel} callback dropped: the queue is full"
+            ));
+        }
+    }
+
+    fn count_dead_letter(&self, channel: &str, result: &str) {
+        self.metrics.borrow_mut().increment(
+            stat_name(
+                metrics::DEADLETTER_TOTAL,
+                &[("channel", channel), ("result", result)],
+            ),
+            1,
+        );
+    }
+
+    /// Opens sink calls for queued copies (from the root context's timer,
+    /// so the answers come back to the root, which outlives requests).
+    fn send_dead_letters(&self, policy: &DeadLetterPolicy) {
+        loop {
+            let Some((channel, envelope)) = self.outbox.borrow_mut().next(policy) else {
+                return;
+            };
+            match host::dispatch_post(
+                &policy.cluster,
+                &policy.path,
+                &policy.authority,
+                &envelope,
+                policy.timeout_ms,
+            ) {
+                Some(token) => {
+                    self.calls.borrow_mut().insert(token, channel);
+                }
+                None => {
+                    self.outbox.borrow_mut().done();
+                    self.count_dead_letter(&channel, deadletter::RESULT_FAILED);
+                    host::log_warn(&format!(
+                        "callback-guard: dead-letter copy of a {channel} callback could not be \
+                         sent to cluster {}",
+                        policy.cluster
+                    ));
+                }
+            }
+        }
+    }
+
+    /// A sink call ended: 2xx is `sent`, anything else `failed`.
+    fn dead_letter_answered(&self, token: u32, status: u32) {
+        let Some(channel) = self.calls.borrow_mut().remove(&token) else {
+            return;
+        };
+        self.outbox.borrow_mut().done();
+        let result = if (200..300).contains(&status) {
+            deadletter::RESULT_SENT
+        } else {
+            host::log_warn(&format!(
+                "callback-guard: dead-letter sink answered {status} for a {channel} callback"
+            ));
+            deadletter::RESULT_FAILED
+        };
+        self.count_dead_letter(&channel, result);
+    }
+
     /// Queues one response's routing feedback; flushes when the batch is full.
     pub fn observe_route(&self, policy: &Policy, channel: usize, observation: Observation) {
         let full = {
@@ -88,6 +162,8 @@ impl Root {
                 route_reads: ReadCache::new(ROUTE_REFRESH_MS),
                 route_feedback: RefCell::new(Vec::new()),
                 log_budget: RefCell::new(LogBudget::new(DEFAULT_LOG_PER_SECOND)),
+                outbox: RefCell::new(Outbox::default()),
+                calls: RefCell::new(HashMap::new()),
             }),
         }
     }
@@ -149,6 +225,14 @@ impl Root {
             if ch.mask.is_some() {
                 m.declare_counter(stat_name(metrics::MASKED_FIELDS_TOTAL, &[c]));
             }
+            if policy.dead_letter.is_some() {
+                for result in deadletter::RESULTS {
+                    m.declare_counter(stat_name(
+                        metrics::DEADLETTER_TOTAL,
+                        &[c, ("result", result)],
+                    ));
+                }
+            }
             if let Some(routing) = &ch.routing {
                 for cluster in routing.clusters() {
                     let labels = [c, ("cluster", cluster)];
@@ -184,7 +268,19 @@ fn create_shared_keys(policy: &Policy) {
     }
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        _body_size: usize,
+        _num_trailers: usize,
+    ) {
+        // 0 when the call failed without an answer (timeout, reset).
+        self.worker
+            .dead_letter_answered(token_id, host::call_response_status());
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
@@ -195,7 +291,9 @@ impl RootContext for Root {
                 *self.worker.log_budget.borrow_mut() =
                     LogBudget::new(policy.refusal_log.per_second);
                 create_shared_keys(&policy);
-                if policy.channels.iter().any(|c| c.routing.is_some()) {
+                if policy.channels.iter().any(|c| c.routing.is_some())
+                    || policy.dead_letter.is_some()
+                {
                     host::set_tick_period_ms(ROUTE_REFRESH_MS);
                 }
                 host::log_info(&format!(
@@ -218,6 +316,9 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         if let Some(policy) = &self.policy {
             self.worker.flush_routes(policy);
+            if let Some(dead_letter) = &policy.dead_letter {
+                self.worker.send_dead_letters(dead_letter);
+            }
         }
     }
 

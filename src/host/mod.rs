@@ -15,6 +15,7 @@
 //! | `hostcalls::get_map`, `get_map_value`, `get_map_bytes` (names), `get_http_*_header(s)` | non-UTF-8 names/values (`from_utf8().unwrap()`) | no: [`abi::get_map_pairs`] / [`abi::get_map_value`] return bytes |
 //! | every other `hostcalls::*` (`log`, `get_buffer`, `set_buffer`, `set_map_value`, `remove_map_value`, `get_property`, `send_http_response`, `get/set_shared_data`, `define/increment/record_metric`, `get_current_time`, `set_tick_period`) | any status outside its `match` (`panic!("unexpected status")`); a status outside `types::Status` is UB in its extern declaration | no: [`abi`] returns `u32` statuses as [`abi::HostError`] |
 //! | `Context`/`HttpContext` helper methods (`get_http_request_header`, `set_http_request_header`, `send_http_response`, ...) | they `unwrap()` the hostcalls above | never called |
+//! | `hostcalls::dispatch_http_call` (dead-letter copies) | statuses other than `Ok`/`BadArgument`/`InternalFailure`, which Envoy's `httpCall` does not return | used, for this one call: the SDK's dispatcher must register the token, or it panics on the answer |
 //! | `dispatcher` (`proxy_on_*` exports) | host protocol violations only: unknown context or token ids, `set_effective_context` failing | used (the SDK's context dispatch); not reachable from request data |
 //! | `proxy_on_memory_allocate` | allocation failure (abort) | used: the host writes returned data there |
 //!
@@ -170,6 +171,47 @@ pub fn property_string(path: &[&str]) -> Option<String> {
 /// The peer's SPIFFE ID from its mTLS certificate, if any.
 pub fn peer_spiffe_id() -> Option<String> {
     property_string(&["connection", "uri_san_peer_certificate"])
+}
+
+// ---- outgoing calls -------------------------------------------------------------
+
+/// POSTs `body` to `cluster`; the answer comes to the calling context's
+/// `on_http_call_response` with the returned token. This one call goes
+/// through the SDK's `hostcalls::dispatch_http_call`, because the SDK's
+/// dispatcher must register the token to route the answer (it `expect`s a
+/// registered token). That wrapper handles `Ok`, `BadArgument` (unknown
+/// cluster) and `InternalFailure`, the statuses Envoy's `httpCall` returns.
+pub fn dispatch_post(
+    cluster: &str,
+    path: &str,
+    authority: &str,
+    body: &[u8],
+    timeout_ms: u32,
+) -> Option<u32> {
+    let headers = vec![
+        (":method", "POST"),
+        (":path", path),
+        (":authority", authority),
+        ("content-type", "application/json"),
+    ];
+    proxy_wasm::hostcalls::dispatch_http_call(
+        cluster,
+        headers,
+        Some(body),
+        Vec::new(),
+        std::time::Duration::from_millis(u64::from(timeout_ms)),
+    )
+    .ok()
+}
+
+/// The `:status` of the answer to an outgoing call (0 when none).
+pub fn call_response_status() -> u32 {
+    abi::get_map_value(abi::MAP_HTTP_CALL_RESPONSE_HEADERS, ":status")
+        .ok()
+        .flatten()
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 // ---- shared data --------------------------------------------------------------

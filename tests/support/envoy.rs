@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 /// Label names the filter encodes in stat names (see src/core/metrics.rs).
 pub const LABELS: [&str; 6] = [
-    "channel", "reason", "priority", "decision", "cluster", "scheme",
+    "channel", "reason", "priority", "decision", "cluster", "result",
 ];
 
 /// The secrets the shipped demo config reads from Envoy's environment
