@@ -19,7 +19,7 @@
 //! - The routing header is written during the headers phase: Envoy re-reads
 //!   the route (`cluster_header`) after a header change there.
 
-use super::root_context::Worker;
+use super::worker::Worker;
 use crate::config::{ChannelPolicy, Policy};
 use crate::core::admission::{self, Decision, Priority};
 use crate::core::channel::Route;

@@ -5,6 +5,7 @@
 
 mod http_context;
 mod root_context;
+mod worker;
 
 use crate::host;
 
