@@ -15,6 +15,7 @@ pub struct RefusalLogSpec {
     /// Lines per second per worker at most (default 10, 1..=1000); the
     /// lines dropped are counted on the next one written.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 1000), extend("default" = 10)))]
     pub per_second: Option<u32>,
 }
 

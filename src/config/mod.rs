@@ -71,6 +71,7 @@ pub struct ConfigSpec {
     /// headers go upstream at once, the body is held and checked, and
     /// `x-verified-signature` is set on the response only.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("default" = true)))]
     pub hold_headers: Option<bool>,
     /// *Extension.* One log line per refused channel request, at this level
     /// and at most this often (default: `info`, 10 per second per worker).
@@ -82,6 +83,10 @@ pub struct ConfigSpec {
     /// forwarded, so a typo or a path trick cannot reach the service
     /// unguarded. Example: `["/callbacks/"]`.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(length(max = 64), inner(regex(pattern = r"^/")))
+    )]
     pub reject_unmatched: Option<Vec<String>>,
 }
 
