@@ -77,6 +77,7 @@ def main():
     ap.add_argument("--id", default="msg_" + uuid.uuid4().hex[:12], help="delivery id (reuse it to see dedup)")
     ap.add_argument("--ts", type=int, default=int(time.time()), help="timestamp in seconds (default: now)")
     ap.add_argument("--tamper", action="store_true", help="change the body after signing (to see a 401)")
+    ap.add_argument("--unsigned", action="store_true", help="send without the signature headers (to see a 401)")
     g = ap.add_argument_group("scheme hmac (the channel's signature settings)")
     g.add_argument("--header", help="header carrying the signature (signature.header)")
     g.add_argument("--algorithm", default="sha256", choices=("sha256", "sha512", "sha1"))
@@ -85,7 +86,9 @@ def main():
     g.add_argument("--id-header", help="also send --id in this header (dedup.id_header)")
     a = ap.parse_args()
     body = a.body.encode()
-    headers = {"content-type": "application/json", **sign(a.scheme, a.secret, body, a.id, a.ts, a)}
+    headers = {"content-type": "application/json"}
+    if not a.unsigned:
+        headers.update(sign(a.scheme, a.secret, body, a.id, a.ts, a))
     if a.tamper:
         body += b" "
     req = urllib.request.Request(a.url, data=body, headers=headers, method="POST")
