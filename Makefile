@@ -63,6 +63,7 @@ help:
 	@echo "  make schema   - regenerate schema/callback-guard.schema.json from the config types"
 	@echo "  make oci      - the .wasm as an OCI image layout in $(OCI_DIR) (tag $(OCI_TAG))"
 	@echo "  make clean    - cargo clean, remove ./$(VENV)"
+	@echo "  make help     - this list (the default target)"
 
 setup: toolchain envoy wasm-bindgen
 

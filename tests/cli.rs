@@ -398,3 +398,30 @@ fn an_empty_file_is_explained() {
         assert!(out.contains("\"no channels\""), "{out}");
     }
 }
+
+#[test]
+fn make_help_lists_every_target() {
+    let makefile = shipped("Makefile");
+    let phony = makefile
+        .lines()
+        .find_map(|l| l.strip_prefix(".PHONY:"))
+        .unwrap();
+    let out = Command::new("make")
+        .current_dir(repo_root())
+        .args(["-s", "help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    for target in phony.split_whitespace() {
+        let listed = help
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == ' '))
+            .any(|part| {
+                part.split_whitespace()
+                    .collect::<Vec<_>>()
+                    .windows(2)
+                    .any(|w| w == ["make", target])
+            });
+        assert!(listed, "make help does not list `make {target}`:\n{help}");
+    }
+}

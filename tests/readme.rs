@@ -234,3 +234,99 @@ fn the_matcher_is_strict_where_the_readme_is_exact() {
     ));
     assert!(!lines_match(&shown("a\nb"), &["a", "b", "c"]));
 }
+
+#[test]
+fn sign_py_signs_every_scheme_the_filter_verifies() {
+    let std_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    // (scheme, secret, extra signature settings, extra sign.py arguments)
+    let schemes: [(&str, &str, &str, &[&str]); 8] = [
+        ("standard-webhooks", std_secret, "", &[]),
+        ("svix", std_secret, "", &[]),
+        ("stripe", "whsec_stripe_demo", "", &[]),
+        ("github", "demo-github-secret", "", &[]),
+        ("slack", "slack-signing-secret", "", &[]),
+        ("shopify", "shopify-secret", "", &[]),
+        (
+            "hmac",
+            "generic-secret",
+            r#","header":"x-signature""#,
+            &["--header", "x-signature"],
+        ),
+        (
+            "hmac",
+            "generic-secret",
+            r#","header":"x-sig","algorithm":"sha512","encoding":"base64","prefix":"sha512=""#,
+            &[
+                "--header",
+                "x-sig",
+                "--algorithm",
+                "sha512",
+                "--encoding",
+                "base64",
+                "--prefix",
+                "sha512=",
+            ],
+        ),
+    ];
+    let channels: Vec<String> = schemes
+        .iter()
+        .enumerate()
+        .map(|(i, (scheme, secret, extra, _))| {
+            format!(
+                r#"{{"name":"c{i}","match":{{"path_prefix":"/c{i}/"}},
+                    "signature":{{"scheme":"{scheme}","secrets":[{{"value":"{secret}"}}]{extra}}}}}"#
+            )
+        })
+        .collect();
+    let up = support::Upstream::start();
+    let envoy = Envoy::builder("sign-py")
+        .plugin(&format!(r#"{{"channels":[{}]}}"#, channels.join(",")))
+        .cluster("upstream", up.port())
+        .start();
+    for (i, (scheme, secret, _, args)) in schemes.iter().enumerate() {
+        let url = format!("http://{}/c{i}/hook", envoy.addr());
+        for (tamper, want) in [(false, "HTTP 200"), (true, "HTTP 401")] {
+            let mut cmd = Command::new("python3");
+            cmd.current_dir(repo_root())
+                .args([
+                    "envoy/sign.py",
+                    scheme,
+                    secret,
+                    &url,
+                    r#"{"id":"evt_1","n":1}"#,
+                ])
+                .args(*args);
+            if tamper {
+                cmd.arg("--tamper");
+            }
+            let out = cmd.output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{scheme}: {text}");
+            assert!(
+                text.starts_with(want),
+                "{scheme} {args:?} (tamper {tamper}): {text}"
+            );
+        }
+    }
+
+    // Nothing listening: one line on stderr, exit status 1.
+    let port = free_port();
+    let out = Command::new("python3")
+        .current_dir(repo_root())
+        .args([
+            "envoy/sign.py",
+            "github",
+            "s",
+            &format!("http://127.0.0.1:{port}/x"),
+            "{}",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("Connection refused") && err.contains("make run"),
+        "{err}"
+    );
+}
