@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! The README's "Try it" session, replayed: the demo Envoy config
+//! The README's "Try it" session (and every other console block that talks
+//! to the demo), replayed: the demo Envoy config
 //! (`envoy/envoy.yaml`) and the demo upstreams (`envoy/demo_upstream.py`)
 //! on free ports, as `make run` starts them, then every `$ ` command of the
 //! section's console blocks, run by bash from the repository root with the
@@ -15,19 +16,24 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use support::{Envoy, repo_root};
 
-/// `(command, shown output)` of every console block in the Try-it section.
+/// `(command, shown output)` of every console block that talks to the
+/// demo (a command naming port 10000 or 9901), in README order: the Try-it
+/// session and the examples further down, which run after it.
 fn session(readme: &str) -> Vec<(String, Vec<String>)> {
-    let start = readme
-        .find("\n## Try it\n")
-        .expect("README has a Try it section");
-    let rest = &readme[start + 1..];
-    let end = rest[3..].find("\n## ").map_or(rest.len(), |i| i + 3);
-    let section = &rest[..end];
     let mut steps: Vec<(String, Vec<String>)> = Vec::new();
+    let mut block: Vec<(String, Vec<String>)> = Vec::new();
     let mut in_console = false;
     let mut continued = false;
-    for line in section.lines() {
+    for line in readme.lines() {
         if line.starts_with("```") {
+            if in_console
+                && block
+                    .iter()
+                    .any(|(cmd, _)| cmd.contains(":10000") || cmd.contains(":9901"))
+            {
+                steps.append(&mut block);
+            }
+            block.clear();
             in_console = line == "```console";
             continued = false;
             continue;
@@ -36,15 +42,15 @@ fn session(readme: &str) -> Vec<(String, Vec<String>)> {
             continue;
         }
         if let Some(cmd) = line.strip_prefix("$ ") {
-            steps.push((cmd.to_string(), Vec::new()));
+            block.push((cmd.to_string(), Vec::new()));
             continued = cmd.ends_with('\\');
         } else if continued {
-            let step = steps.last_mut().unwrap();
+            let step = block.last_mut().unwrap();
             step.0.push('\n');
             step.0.push_str(line);
             continued = line.ends_with('\\');
-        } else {
-            steps.last_mut().unwrap().1.push(line.to_string());
+        } else if let Some(step) = block.last_mut() {
+            step.1.push(line.to_string());
         }
     }
     steps
@@ -161,7 +167,7 @@ impl Drop for DemoUpstreams {
 fn the_try_it_session_runs_as_shown() {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
     let steps = session(&readme);
-    assert!(steps.len() >= 8, "{steps:#?}");
+    assert!(steps.len() >= 11, "{steps:#?}");
 
     let ports = [free_port(), free_port(), free_port(), free_port()];
     let _upstreams = DemoUpstreams::start(&ports);
