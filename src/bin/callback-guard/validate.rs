@@ -6,8 +6,10 @@
 //! Inputs: a policy (JSON or YAML), Istio manifests (`WasmPlugin`,
 //! `EnvoyFilter`), or an Envoy bootstrap / xDS file: every wasm filter
 //! config in it that is callback-guard's (by `name`, `root_id`, `vm_id` or
-//! the module's file name) is checked, its errors under the path where it
-//! sits in the file. `--format json` prints one JSON report for CI.
+//! the module's file name or URL) is checked and labelled with the path
+//! where it sits in the file (errors of the proxy-side settings carry that
+//! full path; the policy's own errors its path inside the policy).
+//! `--format json` prints one JSON report for CI.
 //!
 //! Secrets: `{"env": NAME}` is looked up where the VM would find it. In a
 //! manifest only the variables it gives the VM exist (WasmPlugin
@@ -437,12 +439,16 @@ fn is_callback_guard(config: &Value) -> bool {
         v.as_str()
             .is_some_and(|s| s == "callback-guard" || s == "callback_guard")
     };
+    let code = &config["vm_config"]["code"];
     named(&config["name"])
         || named(&config["root_id"])
         || named(&config["vm_config"]["vm_id"])
-        || config["vm_config"]["code"]["local"]["filename"]
+        || code["local"]["filename"]
             .as_str()
             .is_some_and(|f| f.ends_with("callback_guard.wasm"))
+        || code["remote"]["http_uri"]["uri"]
+            .as_str()
+            .is_some_and(|u| u.contains("callback-guard") || u.contains("callback_guard"))
 }
 
 fn yaml_documents(text: &str) -> Result<Vec<Value>, String> {
