@@ -77,6 +77,7 @@ pub struct MatchSpec {
 pub struct EmptySpec {
     /// reply (default: answer 204 at the proxy) | forward (count only)
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("default" = "reply")))]
     pub action: EmptyAction,
 }
 
