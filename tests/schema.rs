@@ -103,8 +103,14 @@ fn schema_names_itself_and_knows_defaults_and_closed_values() {
         300
     );
     assert_eq!(schema["properties"]["hold_headers"]["default"], true);
-    assert_eq!(defs["EmptySpec"]["properties"]["action"]["default"], "reply");
-    assert_eq!(defs["RefusalLogSpec"]["properties"]["level"]["default"], "info");
+    assert_eq!(
+        defs["EmptySpec"]["properties"]["action"]["default"],
+        "reply"
+    );
+    assert_eq!(
+        defs["RefusalLogSpec"]["properties"]["level"]["default"],
+        "info"
+    );
     assert_eq!(
         defs["SignatureSpec"]["properties"]["scheme"]["enum"],
         json!([
