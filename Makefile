@@ -130,11 +130,13 @@ soak: wasm envoy
 # filter's own "callback-guard: " collapse into "filter | <level>: ".
 run: wasm envoy
 	@mkdir -p $(dir $(RUN_CONFIG))
-	@u=$(UPSTREAM_PORT); sed -e 's/port_value: 10000\b/port_value: $(PORT)/' \
-	  -e 's/port_value: 9901\b/port_value: $(ADMIN_PORT)/' \
-	  -e "s/port_value: 18080\b/port_value: $$u/" -e "s/port_value: 18081\b/port_value: $$((u+1))/" \
-	  -e "s/port_value: 18082\b/port_value: $$((u+2))/" -e "s/port_value: 18083\b/port_value: $$((u+3))/" \
+	@u=$(UPSTREAM_PORT); sed -e 's/port_value: 10000 /port_value: $(PORT) /' \
+	  -e 's/port_value: 9901 /port_value: $(ADMIN_PORT) /' \
+	  -e "s/port_value: 18080 /port_value: $$u /" -e "s/port_value: 18081 /port_value: $$((u+1)) /" \
+	  -e "s/port_value: 18082 /port_value: $$((u+2)) /" -e "s/port_value: 18083 /port_value: $$((u+3)) /" \
 	  envoy/envoy.yaml > $(RUN_CONFIG)
+	@test "$$(grep -cE 'port_value: ($(PORT)|$(ADMIN_PORT)) ' $(RUN_CONFIG))" -ge 2 || \
+	  { echo "envoy/envoy.yaml no longer has listener port 10000 / admin port 9901 to replace"; exit 1; }
 	@echo "demo: listener 127.0.0.1:$(PORT), admin 127.0.0.1:$(ADMIN_PORT), upstreams :$(UPSTREAM_PORT)-$$(($(UPSTREAM_PORT)+3)), base id $(BASE_ID); Ctrl-C stops both"
 	@u=$(UPSTREAM_PORT); python3 -u envoy/demo_upstream.py default=$$u region-a=$$((u+1)) region-b=$$((u+2)) region-c=$$((u+3)) \
 	  > >(sed -u 's/^/upstream | /') 2>&1 & \
