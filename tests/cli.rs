@@ -309,3 +309,119 @@ fn files_without_a_configuration_or_not_yaml_fail() {
     assert!(!ok, "{out}");
     assert!(out.contains("not valid YAML"), "{out}");
 }
+
+#[test]
+fn an_envoy_bootstrap_is_checked_filter_by_filter() {
+    let demo = [
+        ("PAYMENTS_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ("GITHUB_SECRET", "demo-github-secret"),
+    ];
+    let (ok, out) = validate(&["envoy/envoy.yaml"], &demo);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(
+            "OK   envoy/envoy.yaml (static_resources.listeners[0].filter_chains[0].filters[0]\
+             .typed_config.http_filters[0].typed_config.config): 3 channels (payments, github, logistics)"
+        ),
+        "{out}"
+    );
+    // A broken copy: every error, under the filter's location.
+    let broken = shipped("envoy/envoy.yaml")
+        .replace(r#""name": "logistics""#, r#""name": "Logistics""#)
+        .replace(r#""window_s": 3600 },"#, r#""window": 3600 },"#)
+        .replace(r#""rps": 50,"#, r#""rps": 0,"#)
+        .replace("allow_on_headers_stop_iteration: true", "");
+    let file = scratch("bootstrap.yaml", &broken);
+    let (ok, out) = validate(&[&file], &demo);
+    assert!(!ok, "{out}");
+    for want in [
+        "typed_config.http_filters[0].typed_config.config.allow_on_headers_stop_iteration: must be true",
+        "channels[2].name: \"Logistics\" must match",
+        "channels[0].dedup.window: unknown field `window`",
+        "admission.limits.low.rps:",
+    ] {
+        assert!(out.contains(want), "{want} missing:\n{out}");
+    }
+    assert!(out.contains("1 configuration checked: 4 errors"), "{out}");
+}
+
+#[test]
+fn json_format_reports_every_error_for_ci() {
+    let file = scratch(
+        "two-errors.json",
+        r#"{"channels": [{"name": "A", "match": {"path_prefix": "/a"}},
+                         {"name": "b", "match": {"path_prefix": "b"}}]}"#,
+    );
+    let (ok, out) = validate(&["--format", "json", &file, "istio/telemetry.yaml"], &[]);
+    assert!(!ok, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["configurations"], 1);
+    assert_eq!(report["errors"], 2);
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results[0]["status"], "fail");
+    let paths: Vec<&str> = results[0]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["channels[0].name", "channels[1].match.path_prefix"]);
+    assert!(results[1..].iter().all(|r| r["status"] == "skip"), "{out}");
+
+    let (ok, out) = validate(
+        &[
+            "--format",
+            "json",
+            "istio/sidecar/envoyfilter.yaml",
+            "--allow-missing-env",
+        ],
+        &[],
+    );
+    assert!(ok, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["results"][0]["status"], "ok");
+}
+
+#[test]
+fn an_empty_file_is_explained() {
+    for (name, content) in [
+        ("empty.yaml", ""),
+        ("comments.yaml", "# nothing yet\n---\n"),
+        ("empty.json", " \n"),
+    ] {
+        let file = scratch(name, content);
+        let (ok, out) = validate(&[&file], &[]);
+        assert!(!ok, "{out}");
+        assert!(out.contains(": empty file: nothing to check"), "{out}");
+        assert!(out.contains("\"no channels\""), "{out}");
+    }
+}
+
+#[test]
+fn make_help_lists_every_target() {
+    let makefile = shipped("Makefile");
+    let phony = makefile
+        .lines()
+        .find_map(|l| l.strip_prefix(".PHONY:"))
+        .unwrap();
+    let out = Command::new("make")
+        .current_dir(repo_root())
+        .args(["-s", "help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    for target in phony.split_whitespace() {
+        let listed = help
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == ' '))
+            .any(|part| {
+                part.split_whitespace()
+                    .collect::<Vec<_>>()
+                    .windows(2)
+                    .any(|w| w == ["make", target])
+            });
+        assert!(listed, "make help does not list `make {target}`:\n{help}");
+    }
+}

@@ -325,6 +325,41 @@ fn invalid_configuration_is_refused_with_the_field_path() {
 }
 
 #[test]
+fn a_refused_configuration_logs_every_error_in_one_line() {
+    // Issue #14: a shape error in one channel does not hide the others, and
+    // compile errors of every section are listed, in one log line.
+    let up = Upstream::start();
+    let log = Envoy::builder("bad-config-all")
+        .plugin(
+            r#"{"channels":[
+                {"name":"Bad Name","match":{"path_prefix":"/a"}},
+                {"name":"b","match":{"path_prefix":"/b"},"max_body_byts":10},
+                {"name":"c","match":{"path_prefix":"c"}}],
+               "refusal_log":{"per_second":0}}"#,
+        )
+        .cluster("upstream", up.port())
+        .start_expect_exit();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("callback-guard: invalid configuration"))
+        .collect();
+    assert!(
+        !lines.is_empty(),
+        "no configuration error in the log:\n{log}"
+    );
+    for line in lines {
+        for needle in [
+            "channels[1].max_body_byts: unknown field",
+            "channels[0].name: \"Bad Name\" must match",
+            "channels[2].match.path_prefix: must start with '/'",
+            "refusal_log.per_second: must be between 1 and 1000",
+        ] {
+            assert!(line.contains(needle), "{needle} not in: {line}");
+        }
+    }
+}
+
+#[test]
 fn a_body_ending_in_trailers_is_still_checked() {
     // With trailers the body never ends with end_of_stream: the filter must
     // check it from the trailers callback, not forward it unchecked.

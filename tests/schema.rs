@@ -90,6 +90,43 @@ fn collect_configurations(v: &Value, name: &str, out: &mut Vec<(String, Value)>)
 }
 
 #[test]
+fn schema_names_itself_and_knows_defaults_and_closed_values() {
+    let schema = checked_in();
+    assert_eq!(schema["$id"], "urn:callback-guard:schema:configuration");
+    let defs = &schema["$defs"];
+    assert_eq!(
+        defs["ChannelSpec"]["properties"]["max_body_bytes"]["default"],
+        1_048_576
+    );
+    assert_eq!(
+        defs["SignatureSpec"]["properties"]["tolerance_s"]["default"],
+        300
+    );
+    assert_eq!(schema["properties"]["hold_headers"]["default"], true);
+    assert_eq!(
+        defs["EmptySpec"]["properties"]["action"]["default"],
+        "reply"
+    );
+    assert_eq!(
+        defs["RefusalLogSpec"]["properties"]["level"]["default"],
+        "info"
+    );
+    assert_eq!(
+        defs["SignatureSpec"]["properties"]["scheme"]["enum"],
+        json!([
+            "standard-webhooks",
+            "svix",
+            "stripe",
+            "github",
+            "slack",
+            "shopify",
+            "hmac"
+        ])
+    );
+    assert_eq!(defs["ClusterSpec"]["properties"]["weight"]["minimum"], 1);
+}
+
+#[test]
 fn schema_describes_every_shipped_policy() {
     let validator = validator();
     for (name, policy) in shipped_policies() {
@@ -130,6 +167,81 @@ fn schema_refuses_what_the_parser_refuses_by_shape() {
         (
             json!({"admission": {"limits": {"high": {"rps": 1}}}}),
             "bucket without burst",
+        ),
+        // Closed values, ranges and patterns (schemars attributes).
+        (
+            json!({"channels": [{"name": "Bad Name", "match": {"path_prefix": "/p"}}]}),
+            "channel name outside [a-z0-9_-]",
+        ),
+        (
+            json!({"channels": [{"name": "p", "match": {"path_prefix": "p"}}]}),
+            "relative path prefix",
+        ),
+        (
+            json!({"channels": [{"name": "p", "match": {"path_prefix": "/p"}, "max_body_bytes": 0}]}),
+            "zero body limit",
+        ),
+        (
+            json!({"channels": [{"name": "p", "match": {"path_prefix": "/p"}, "max_body_bytes": 67_108_865}]}),
+            "body limit over 64 MiB",
+        ),
+        (
+            json!({"channels": [{"name": "p", "match": {"path_prefix": "/p"},
+                   "signature": {"scheme": "stripe2", "secrets": [{"env": "S"}]}}]}),
+            "unknown scheme",
+        ),
+        (
+            json!({"channels": [{"name": "p", "match": {"path_prefix": "/p"},
+                   "signature": {"scheme": "stripe", "secrets": [{"env": "S"}], "tolerance_s": 0}}]}),
+            "zero tolerance",
+        ),
+        (
+            json!({"channels": [{"name": "p", "match": {"path_prefix": "/p"},
+                   "signature": {"scheme": "hmac", "secrets": [{"env": "S"}], "header": "x-sig", "algorithm": "md5"}}]}),
+            "unknown hmac algorithm",
+        ),
+        (
+            json!({"channels": [{"name": "p", "match": {"path_prefix": "/p"},
+                   "signature": {"scheme": "github", "secrets": [{"env": "S"}]}, "dedup": {"window_s": 0}}]}),
+            "zero dedup window",
+        ),
+        (
+            json!({"channels": [{"name": "p", "match": {"path_prefix": "/p"}, "mask": {"detectors": ["ssn"]}}]}),
+            "unknown detector",
+        ),
+        (
+            json!({"channels": [{"name": "p", "match": {"path_prefix": "/p"}, "mask": {"fields": ["a"], "strategy": "blur"}}]}),
+            "unknown mask strategy",
+        ),
+        (
+            json!({"channels": [{"name": "p", "match": {"path_prefix": "/p"},
+                   "routing": {"clusters": [{"name": "a", "weight": 0}]}}]}),
+            "zero weight",
+        ),
+        (
+            json!({"channels": [{"name": "p", "match": {"path_prefix": "/p"}, "routing": {"clusters": []}}]}),
+            "routing without clusters",
+        ),
+        (
+            json!({"admission": {"rules": [{"priority": "urgent", "principals": ["*"], "effect": "allow"}]}}),
+            "unknown priority",
+        ),
+        (
+            json!({"admission": {"rules": [{"priority": "high", "principals": ["*"], "effect": "maybe"}]}}),
+            "unknown effect",
+        ),
+        (
+            json!({"admission": {"unauthorized_high": "drop"}}),
+            "unknown unauthorized_high",
+        ),
+        (
+            json!({"admission": {"capacity": {"rps": 0, "burst": 10}}}),
+            "zero rate",
+        ),
+        (json!({"refusal_log": {"per_second": 0}}), "zero log rate"),
+        (
+            json!({"reject_unmatched": ["callbacks/"]}),
+            "relative guard prefix",
         ),
     ] {
         assert!(!validator.is_valid(&bad), "schema accepted {what}: {bad}");

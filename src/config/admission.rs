@@ -11,6 +11,7 @@ use serde::Deserialize;
 pub struct AdmissionSpec {
     /// Default `x-callback-priority`.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("default" = "x-callback-priority")))]
     pub priority_header: Option<String>,
     /// Checked in order; the first whose `priority` equals the requested one
     /// and whose `principals` match the caller decides.
@@ -18,6 +19,7 @@ pub struct AdmissionSpec {
     pub rules: Vec<RuleSpec>,
     /// demote (default) | reject
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["demote", "reject", null], "default" = "demote")))]
     pub unauthorized_high: Option<String>,
     /// One more bucket every admitted request draws from; lower priorities
     /// are shed first.
@@ -33,6 +35,7 @@ pub struct AdmissionSpec {
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
     /// high | normal | low
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["high", "normal", "low"])))]
     pub priority: String,
     /// SPIFFE IDs or patterns (`spiffe://td/ns/*/sa/webhook-*`), with or
     /// without the `spiffe://` prefix; `"*"` alone is any identity. May be
@@ -40,6 +43,7 @@ pub struct RuleSpec {
     #[serde(default)]
     pub principals: Vec<String>,
     /// allow | deny
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["allow", "deny"])))]
     pub effect: String,
     /// Extension (not in SPEC): a `deny` rule with `unauthenticated: true`
     /// also matches requests that carry no peer identity (no mTLS client
@@ -55,8 +59,10 @@ pub struct RuleSpec {
 #[serde(deny_unknown_fields)]
 pub struct BucketSpec {
     /// Tokens added per second (0.001 to 1e9).
+    #[cfg_attr(feature = "schema", schemars(range(min = 0.001, max = 1e9)))]
     pub rps: f64,
     /// Bucket size (1 to 1e9).
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 1e9)))]
     pub burst: f64,
 }
 

@@ -24,6 +24,7 @@ pub const MAX_HOSTS: usize = 64;
 #[serde(deny_unknown_fields)]
 pub struct ChannelSpec {
     /// `[a-z0-9_-]{1,64}`, unique; the `channel` label of every metric.
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[a-z0-9_-]{1,64}$")))]
     pub name: String,
     /// Which requests belong to this channel.
     #[serde(rename = "match")]
@@ -31,6 +32,7 @@ pub struct ChannelSpec {
     /// Larger bodies are answered 413 and not forwarded (default 1 MiB,
     /// at most 64 MiB).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 67_108_864), extend("default" = 1_048_576)))]
     pub max_body_bytes: Option<u64>,
     /// Empty callbacks (no body, whitespace, `{}`, `[]`, `null`, or
     /// `x-callback-status: 204`).
@@ -78,14 +80,17 @@ pub struct MatchSpec {
     /// resolved, slashes merged, `;` parameters and query removed); starts
     /// with `/` and is itself canonical. Case-insensitive unless
     /// `case_sensitive`.
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^/")))]
     pub path_prefix: String,
     /// If given, the `:authority` must be one of these (port, trailing dot
     /// and case ignored).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(length(min = 1, max = 64)))]
     pub hosts: Option<Vec<String>>,
     /// *Extension.* `true`: compare `path_prefix` with the path's exact
     /// case (default `false`: ASCII case-insensitive).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("default" = false)))]
     pub case_sensitive: Option<bool>,
     /// *Extension.* Methods that carry this channel's callbacks (default
     /// `["POST", "PUT", "PATCH"]`). A request with another method and no
@@ -101,6 +106,7 @@ pub struct MatchSpec {
 pub struct EmptySpec {
     /// reply (default: answer 204 at the proxy) | forward (count only)
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("default" = "reply")))]
     pub action: EmptyAction,
 }
 

@@ -32,6 +32,69 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Every problem [`super::check`] found in one configuration, in document
+/// order (the first is what [`super::load`] returns). `Display` joins them
+/// with `"; "`, so the proxy still logs one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// Never empty: there is always a first error.
+    pub fn new(first: ConfigError, rest: impl IntoIterator<Item = ConfigError>) -> Self {
+        let mut all = vec![first];
+        for e in rest {
+            if !all.contains(&e) {
+                all.push(e);
+            }
+        }
+        Self(all)
+    }
+
+    /// `None` for an empty list.
+    pub fn from_vec(errors: Vec<ConfigError>) -> Option<Self> {
+        let mut it = errors.into_iter();
+        let first = it.next()?;
+        Some(Self::new(first, it))
+    }
+
+    pub fn as_slice(&self) -> &[ConfigError] {
+        &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always false; for clippy's `len_without_is_empty`.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The first error, as [`super::load`] reports it.
+    pub fn into_first(self) -> ConfigError {
+        let mut it = self.0.into_iter();
+        it.next().unwrap_or_else(|| ConfigError::new("", "invalid"))
+    }
+
+    pub fn into_vec(self) -> Vec<ConfigError> {
+        self.0
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
 /// Builds child field paths while compiling (`channels[0]` + `signature`).
 #[derive(Debug, Clone, Default)]
 pub struct FieldPath(String);

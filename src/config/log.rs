@@ -11,10 +11,12 @@ pub struct RefusalLogSpec {
     /// off | debug | info (default) | warn: the proxy's log level for one
     /// line per refused channel request.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("default" = "info")))]
     pub level: LogLevel,
     /// Lines per second per worker at most (default 10, 1..=1000); the
     /// lines dropped are counted on the next one written.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 1000), extend("default" = 10)))]
     pub per_second: Option<u32>,
 }
 

@@ -1,6 +1,8 @@
 //! The compiled, immutable runtime policy.
 
-use super::{ConfigError, ConfigSpec, EnvLookup, FieldPath, admission, channel, routing};
+use super::{
+    ConfigError, ConfigErrors, ConfigSpec, EnvLookup, FieldPath, admission, channel, routing,
+};
 use crate::core::admission::AdmissionPolicy;
 use crate::core::channel::{self as matching, ChannelMatch, Methods, Route};
 use crate::core::dedup::DedupPolicy;
@@ -63,59 +65,100 @@ impl Policy {
     }
 }
 
-pub(super) fn compile(spec: &ConfigSpec, env: EnvLookup<'_>) -> Result<Policy, ConfigError> {
+/// Compiles every section, going on past a failing one so that all errors
+/// are reported. `indices[i]` is the position of `spec.channels[i]` in the
+/// document, when channels that did not parse were left out (`None`: the
+/// same position).
+pub(super) fn compile(
+    spec: &ConfigSpec,
+    indices: Option<&[usize]>,
+    env: EnvLookup<'_>,
+) -> Result<Policy, ConfigErrors> {
     let root = FieldPath::root();
+    let mut errors = Vec::new();
     let known_clusters =
-        routing::compile_known_clusters(spec.routing.as_ref(), &root.key("routing"))?;
+        routing::compile_known_clusters(spec.routing.as_ref(), &root.key("routing"))
+            .unwrap_or_else(|e| {
+                errors.push(e);
+                None
+            });
     let mut names = HashSet::new();
-    let mut channels = Vec::with_capacity(spec.channels.len());
+    // (position in the document, compiled channel)
+    let mut channels: Vec<(usize, ChannelPolicy)> = Vec::with_capacity(spec.channels.len());
     for (i, ch) in spec.channels.iter().enumerate() {
-        let path = root.key("channels").index(i);
+        let at = indices.and_then(|ix| ix.get(i).copied()).unwrap_or(i);
+        let path = root.key("channels").index(at);
         if !names.insert(ch.name.as_str()) {
-            return Err(path
-                .key("name")
-                .error(format!("duplicate channel name {:?}", ch.name)));
+            errors.push(
+                path.key("name")
+                    .error(format!("duplicate channel name {:?}", ch.name)),
+            );
         }
-        let compiled = channel::compile(ch, &path, env, known_clusters)?;
+        let compiled = match channel::compile(ch, &path, env, known_clusters) {
+            Ok(c) => c,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
         if compiled.resign.is_some() && spec.hold_headers == Some(false) {
-            return Err(path.key("resign").error(
+            errors.push(path.key("resign").error(
                 "needs hold_headers: true (in stream mode the headers leave before the body is \
                  verified, so they cannot carry a signature of it)",
             ));
         }
         if let Some((j, earlier)) = channels
             .iter()
-            .enumerate()
-            .find(|(_, c): &(usize, &ChannelPolicy)| c.matcher.shadows(&compiled.matcher))
+            .find(|(_, c)| c.matcher.shadows(&compiled.matcher))
         {
-            return Err(path.key("match").error(format!(
+            errors.push(path.key("match").error(format!(
                 "never matches: channels[{j}] ({:?}) comes first and fits every request this one would; list the more specific channel first",
                 earlier.name
             )));
+            continue;
         }
-        channels.push(compiled);
+        channels.push((at, compiled));
     }
     let guards = compile_guards(
         spec.reject_unmatched.as_deref(),
         &root.key("reject_unmatched"),
-    )?;
+    )
+    .unwrap_or_else(|e| {
+        errors.push(e);
+        Vec::new()
+    });
     let admission = match &spec.admission {
-        Some(a) => Some(admission::compile(a, &root.key("admission"))?),
+        Some(a) => admission::compile(a, &root.key("admission"))
+            .map_err(|e| errors.push(e))
+            .ok(),
         None => None,
     };
     let cluster_header =
-        routing::compile_cluster_header(spec.routing.as_ref(), &root.key("routing"))?;
+        routing::compile_cluster_header(spec.routing.as_ref(), &root.key("routing"))
+            .unwrap_or_else(|e| {
+                errors.push(e);
+                String::new()
+            });
+    let refusal_log = super::log::compile(spec.refusal_log.as_ref(), &root.key("refusal_log"))
+        .unwrap_or_else(|e| {
+            errors.push(e);
+            super::RefusalLog::default()
+        });
+    let dead_letter = spec.dead_letter.as_ref().and_then(|d| {
+        super::deadletter::compile(d, &root.key("dead_letter"))
+            .map_err(|e| errors.push(e))
+            .ok()
+    });
+    if let Some(errors) = ConfigErrors::from_vec(errors) {
+        return Err(errors);
+    }
     Ok(Policy {
-        channels,
+        channels: channels.into_iter().map(|(_, c)| c).collect(),
         admission,
         cluster_header,
         hold_headers: spec.hold_headers.unwrap_or(true),
-        refusal_log: super::log::compile(spec.refusal_log.as_ref(), &root.key("refusal_log"))?,
-        dead_letter: spec
-            .dead_letter
-            .as_ref()
-            .map(|d| super::deadletter::compile(d, &root.key("dead_letter")))
-            .transpose()?,
+        refusal_log,
+        dead_letter,
         guards,
     })
 }

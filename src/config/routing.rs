@@ -14,12 +14,14 @@ pub struct RoutingSpec {
     /// Request header the chosen cluster is written to, read by the Envoy
     /// route's `cluster_header` (default `x-callback-cluster`).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("default" = "x-callback-cluster")))]
     pub cluster_header: Option<String>,
     /// Extension: strict cluster-name checking. The filter cannot see
     /// Envoy's clusters, so by default any well-formed name is accepted;
     /// when this list is given, every `channels[].routing.clusters[].name`
     /// must be one of its entries (catches typos at load time).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub known_clusters: Option<Vec<String>>,
 }
 
@@ -29,6 +31,7 @@ pub struct RoutingSpec {
 #[serde(deny_unknown_fields)]
 pub struct ChannelRoutingSpec {
     /// The clusters to spread this channel's callbacks over.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub clusters: Vec<ClusterSpec>,
 }
 
@@ -40,9 +43,11 @@ pub struct ClusterSpec {
     pub name: String,
     /// Share of traffic, in proportion to the other clusters' weights
     /// (1 to 10000).
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 10_000)))]
     pub weight: u32,
     /// Above this recent latency the cluster's share is cut (1 to 300000).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 300_000)))]
     pub latency_sla_ms: Option<u64>,
 }
 

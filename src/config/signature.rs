@@ -18,6 +18,7 @@ use std::fmt;
 #[serde(deny_unknown_fields)]
 pub struct SignatureSpec {
     /// standard-webhooks | svix | stripe | github | slack | shopify | hmac
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["standard-webhooks", "svix", "stripe", "github", "slack", "shopify", "hmac"])))]
     pub scheme: String,
     /// Keys; any one that verifies is enough (rotation).
     #[serde(default)]
@@ -28,15 +29,18 @@ pub struct SignatureSpec {
     /// Bound on `|now - timestamp|` for timestamped schemes (default 300,
     /// 1 to 3600).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 3600), extend("default" = 300)))]
     pub tolerance_s: Option<u64>,
     /// Generic `hmac` scheme only: the header carrying the signature.
     #[serde(default)]
     pub header: Option<String>,
     /// Generic `hmac` scheme only: sha256 (default) | sha512 | sha1.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["sha256", "sha512", "sha1", null], "default" = "sha256")))]
     pub algorithm: Option<String>,
     /// Generic `hmac` scheme only: hex (default) | base64.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["hex", "base64", null], "default" = "hex")))]
     pub encoding: Option<String>,
     /// Generic `hmac` scheme only: text stripped before decoding (`sha256=`).
     #[serde(default)]
@@ -85,6 +89,7 @@ fn secret_text<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Er
 pub struct DedupSpec {
     /// A second delivery with the same id within this many seconds is
     /// answered 200 `x-callback-duplicate: true` and not forwarded.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 2_592_000)))]
     pub window_s: u64,
     /// Extension: read the delivery id from this header instead of the
     /// scheme's own (for `hmac`/`slack` providers, or a custom id).
@@ -93,11 +98,13 @@ pub struct DedupSpec {
     /// Extension: how many delivery ids the channel remembers at most
     /// (default 4096, 256..=65536, rounded up to a multiple of 256).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 256, max = 65_536), extend("default" = 4096)))]
     pub max_ids: Option<u32>,
     /// Extension: how long a delivery stays "in flight" (a retry gets 409
     /// `in_progress`) when no upstream answer marks it delivered or failed
     /// (default 60, 1..=3600). Keep it above the route timeout.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 3600), extend("default" = 60)))]
     pub in_flight_s: Option<u64>,
     /// Extension: allow dedup on a channel without `signature`. Refused by
     /// default: without a signature anyone who reaches the proxy can send

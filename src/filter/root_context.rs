@@ -146,7 +146,7 @@ impl Context for Root {
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let raw = host::plugin_configuration();
-        match config::load(&raw, &|name| host::env_var(name)) {
+        match config::check(&raw, &|name| host::env_var(name)) {
             Ok(policy) => {
                 self.declare_metrics(&policy);
                 *self.worker.log_budget.borrow_mut() =
@@ -164,10 +164,11 @@ impl RootContext for Root {
                 self.policy = Some(Rc::new(policy));
                 true
             }
-            Err(err) => {
-                // The one line that tells the operator what to fix; the
-                // proxy keeps the previous configuration (or refuses this one).
-                host::log_error(&format!("callback-guard: invalid configuration: {err}"));
+            Err(errs) => {
+                // The one line that tells the operator what to fix (every
+                // error, "; "-separated); the proxy keeps the previous
+                // configuration (or refuses this one).
+                host::log_error(&format!("callback-guard: invalid configuration: {errs}"));
                 false
             }
         }

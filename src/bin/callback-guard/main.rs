@@ -1,9 +1,10 @@
 //! `callback-guard`: the native companion of the filter.
 //!
-//! - `validate FILE...` checks policies (JSON or YAML) and Istio manifests
+//! - `validate FILE...` checks policies (JSON or YAML), Istio manifests
 //!   (`WasmPlugin` `spec.pluginConfig`, `EnvoyFilter` wasm `configuration`)
-//!   with the parser the filter runs at load time, and prints every error
-//!   it finds with its field path.
+//!   and Envoy bootstraps (every callback-guard wasm filter) with the
+//!   parser the filter runs at load time, and prints every error it finds
+//!   with its field path (`--format json` for CI).
 //! - `schema` prints the JSON Schema of the configuration, generated from
 //!   the same serde types.
 //! - `oci` writes the built `.wasm` as an OCI image layout that Istio pulls
@@ -35,10 +36,12 @@ struct Cli {
 enum Command {
     /// Check policy files and Istio manifests with the filter's own parser
     ///
-    /// A FILE is a policy (JSON, or YAML) or a Kubernetes manifest (YAML,
-    /// several documents allowed): each WasmPlugin's spec.pluginConfig and
-    /// each EnvoyFilter's wasm configuration is checked; other kinds are
-    /// skipped. Exit status 0 when everything is valid, 1 otherwise.
+    /// A FILE is a policy (JSON, or YAML), a Kubernetes manifest (YAML,
+    /// several documents allowed: each WasmPlugin's spec.pluginConfig and
+    /// each EnvoyFilter's wasm configuration is checked, other kinds are
+    /// skipped) or an Envoy bootstrap / xDS file (each callback-guard wasm
+    /// filter's configuration is checked). Every error is printed, with its
+    /// field path. Exit status 0 when everything is valid, 1 otherwise.
     Validate {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
@@ -46,6 +49,9 @@ enum Command {
         /// here (by default a missing variable is an error, as on the proxy)
         #[arg(long)]
         allow_missing_env: bool,
+        /// Output: text for people, json (one document on stdout) for CI
+        #[arg(long, value_enum, default_value = "text")]
+        format: validate::Format,
     },
     /// Print the JSON Schema of the plugin configuration
     Schema {
@@ -76,8 +82,15 @@ fn main() -> ExitCode {
         Command::Validate {
             files,
             allow_missing_env,
+            format,
         } => {
-            let outcome = validate::run(&files, &validate::Options { allow_missing_env });
+            let outcome = validate::run(
+                &files,
+                &validate::Options {
+                    allow_missing_env,
+                    format,
+                },
+            );
             return if outcome.ok() {
                 ExitCode::SUCCESS
             } else {

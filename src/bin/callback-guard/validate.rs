@@ -1,11 +1,15 @@
 //! `callback-guard validate`: every configuration in the given files,
-//! through `callback_guard::config::load` -- the function the filter's
-//! `on_configure` calls -- so "valid here" means "loads on the proxy".
+//! through `callback_guard::config::check` -- the function the filter's
+//! `on_configure` calls -- so "valid here" means "loads on the proxy", and
+//! every error it finds is printed in one run.
 //!
-//! The library stops at the first error. To report more in one run, each
-//! top-level section and each channel is also loaded on its own (error
-//! paths re-indexed to the full document); the full document is always
-//! loaded too, so nothing the proxy would refuse goes unreported.
+//! Inputs: a policy (JSON or YAML), Istio manifests (`WasmPlugin`,
+//! `EnvoyFilter`), or an Envoy bootstrap / xDS file: every wasm filter
+//! config in it that is callback-guard's (by `name`, `root_id`, `vm_id` or
+//! the module's file name or URL) is checked and labelled with the path
+//! where it sits in the file (errors of the proxy-side settings carry that
+//! full path; the policy's own errors its path inside the policy).
+//! `--format json` prints one JSON report for CI.
 //!
 //! Secrets: `{"env": NAME}` is looked up where the VM would find it. In a
 //! manifest only the variables it gives the VM exist (WasmPlugin
@@ -15,7 +19,7 @@
 //! `--allow-missing-env` substitutes a placeholder.
 
 use callback_guard::config::{self, ConfigError, Policy};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -31,8 +35,17 @@ const TYPED_STRUCT_TYPES: [&str; 2] = [
 ];
 const STRING_VALUE_TYPE: &str = "type.googleapis.com/google.protobuf.StringValue";
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One block per configuration, for people
+    Text,
+    /// One JSON document on stdout, for CI
+    Json,
+}
+
 pub struct Options {
     pub allow_missing_env: bool,
+    pub format: Format,
 }
 
 #[derive(Debug, Default)]
@@ -47,24 +60,142 @@ impl Outcome {
     }
 }
 
-/// Checks every file, printing one block per configuration and a summary.
+/// What became of one configuration, a skipped document, or a file that
+/// could not be read.
+#[derive(Debug)]
+struct Entry {
+    file: String,
+    label: String,
+    status: Status,
+    errors: Vec<ConfigError>,
+    summary: Option<String>,
+    notes: Vec<String>,
+    placeholders: Vec<String>,
+    hint: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    /// A configuration that loads.
+    Ok,
+    /// A configuration with errors.
+    Fail,
+    /// A file that holds nothing to check (unreadable, not YAML, empty).
+    Problem,
+    /// A document that is not a callback-guard configuration.
+    Skip,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Fail => "fail",
+            Status::Problem => "error",
+            Status::Skip => "skip",
+        }
+    }
+}
+
+impl Entry {
+    fn note(file: &Path, label: String, status: Status, reason: String) -> Self {
+        Self {
+            file: file.display().to_string(),
+            label,
+            status,
+            errors: if status == Status::Problem {
+                vec![ConfigError::new("", reason.clone())]
+            } else {
+                Vec::new()
+            },
+            summary: (status == Status::Skip).then_some(reason),
+            notes: Vec::new(),
+            placeholders: Vec::new(),
+            hint: None,
+        }
+    }
+}
+
+/// Checks every file and prints the report (text or JSON).
 pub fn run(files: &[PathBuf], opts: &Options) -> Outcome {
     let mut outcome = Outcome::default();
+    let mut entries = Vec::new();
     for file in files {
-        let (targets, problems) = read_targets(file);
-        for problem in &problems {
-            println!("FAIL {}: {problem}", file.display());
-        }
-        outcome.errors += problems.len();
+        let (targets, notes) = read_targets(file);
+        entries.extend(notes);
         for target in targets {
-            outcome.configurations += 1;
-            outcome.errors += check_and_print(&target, opts);
+            entries.push(check_target(file, &target, opts));
+        }
+    }
+    for e in &entries {
+        match e.status {
+            Status::Ok => outcome.configurations += 1,
+            Status::Fail => {
+                outcome.configurations += 1;
+                outcome.errors += e.errors.len();
+            }
+            Status::Problem => outcome.errors += e.errors.len(),
+            Status::Skip => {}
+        }
+    }
+    match opts.format {
+        Format::Text => print_text(&entries, &outcome),
+        Format::Json => print_json(&entries, &outcome),
+    }
+    outcome
+}
+
+const NOTHING_FOUND: &str =
+    "no callback-guard configuration found (a policy, WasmPlugin, EnvoyFilter or Envoy bootstrap)";
+
+fn print_text(entries: &[Entry], outcome: &Outcome) {
+    for e in entries {
+        match e.status {
+            Status::Skip => println!(
+                "skip {}: {}",
+                e.label,
+                e.summary.as_deref().unwrap_or_default()
+            ),
+            Status::Problem => {
+                for err in &e.errors {
+                    println!("FAIL {}: {}", e.label, err.reason);
+                }
+            }
+            Status::Ok => {
+                println!(
+                    "OK   {}: {}",
+                    e.label,
+                    e.summary.as_deref().unwrap_or_default()
+                );
+                if !e.placeholders.is_empty() {
+                    println!(
+                        "     placeholder secrets for unset env vars: {}",
+                        e.placeholders.join(", ")
+                    );
+                }
+                for note in &e.notes {
+                    println!("     note: {note}");
+                }
+            }
+            Status::Fail => {
+                println!("FAIL {}", e.label);
+                for err in &e.errors {
+                    if err.path.is_empty() {
+                        println!("     {}", err.reason);
+                    } else {
+                        println!("     {}: {}", err.path, err.reason);
+                    }
+                }
+                if let Some(hint) = &e.hint {
+                    println!("     hint: {hint}");
+                }
+            }
         }
     }
     let n = outcome.configurations;
     let s = if n == 1 { "" } else { "s" };
     if n == 0 && outcome.errors == 0 {
-        println!("no callback-guard configuration found (a policy, WasmPlugin or EnvoyFilter)");
+        println!("{NOTHING_FOUND}");
     } else if outcome.errors == 0 {
         println!("{n} configuration{s} checked: all valid");
     } else {
@@ -72,7 +203,53 @@ pub fn run(files: &[PathBuf], opts: &Options) -> Outcome {
         let es = if e == 1 { "" } else { "s" };
         println!("{n} configuration{s} checked: {e} error{es}");
     }
-    outcome
+}
+
+fn print_json(entries: &[Entry], outcome: &Outcome) {
+    let results: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            let mut r = Map::new();
+            r.insert("file".into(), json!(e.file));
+            r.insert("label".into(), json!(e.label));
+            r.insert("status".into(), json!(e.status.as_str()));
+            r.insert(
+                "errors".into(),
+                Value::Array(
+                    e.errors
+                        .iter()
+                        .map(|err| json!({"path": err.path, "message": err.reason}))
+                        .collect(),
+                ),
+            );
+            if let Some(summary) = &e.summary {
+                r.insert("summary".into(), json!(summary));
+            }
+            if !e.notes.is_empty() {
+                r.insert("notes".into(), json!(e.notes));
+            }
+            if !e.placeholders.is_empty() {
+                r.insert("placeholder_env".into(), json!(e.placeholders));
+            }
+            if let Some(hint) = &e.hint {
+                r.insert("hint".into(), json!(hint));
+            }
+            Value::Object(r)
+        })
+        .collect();
+    let mut report = json!({
+        "ok": outcome.ok(),
+        "configurations": outcome.configurations,
+        "errors": outcome.errors,
+        "results": results,
+    });
+    if outcome.configurations == 0 && outcome.errors == 0 {
+        report["message"] = json!(NOTHING_FOUND);
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).unwrap_or_default()
+    );
 }
 
 // ------------------------------------------------------------- targets
@@ -105,12 +282,23 @@ struct Target {
     notes: Vec<String>,
 }
 
-/// The configurations in one file, or why it could not be read.
-fn read_targets(file: &Path) -> (Vec<Target>, Vec<String>) {
+/// The configurations in one file, and entries for what is not one
+/// (skipped documents, or why the file could not be read).
+fn read_targets(file: &Path) -> (Vec<Target>, Vec<Entry>) {
+    let shown = file.display().to_string();
+    let problem = |reason: String| {
+        (
+            Vec::new(),
+            vec![Entry::note(file, shown.clone(), Status::Problem, reason)],
+        )
+    };
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
-        Err(e) => return (Vec::new(), vec![format!("cannot read: {e}")]),
+        Err(e) => return problem(format!("cannot read: {e}")),
     };
+    if is_blank(&text) {
+        return problem(EMPTY_FILE.to_string());
+    }
     let is_json = file.extension().is_some_and(|e| e == "json");
     let docs = if is_json {
         serde_json::from_str::<Value>(&text)
@@ -121,10 +309,14 @@ fn read_targets(file: &Path) -> (Vec<Target>, Vec<String>) {
     };
     let docs = match docs {
         Ok(d) => d,
-        Err(e) => return (Vec::new(), vec![e]),
+        Err(e) => return problem(e),
     };
+    if docs.is_empty() {
+        return problem(EMPTY_FILE.to_string());
+    }
     let many = docs.len() > 1;
     let mut targets = Vec::new();
+    let mut skipped = Vec::new();
     for (i, doc) in docs.into_iter().enumerate() {
         let at = if many {
             format!("{} document {}", file.display(), i + 1)
@@ -132,6 +324,18 @@ fn read_targets(file: &Path) -> (Vec<Target>, Vec<String>) {
             file.display().to_string()
         };
         match doc.get("kind").and_then(Value::as_str) {
+            None if is_envoy_config(&doc) => {
+                let found = bootstrap_targets(&doc, &at);
+                if found.is_empty() {
+                    skipped.push(Entry::note(
+                        file,
+                        at,
+                        Status::Skip,
+                        "Envoy configuration without a callback-guard wasm filter".to_string(),
+                    ));
+                }
+                targets.extend(found);
+            }
             None => targets.push(Target {
                 label: at,
                 prefix: String::new(),
@@ -142,13 +346,109 @@ fn read_targets(file: &Path) -> (Vec<Target>, Vec<String>) {
             }),
             Some("WasmPlugin") => targets.push(wasm_plugin_target(&doc, at)),
             Some("EnvoyFilter") => targets.extend(envoy_filter_targets(&doc, &at)),
-            Some(kind) => println!(
-                "skip {at} ({kind} {}): not a callback-guard configuration",
-                object_name(&doc)
-            ),
+            Some(kind) => skipped.push(Entry::note(
+                file,
+                format!("{at} ({kind} {})", object_name(&doc)),
+                Status::Skip,
+                "not a callback-guard configuration".to_string(),
+            )),
         }
     }
-    (targets, Vec::new())
+    (targets, skipped)
+}
+
+/// Said of a file with nothing in it (or only comments).
+const EMPTY_FILE: &str = "empty file: nothing to check (write a policy, see \
+     docs/configuration.md; note that the filter itself loads an empty configuration as \
+     \"no channels\", so every request would pass through unchecked)";
+
+/// Whitespace, YAML comments and document markers only.
+fn is_blank(text: &str) -> bool {
+    text.lines().all(|l| {
+        let l = l.trim();
+        l.is_empty() || l.starts_with('#') || l == "---" || l == "..."
+    })
+}
+
+/// An Envoy bootstrap, or an xDS file (`resources: [...]`), rather than a
+/// policy: a policy has none of these keys.
+fn is_envoy_config(doc: &Value) -> bool {
+    [
+        "static_resources",
+        "dynamic_resources",
+        "admin",
+        "node",
+        "resources",
+    ]
+    .iter()
+    .any(|k| doc.get(k).is_some())
+}
+
+/// Every callback-guard wasm filter config in an Envoy configuration,
+/// wherever it sits (HTTP filter `typed_config`, ECDS extension config,
+/// TypedStruct), each labelled with its path in the file.
+fn bootstrap_targets(doc: &Value, at: &str) -> Vec<Target> {
+    let mut found = Vec::new();
+    wasm_configs(doc, "", &mut found);
+    found
+        .into_iter()
+        .filter(|(_, config)| is_callback_guard(config))
+        .map(|(base, config)| {
+            let mut t = envoy_filter_target(config, &base);
+            t.label = format!("{at} ({base})");
+            t
+        })
+        .collect()
+}
+
+/// `(path, wasm PluginConfig)` for every Wasm `typed_config` under `v`.
+fn wasm_configs<'a>(v: &'a Value, path: &str, out: &mut Vec<(String, &'a Value)>) {
+    match v {
+        Value::Object(map) => {
+            let type_url = map.get("@type").and_then(Value::as_str).unwrap_or("");
+            if type_url == WASM_TYPE
+                && let Some(config) = map.get("config")
+            {
+                out.push((format!("{path}.config"), config));
+                return;
+            }
+            if TYPED_STRUCT_TYPES.contains(&type_url)
+                && map.get("type_url").and_then(Value::as_str) == Some(WASM_TYPE)
+                && let Some(config) = map.get("value").and_then(|v| v.get("config"))
+            {
+                out.push((format!("{path}.value.config"), config));
+                return;
+            }
+            for (k, child) in map {
+                wasm_configs(child, &format!("{}{k}", dotted(path)), out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                wasm_configs(item, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A wasm PluginConfig that runs callback-guard (other wasm filters in the
+/// same bootstrap are not ours to check).
+fn is_callback_guard(config: &Value) -> bool {
+    let named = |v: &Value| {
+        v.as_str()
+            .is_some_and(|s| s == "callback-guard" || s == "callback_guard")
+    };
+    let code = &config["vm_config"]["code"];
+    named(&config["name"])
+        || named(&config["root_id"])
+        || named(&config["vm_config"]["vm_id"])
+        || code["local"]["filename"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("callback_guard.wasm"))
+        || code["remote"]["http_uri"]["uri"]
+            .as_str()
+            .is_some_and(|u| u.contains("callback-guard") || u.contains("callback_guard"))
 }
 
 fn yaml_documents(text: &str) -> Result<Vec<Value>, String> {
@@ -268,19 +568,33 @@ fn envoy_filter_targets(doc: &Value, at: &str) -> Vec<Target> {
         } else {
             continue;
         };
-        out.push(envoy_filter_target(doc, at, i, config, &base));
+        let mut t = envoy_filter_target(config, &base);
+        t.label = format!(
+            "{at} (EnvoyFilter {}, configPatches[{i}])",
+            object_name(doc)
+        );
+        out.push(t);
     }
     out
 }
 
-fn envoy_filter_target(doc: &Value, at: &str, patch: usize, config: &Value, base: &str) -> Target {
+/// A wasm `PluginConfig` (Envoy bootstrap or EnvoyFilter patch) at `base`;
+/// the caller sets the label.
+fn envoy_filter_target(config: &Value, base: &str) -> Target {
     let mut errors = Vec::new();
     let configuration = &config["configuration"];
+    let mut notes = Vec::new();
+    let empty_note = "empty configuration: the filter loads it as \"no channels\", so every \
+                      request passes through unchecked";
     let policy = match configuration["@type"].as_str() {
-        None if configuration.is_null() => Value::Object(Map::new()),
+        None if configuration.is_null() => {
+            notes.push(empty_note.to_string());
+            Value::Object(Map::new())
+        }
         Some(STRING_VALUE_TYPE) => {
             let text = configuration["value"].as_str().unwrap_or("");
             if text.trim().is_empty() {
+                notes.push(empty_note.to_string());
                 Value::Object(Map::new())
             } else {
                 match serde_json::from_str(text) {
@@ -308,7 +622,6 @@ fn envoy_filter_target(doc: &Value, at: &str, patch: usize, config: &Value, base
         }
     };
     let flag = config["allow_on_headers_stop_iteration"] == Value::Bool(true);
-    let mut notes = Vec::new();
     match (flag, streams(&policy)) {
         (true, false) => {}
         (false, false) => errors.push(ConfigError::new(
@@ -335,10 +648,8 @@ fn envoy_filter_target(doc: &Value, at: &str, patch: usize, config: &Value, base
         vars.insert(k.clone(), Some(v.as_str().unwrap_or("").to_string()));
     }
     Target {
-        label: format!(
-            "{at} (EnvoyFilter {}, configPatches[{patch}])",
-            object_name(doc)
-        ),
+        label: base.to_string(),
+        // Policy paths are the JSON's own; the label names where it sits.
         prefix: String::new(),
         config: policy,
         env: EnvSource::Declared {
@@ -352,8 +663,8 @@ fn envoy_filter_target(doc: &Value, at: &str, patch: usize, config: &Value, base
 
 // ------------------------------------------------------------- checking
 
-/// Prints the verdict on one configuration; returns its error count.
-fn check_and_print(target: &Target, opts: &Options) -> usize {
+/// The verdict on one configuration.
+fn check_target(file: &Path, target: &Target, opts: &Options) -> Entry {
     let placeholders = RefCell::new(BTreeSet::new());
     let missing = RefCell::new(BTreeSet::new());
     let lookup = |name: &str| -> Option<String> {
@@ -379,10 +690,10 @@ fn check_and_print(target: &Target, opts: &Options) -> usize {
     };
     let mut errors = target.manifest_errors.clone();
     errors.extend(undeclared_env(target));
-    let policy = match check(&target.config, &lookup) {
+    let policy = match config::check(target.config.to_string().as_bytes(), &lookup) {
         Ok(p) => Some(p),
         Err(errs) => {
-            errors.extend(errs.into_iter().map(|e| ConfigError {
+            errors.extend(errs.into_vec().into_iter().map(|e| ConfigError {
                 path: if e.path.is_empty() || e.path.starts_with('[') {
                     format!("{}{}", target.prefix.trim_end_matches('.'), e.path)
                 } else {
@@ -393,31 +704,24 @@ fn check_and_print(target: &Target, opts: &Options) -> usize {
             None
         }
     };
+    let mut entry = Entry {
+        file: file.display().to_string(),
+        label: target.label.clone(),
+        status: Status::Fail,
+        errors: Vec::new(),
+        summary: None,
+        notes: target.notes.clone(),
+        placeholders: placeholders.borrow().iter().cloned().collect(),
+        hint: None,
+    };
     if errors.is_empty()
         && let Some(policy) = policy
     {
-        println!("OK   {}: {}", target.label, summary(&policy));
-        let used = placeholders.borrow();
-        if !used.is_empty() {
-            let names: Vec<&str> = used.iter().map(String::as_str).collect();
-            println!(
-                "     placeholder secrets for unset env vars: {}",
-                names.join(", ")
-            );
-        }
-        for note in &target.notes {
-            println!("     note: {note}");
-        }
-        return 0;
+        entry.status = Status::Ok;
+        entry.summary = Some(summary(&policy));
+        return entry;
     }
-    println!("FAIL {}", target.label);
-    for e in &errors {
-        if e.path.is_empty() {
-            println!("     {}", e.reason);
-        } else {
-            println!("     {}: {}", e.path, e.reason);
-        }
-    }
+    entry.errors = errors;
     let missing = missing.borrow();
     if !missing.is_empty() {
         let names: Vec<&str> = missing.iter().map(String::as_str).collect();
@@ -430,13 +734,13 @@ fn check_and_print(target: &Target, opts: &Options) -> usize {
         } else {
             ("are", "them")
         };
-        println!(
-            "     hint: {}{whence} {verb} not set here: export {it} to check the real value, \
+        entry.hint = Some(format!(
+            "{}{whence} {verb} not set here: export {it} to check the real value, \
              or pass --allow-missing-env",
             names.join(", ")
-        );
+        ));
     }
-    errors.len()
+    entry
 }
 
 /// `{"env": NAME}` secrets whose variable the manifest does not give the VM.
@@ -490,76 +794,6 @@ fn dotted(path: &str) -> String {
     } else {
         format!("{path}.")
     }
-}
-
-fn load(doc: &Value, env: config::EnvLookup<'_>) -> Result<Policy, ConfigError> {
-    config::load(doc.to_string().as_bytes(), env)
-}
-
-/// Loads `policy`; on failure, every error found by loading each top-level
-/// section and each channel separately, plus the full document's own.
-fn check(policy: &Value, env: config::EnvLookup<'_>) -> Result<Policy, Vec<ConfigError>> {
-    let first = match load(policy, env) {
-        Ok(p) => return Ok(p),
-        Err(e) => e,
-    };
-    let mut errors = Vec::new();
-    if let Value::Object(top) = policy {
-        let section = |key: &str, value: &Value| {
-            let mut doc = Map::new();
-            doc.insert(key.to_string(), value.clone());
-            load(&Value::Object(doc), env).err()
-        };
-        for (key, value) in top.iter().filter(|(k, _)| k.as_str() != "channels") {
-            errors.extend(section(key, value));
-        }
-        // Channels are checked against the top-level routing (strict
-        // cluster names), when that is valid itself.
-        let routing = top
-            .get("routing")
-            .filter(|r| section("routing", r).is_none());
-        match top.get("channels") {
-            Some(Value::Array(channels)) => {
-                let mut seen = BTreeSet::new();
-                for (i, channel) in channels.iter().enumerate() {
-                    errors.extend(check_channel(channel, i, routing, env));
-                    if let Some(name) = channel.get("name").and_then(Value::as_str)
-                        && !seen.insert(name)
-                    {
-                        errors.push(ConfigError::new(
-                            format!("channels[{i}].name"),
-                            format!("duplicate channel name {name:?}"),
-                        ));
-                    }
-                }
-            }
-            Some(other) => errors.extend(section("channels", other)),
-            None => {}
-        }
-    }
-    if !errors.contains(&first) {
-        errors.push(first);
-    }
-    Err(errors)
-}
-
-fn check_channel(
-    channel: &Value,
-    index: usize,
-    routing: Option<&Value>,
-    env: config::EnvLookup<'_>,
-) -> Option<ConfigError> {
-    let mut doc = Map::new();
-    doc.insert("channels".into(), Value::Array(vec![channel.clone()]));
-    if let Some(r) = routing {
-        doc.insert("routing".into(), r.clone());
-    }
-    let e = load(&Value::Object(doc), env).err()?;
-    let path = match e.path.strip_prefix("channels[0]") {
-        Some(rest) => format!("channels[{index}]{rest}"),
-        None => e.path,
-    };
-    Some(ConfigError { path, ..e })
 }
 
 /// One line on what a valid configuration does.
@@ -622,63 +856,53 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn errors(policy: Value) -> Vec<String> {
-        check(&policy, &|_| Some(PLACEHOLDER_SECRET.to_string()))
-            .err()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| e.to_string())
-            .collect()
+    fn targets(yaml: &str) -> Vec<Target> {
+        let doc: Value = serde_yaml_ng::from_str(yaml).unwrap();
+        assert!(is_envoy_config(&doc));
+        bootstrap_targets(&doc, "b.yaml")
     }
 
     #[test]
-    fn collects_an_error_per_channel_and_section() {
-        let got = errors(json!({
-            "channels": [
-                {"name": "ok", "match": {"path_prefix": "/a"}},
-                {"name": "Bad Name", "match": {"path_prefix": "/b"}},
-                {"name": "c", "match": {"path_prefix": "/c"}, "dedup": {"window": 1}},
-                {"name": "ok", "match": {"path_prefix": "/d"}}
-            ],
-            "admission": {"unauthorized_high": "maybe"},
-            "bogus": 1
-        }));
-        let paths: Vec<&str> = got
-            .iter()
-            .map(|e| e.split(':').next().unwrap_or(""))
-            .collect();
-        for want in [
-            "channels[1].name",
-            "channels[2].dedup.window",
-            "channels[3].name",
-            "admission.unauthorized_high",
-        ] {
-            assert!(paths.contains(&want), "{want} missing from {got:#?}");
-        }
-        assert!(got.iter().any(|e| e.contains("bogus")), "{got:#?}");
-    }
-
-    #[test]
-    fn reports_what_the_full_load_reports() {
-        // Whatever the per-section checks find, the filter's own first
-        // error is among them.
-        let policy = json!({"channels": [{"name": "x", "match": {"path_prefix": "no-slash"}}]});
-        let first = load(&policy, &|_| None).unwrap_err().to_string();
-        assert!(errors(policy).contains(&first));
-    }
-
-    #[test]
-    fn strict_cluster_names_apply_per_channel() {
-        let got = errors(json!({
-            "channels": [{"name": "a", "match": {"path_prefix": "/a"},
-                          "routing": {"clusters": [{"name": "typo", "weight": 1}]}}],
-            "routing": {"known_clusters": ["real"]}
-        }));
-        assert!(
-            got.iter()
-                .any(|e| e.starts_with("channels[0].routing.clusters[0].name")),
-            "{got:#?}"
+    fn finds_callback_guard_filters_in_a_bootstrap() {
+        let found = targets(
+            r#"
+static_resources:
+  listeners:
+  - filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          http_filters:
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: other
+                vm_config: { code: { local: { filename: other.wasm } } }
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                root_id: callback-guard
+                allow_on_headers_stop_iteration: true
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: '{"channels": []}'
+"#,
         );
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].label,
+            "b.yaml (static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[1].typed_config.config)"
+        );
+        assert_eq!(found[0].config, json!({"channels": []}));
+        assert!(found[0].manifest_errors.is_empty());
+    }
+
+    #[test]
+    fn blank_files_are_recognised() {
+        assert!(is_blank("\n  \n# only a comment\n---\n"));
+        assert!(!is_blank("channels: []"));
     }
 
     #[test]
