@@ -66,6 +66,19 @@ impl Doc {
     fn dir(&self) -> &Path {
         self.file.parent().unwrap()
     }
+
+    /// The deployment a filter belongs to: `sidecar` or `gateway`, from its
+    /// overlay (`istio/overlays/sidecar-envoyfilter`, `.../gateway-wasmplugin`).
+    fn deployment(&self) -> String {
+        let overlay = self.dir().file_name().unwrap().to_string_lossy();
+        overlay.split('-').next().unwrap().to_string()
+    }
+
+    /// The base the filter's overlay builds on (`istio/sidecar`,
+    /// `istio/gateway`): the objects shared by its deployment's overlays.
+    fn base_dir(&self) -> PathBuf {
+        repo_root().join("istio").join(self.deployment())
+    }
 }
 
 fn yaml_documents(text: &str) -> Vec<Value> {
@@ -474,8 +487,8 @@ fn wasmplugin_and_envoyfilter_carry_the_same_policy() {
     for plugin in of_kind("WasmPlugin") {
         let ef = envoy_filters
             .iter()
-            .find(|d| d.dir() == plugin.dir())
-            .unwrap_or_else(|| panic!("{}: no EnvoyFilter next to it", plugin.name()));
+            .find(|d| d.deployment() == plugin.deployment())
+            .unwrap_or_else(|| panic!("{}: no EnvoyFilter for its deployment", plugin.name()));
         let exts = extension_configs(&ef.value);
         assert_eq!(exts.len(), 1, "{}", ef.name());
         let (json, env) = envoy_filter_policy(&exts[0]);
@@ -623,7 +636,7 @@ fn every_host_env_var_comes_from_a_kubernetes_secret_on_the_proxy() {
             "{}: secrets should come from HOST env",
             plugin.name()
         );
-        let deployments = deployments_in(plugin.dir());
+        let deployments = deployments_in(&plugin.base_dir());
         assert!(
             !deployments.is_empty(),
             "{}: nothing sets the proxy env",
