@@ -1,5 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! The Istio manifests under `istio/` are right the first time:
+//! The Istio manifests under `istio/` are right the first time, as
+//! `kubectl apply -k istio/overlays/<one>` applies them (each overlay
+//! rendered by `support/kustomize.rs`; the overlays themselves, the
+//! resilience objects and the observability assets: tests/packaging.rs):
 //!
 //! - every `WasmPlugin` validates against the CRD's OpenAPI schema
 //!   (`tests/fixtures/istio-wasmplugin-crd.yaml`), read as Kubernetes
@@ -20,6 +23,8 @@
 //!   body, while the same policy holding headers would stall them; the
 //!   EnvoyFilter (flag set, headers held) keeps every guarantee.
 
+#[path = "support/kustomize.rs"]
+mod kustomize;
 mod support;
 
 use serde_json::{Value, json};
@@ -82,29 +87,39 @@ impl Doc {
 }
 
 fn yaml_documents(text: &str) -> Vec<Value> {
-    use serde::Deserialize;
-    serde_yaml_ng::Deserializer::from_str(text)
-        .map(|de| Value::deserialize(de).unwrap())
-        .filter(|v| !v.is_null())
+    kustomize::yaml_documents(text)
+}
+
+/// Every object `kubectl apply -k istio/overlays/<one>` applies, for every
+/// overlay: what reaches the cluster, after the overlay's namespace, labels
+/// and patches (image, host). `file` is the overlay's kustomization.
+fn manifests() -> Vec<Doc> {
+    let overlays = kustomize::overlays(&repo_root());
+    assert!(!overlays.is_empty(), "no overlays under istio/overlays");
+    overlays
+        .into_iter()
+        .flat_map(|dir| {
+            let file = dir.join(kustomize::KUSTOMIZATION);
+            kustomize::build(&dir)
+                .into_iter()
+                .enumerate()
+                .map(move |(index, value)| Doc {
+                    file: file.clone(),
+                    index,
+                    value,
+                })
+        })
         .collect()
 }
 
-fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            yaml_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-            out.push(path);
-        }
-    }
-}
-
-fn manifests() -> Vec<Doc> {
-    let mut files = Vec::new();
-    yaml_files(&repo_root().join("istio"), &mut files);
+/// The documents of the YAML files directly in `dir` (not rendered).
+fn raw_documents(dir: &Path) -> Vec<Doc> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
     files.sort();
-    assert!(!files.is_empty(), "no manifests under istio/");
     files
         .into_iter()
         .flat_map(|file| {
@@ -167,7 +182,9 @@ fn crd_schema() -> Value {
         "metadata".into(),
         json!({"type": "object", "required": ["name"],
                "properties": {"name": {"type": "string", "minLength": 1},
-                              "namespace": {"type": "string"}}}),
+                              "namespace": {"type": "string"},
+                              "labels": {"type": "object",
+                                         "additionalProperties": {"type": "string"}}}}),
     );
     schema["required"] = json!(["apiVersion", "kind", "metadata", "spec"]);
     schema
@@ -607,7 +624,7 @@ fn proxy_container_env(deployment: &Value) -> Vec<Value> {
 /// of a gateway-options ConfigMap.
 fn deployments_in(dir: &Path) -> Vec<(String, Value)> {
     let mut out = Vec::new();
-    for doc in manifests().into_iter().filter(|d| d.dir() == dir) {
+    for doc in raw_documents(dir) {
         match doc.kind() {
             "Deployment" => out.push((doc.name(), doc.value.clone())),
             "ConfigMap" => {
@@ -926,8 +943,14 @@ fn callback_samples(envoy: &Envoy) -> Vec<support::envoy::Sample> {
 fn telemetry_snippet_gives_labelled_callback_metrics_under_istio() {
     let overlay = custom_bootstrap();
     // The ConfigMap carries one tag per label the filter encodes, each
-    // cutting the label *with* its leading underscore.
-    let tags = overlay["stats_config"]["stats_tags"].as_array().unwrap();
+    // cutting the label *with* its leading underscore, plus `wasm_plugin`
+    // for Envoy's VM reload stats (checked in tests/packaging.rs).
+    let tags: Vec<&Value> = overlay["stats_config"]["stats_tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["tag_name"] != "wasm_plugin")
+        .collect();
     let names: BTreeSet<&str> = tags
         .iter()
         .map(|t| t["tag_name"].as_str().unwrap())
