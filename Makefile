@@ -35,7 +35,7 @@ help:
 	@echo "make soak   - 1 M mixed requests against a 2-worker Envoy -> the soak section of RELIABILITY.md"
 	@echo "make bench  - Envoy benchmark (plain / no-op wasm / callback-guard scenarios) -> BENCHMARKS.md"
 	@echo "make bench-core - criterion benchmarks of the pure core"
-	@echo "make validate FILE='policy.json istio/sidecar/*.yaml' [ARGS=--allow-missing-env]"
+	@echo "make validate FILE='policy.json istio/overlays/*/*.yaml' [ARGS=--allow-missing-env]"
 	@echo "             - check policies / Istio manifests with the filter's own parser"
 	@echo "make oci    - the .wasm as an OCI image layout in $(OCI_DIR) (tag $(OCI_TAG))"
 	@echo "make schema - regenerate schema/callback-guard.schema.json from the config types"
@@ -127,7 +127,7 @@ bench-core:
 	cargo bench --benches -- --warm-up-time 1 --measurement-time 3
 
 validate: toolchain
-	@test -n "$(FILE)" || { echo "usage: make validate FILE='policy.json istio/sidecar/*.yaml' [ARGS=--allow-missing-env]"; exit 2; }
+	@test -n "$(FILE)" || { echo "usage: make validate FILE='policy.json istio/overlays/*/*.yaml' [ARGS=--allow-missing-env]"; exit 2; }
 	$(CLI) validate $(ARGS) $(FILE)
 
 schema: toolchain
