@@ -240,7 +240,10 @@ fn a_wasmplugin_that_holds_headers_is_refused() {
     }
     // The shipped one runs in stream mode and says what that gives up.
     let (ok, out) = validate(
-        &["--allow-missing-env", "istio/overlays/sidecar-wasmplugin/wasmplugin.yaml"],
+        &[
+            "--allow-missing-env",
+            "istio/overlays/sidecar-wasmplugin/wasmplugin.yaml",
+        ],
         &[],
     );
     assert!(ok, "{out}");
