@@ -908,6 +908,10 @@ fn shipped_inclusion_prefixes() -> Vec<String> {
 /// overlay's filter, Istio's stats matcher (its own prefixes plus the
 /// annotation's), no default tags, the telemetry ConfigMap's stats tags.
 fn istio_like_envoy(overlay: &str, upstream: u16) -> Envoy {
+    istio_like_envoy_with(overlay, running_filter(overlay), upstream)
+}
+
+fn istio_like_envoy_with(overlay: &str, filter: Value, upstream: u16) -> Envoy {
     let telemetry = kustomize::build(&istio("base"))
         .into_iter()
         .find(|d| d["metadata"]["name"] == "callback-guard-bootstrap")
@@ -938,7 +942,7 @@ fn istio_like_envoy(overlay: &str, upstream: u16) -> Envoy {
                         "stat_prefix": "inbound",
                         "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"],
                             "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "5s"}}]}]},
-                        "http_filters": [running_filter(overlay), {"name": "envoy.filters.http.router",
+                        "http_filters": [filter, {"name": "envoy.filters.http.router",
                             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]
             }],
             "clusters": [{"name": "upstream", "type": "STATIC", "connect_timeout": "1s",
@@ -1190,4 +1194,34 @@ fn dashboard_is_a_loadable_grafana_dashboard() {
             .any(|d| FILTER_KINDS.contains(&d["kind"].as_str().unwrap_or(""))),
         "observability holds no filter"
     );
+}
+
+#[test]
+fn vm_reload_stats_carry_the_plugin_name_as_a_label_whatever_it_is() {
+    // istiod names a WasmPlugin's filter config after the object
+    // (namespace.name), not as the EnvoyFilters do: the wasm_plugin tag
+    // keeps the metric name the same, so the alerts fire for both.
+    let up = Upstream::start();
+    for name in ["callback-guard", "webhooks.callback-guard"] {
+        let mut filter = running_filter("sidecar-envoyfilter");
+        filter["typed_config"]["config"]["name"] = json!(name);
+        let envoy = istio_like_envoy_with("vm-name", filter, up.port());
+        let samples = parse_prometheus(&envoy.admin_get("/stats/prometheus"));
+        for metric in [
+            "envoy_wasm_vm_reload",
+            "envoy_wasm_vm_reload_failure",
+            "envoy_wasm_vm_reload_success",
+            "envoy_wasm_vm_reload_backoff",
+        ] {
+            assert!(
+                samples.iter().any(|s| s.name == metric
+                    && s.labels.get("wasm_plugin").map(String::as_str) == Some(name)),
+                "{metric}{{wasm_plugin={name:?}}} missing: {:?}",
+                samples
+                    .iter()
+                    .filter(|s| s.name.contains("wasm"))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
 }
