@@ -7,9 +7,9 @@
 //!   set in the overlay's kustomization, and editing them there changes
 //!   every object that carries them;
 //! - the resilience and security objects (DestinationRule,
-//!   PeerAuthentication, AuthorizationPolicy, the HTTPRoute's timeouts)
-//!   match the shapes of Istio's and the Gateway API's reference for every
-//!   field used (unknown fields refused), and agree with the policies and
+//!   PeerAuthentication, AuthorizationPolicy) and the Gateway and HTTPRoute
+//!   (with its timeouts) match the shapes of Istio's and the Gateway API's
+//!   reference for every field used (unknown fields refused), and agree with the policies and
 //!   routes they protect;
 //! - the alert rules and the Grafana dashboard reference only metrics and
 //!   labels that a running Envoy with the filter, the shipped stats tags and
@@ -413,6 +413,85 @@ fn route_timeouts_schema() -> Value {
            "properties": {"request": d, "backendRequest": d}})
 }
 
+/// `{"type": "object"}` with exactly these properties (unknown ones refused).
+fn strict(props: Value, required: Value) -> Value {
+    let mut o = json!({"type": "object", "additionalProperties": false, "properties": props});
+    // Draft 4 wants a non-empty `required`.
+    if required.as_array().is_some_and(|r| !r.is_empty()) {
+        o["required"] = required;
+    }
+    o
+}
+
+/// Gateway API Gateway (gateway.networking.k8s.io/v1), fields used.
+fn gateway_schema() -> Value {
+    let s = json!({"type": "string", "minLength": 1});
+    let cert_ref = strict(
+        json!({"name": s, "kind": s, "group": {"type": "string"}, "namespace": s}),
+        json!(["name"]),
+    );
+    let tls = strict(
+        json!({"mode": {"enum": ["Terminate", "Passthrough"]},
+               "certificateRefs": {"type": "array", "items": cert_ref}}),
+        json!([]),
+    );
+    let listener = strict(
+        json!({"name": s, "hostname": s, "protocol": s, "tls": tls,
+               "port": {"type": "integer", "minimum": 1, "maximum": 65535}}),
+        json!(["name", "port", "protocol"]),
+    );
+    let params = strict(
+        json!({"group": {"type": "string"}, "kind": s, "name": s}),
+        json!(["group", "kind", "name"]),
+    );
+    strict(
+        json!({"gatewayClassName": s,
+               "infrastructure": strict(json!({"parametersRef": params}), json!([])),
+               "listeners": {"type": "array", "minItems": 1, "items": listener}}),
+        json!(["gatewayClassName", "listeners"]),
+    )
+}
+
+/// Gateway API HTTPRoute (gateway.networking.k8s.io/v1), fields used.
+fn http_route_schema() -> Value {
+    let s = json!({"type": "string", "minLength": 1});
+    let port = json!({"type": "integer", "minimum": 1, "maximum": 65535});
+    let parent = strict(
+        json!({"name": s, "namespace": s, "sectionName": s, "group": {"type": "string"},
+               "kind": s, "port": port}),
+        json!(["name"]),
+    );
+    let path = strict(
+        json!({"type": {"enum": ["Exact", "PathPrefix", "RegularExpression"]}, "value": s}),
+        json!([]),
+    );
+    let header = strict(
+        json!({"type": {"enum": ["Exact", "RegularExpression"]}, "name": s, "value": s}),
+        json!(["name", "value"]),
+    );
+    let matches = strict(
+        json!({"path": path, "headers": {"type": "array", "items": header}}),
+        json!([]),
+    );
+    let backend = strict(
+        json!({"name": s, "port": port, "kind": s, "group": {"type": "string"},
+               "namespace": s, "weight": {"type": "integer", "minimum": 0}}),
+        json!(["name"]),
+    );
+    let rule = strict(
+        json!({"matches": {"type": "array", "items": matches},
+               "timeouts": route_timeouts_schema(),
+               "backendRefs": {"type": "array", "items": backend}}),
+        json!([]),
+    );
+    strict(
+        json!({"parentRefs": {"type": "array", "minItems": 1, "items": parent},
+               "hostnames": {"type": "array", "items": s},
+               "rules": {"type": "array", "items": rule}}),
+        json!(["parentRefs"]),
+    )
+}
+
 fn check_schema(schema: &Value, value: &Value, what: &str) -> Vec<String> {
     let v = jsonschema::options()
         .with_draft(jsonschema::Draft::Draft4)
@@ -427,6 +506,7 @@ fn api_version_of(kind: &str) -> &'static str {
     match kind {
         "DestinationRule" => "networking.istio.io/v1",
         "PeerAuthentication" | "AuthorizationPolicy" => "security.istio.io/v1",
+        "Gateway" | "HTTPRoute" => "gateway.networking.k8s.io/v1",
         _ => unreachable!(),
     }
 }
@@ -438,6 +518,8 @@ fn shape_errors(doc: &Value) -> Vec<String> {
         "DestinationRule" => destination_rule_schema(),
         "PeerAuthentication" => peer_authentication_schema(),
         "AuthorizationPolicy" => authorization_policy_schema(),
+        "Gateway" => gateway_schema(),
+        "HTTPRoute" => http_route_schema(),
         _ => return Vec::new(),
     };
     let mut errors = check_schema(&schema, &doc["spec"], &format!("{what} spec"));
@@ -480,6 +562,8 @@ fn resilience_and_security_objects_match_istios_shapes() {
         "DestinationRule",
         "PeerAuthentication",
         "AuthorizationPolicy",
+        "Gateway",
+        "HTTPRoute",
     ] {
         assert!(checked.get(kind).is_some_and(|n| *n > 0), "{checked:?}");
     }
@@ -508,6 +592,15 @@ fn resilience_and_security_objects_match_istios_shapes() {
     let mut pa = yaml_file("sidecar/security.yaml").remove(0);
     pa["spec"]["mtls"]["mode"] = json!("STRICTER");
     assert!(!shape_errors(&pa).is_empty());
+    let mut route = yaml_file("gateway/gateway.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "HTTPRoute")
+        .unwrap();
+    route["spec"]["rules"][0]["timeouts"]["request"] = json!("15 seconds");
+    assert!(!shape_errors(&route).is_empty());
+    let mut gw = yaml_file("gateway/gateway.yaml").remove(0);
+    gw["spec"]["listeners"][0]["tls"]["mode"] = json!("terminate");
+    assert!(!shape_errors(&gw).is_empty());
 }
 
 /// `app` of a selector.
