@@ -58,7 +58,7 @@ help:
 	@echo "  make bench-core - criterion benchmarks of the pure core"
 	@echo "  make bench-tools - install wrk (for make bench)"
 	@echo "  make noop-wasm - build the no-op control filter of make bench"
-	@echo "  make validate FILE='policy.json istio/sidecar/*.yaml envoy/envoy.yaml' [ARGS='--allow-missing-env --format json']"
+	@echo "  make validate FILE='policy.json istio/overlays/*/*.yaml envoy/envoy.yaml' [ARGS='--allow-missing-env --format json']"
 	@echo "                - check policies, Istio manifests or Envoy bootstraps with the filter's own parser"
 	@echo "  make schema   - regenerate schema/callback-guard.schema.json from the config types"
 	@echo "  make oci      - the .wasm as an OCI image layout in $(OCI_DIR) (tag $(OCI_TAG))"
@@ -171,7 +171,7 @@ bench-core:
 	cargo bench --benches -- --warm-up-time 1 --measurement-time 3
 
 validate: toolchain
-	@test -n "$(FILE)" || { echo "usage: make validate FILE='policy.json istio/sidecar/*.yaml envoy/envoy.yaml' [ARGS='--allow-missing-env --format json']"; exit 2; }
+	@test -n "$(FILE)" || { echo "usage: make validate FILE='policy.json istio/overlays/*/*.yaml envoy/envoy.yaml' [ARGS='--allow-missing-env --format json']"; exit 2; }
 	$(CLI) validate $(ARGS) $(FILE)
 
 schema: toolchain

@@ -51,7 +51,15 @@ fn shipped(path: &str) -> String {
 #[test]
 fn every_shipped_manifest_validates() {
     let mut files = Vec::new();
-    for dir in ["istio", "istio/sidecar", "istio/gateway"] {
+    for dir in [
+        "istio/base",
+        "istio/sidecar",
+        "istio/gateway",
+        "istio/overlays/sidecar-envoyfilter",
+        "istio/overlays/sidecar-wasmplugin",
+        "istio/overlays/gateway",
+        "istio/overlays/gateway-wasmplugin",
+    ] {
         for entry in std::fs::read_dir(repo_root().join(dir)).unwrap() {
             let name = entry.unwrap().file_name().to_string_lossy().to_string();
             if name.ends_with(".yaml") {
@@ -64,11 +72,14 @@ fn every_shipped_manifest_validates() {
     let (ok, out) = validate(&args, &[]);
     assert!(ok, "{out}");
     assert!(out.contains("4 configurations checked: all valid"), "{out}");
-    for variant in ["sidecar", "gateway"] {
-        for file in ["wasmplugin", "envoyfilter"] {
-            let label = format!("OK   istio/{variant}/{file}.yaml");
-            assert!(out.contains(&label), "{label} missing:\n{out}");
-        }
+    for file in [
+        "sidecar-envoyfilter/envoyfilter",
+        "sidecar-wasmplugin/wasmplugin",
+        "gateway/envoyfilter",
+        "gateway-wasmplugin/wasmplugin",
+    ] {
+        let label = format!("OK   istio/overlays/{file}.yaml");
+        assert!(out.contains(&label), "{label} missing:\n{out}");
     }
     assert!(
         out.contains("placeholder secrets for unset env vars"),
@@ -78,7 +89,7 @@ fn every_shipped_manifest_validates() {
 
 #[test]
 fn a_secret_missing_from_the_environment_is_an_error_by_default() {
-    let (ok, out) = validate(&["istio/sidecar/wasmplugin.yaml"], &[]);
+    let (ok, out) = validate(&["istio/overlays/sidecar-wasmplugin/wasmplugin.yaml"], &[]);
     assert!(!ok, "{out}");
     assert!(
         out.contains(
@@ -98,7 +109,7 @@ fn secrets_from_the_environment_are_checked() {
         ("GITHUB_WEBHOOK_SECRET", "gh-secret"),
         ("ORDERS_WEBHOOK_SECRET", whsec),
     ];
-    let (ok, out) = validate(&["istio/sidecar/wasmplugin.yaml"], &env);
+    let (ok, out) = validate(&["istio/overlays/sidecar-wasmplugin/wasmplugin.yaml"], &env);
     assert!(ok, "{out}");
     assert!(out.contains("3 channels (stripe, github, orders)"), "{out}");
     // Standard Webhooks wants a whsec_ (base64) key: a wrong one is named.
@@ -107,7 +118,7 @@ fn secrets_from_the_environment_are_checked() {
         env[1],
         ("ORDERS_WEBHOOK_SECRET", "whsec_not base64!"),
     ];
-    let (ok, out) = validate(&["istio/sidecar/wasmplugin.yaml"], &env);
+    let (ok, out) = validate(&["istio/overlays/sidecar-wasmplugin/wasmplugin.yaml"], &env);
     assert!(!ok, "{out}");
     assert!(
         out.contains("spec.pluginConfig.channels[2].signature.secrets[0]: is not a whsec_ secret"),
@@ -169,7 +180,7 @@ fn a_good_json_policy_passes_with_a_summary() {
 
 #[test]
 fn an_env_var_the_manifest_does_not_give_the_vm_is_named() {
-    let manifest = shipped("istio/sidecar/wasmplugin.yaml").replacen(
+    let manifest = shipped("istio/overlays/sidecar-wasmplugin/wasmplugin.yaml").replacen(
         "    - name: GITHUB_WEBHOOK_SECRET\n      valueFrom: HOST\n",
         "",
         1,
@@ -187,7 +198,7 @@ fn an_env_var_the_manifest_does_not_give_the_vm_is_named() {
 
 #[test]
 fn an_envoyfilter_without_the_stop_iteration_flag_is_refused() {
-    let manifest = shipped("istio/sidecar/envoyfilter.yaml").replacen(
+    let manifest = shipped("istio/overlays/sidecar-envoyfilter/envoyfilter.yaml").replacen(
         "allow_on_headers_stop_iteration: true",
         "allow_on_headers_stop_iteration: false",
         1,
@@ -207,7 +218,7 @@ fn an_envoyfilter_without_the_stop_iteration_flag_is_refused() {
 fn a_wasmplugin_that_holds_headers_is_refused() {
     // The WasmPlugin API cannot set allow_on_headers_stop_iteration: holding
     // headers there stalls every callback with a body.
-    let manifest = shipped("istio/sidecar/wasmplugin.yaml");
+    let manifest = shipped("istio/overlays/sidecar-wasmplugin/wasmplugin.yaml");
     assert!(manifest.contains("    hold_headers: false\n"));
     for (name, variant) in [
         (
@@ -229,7 +240,10 @@ fn a_wasmplugin_that_holds_headers_is_refused() {
     }
     // The shipped one runs in stream mode and says what that gives up.
     let (ok, out) = validate(
-        &["--allow-missing-env", "istio/sidecar/wasmplugin.yaml"],
+        &[
+            "--allow-missing-env",
+            "istio/overlays/sidecar-wasmplugin/wasmplugin.yaml",
+        ],
         &[],
     );
     assert!(ok, "{out}");
@@ -243,7 +257,7 @@ fn a_wasmplugin_that_holds_headers_is_refused() {
 
 #[test]
 fn an_envoyfilter_without_the_flag_is_accepted_in_stream_mode() {
-    let manifest = shipped("istio/sidecar/envoyfilter.yaml");
+    let manifest = shipped("istio/overlays/sidecar-envoyfilter/envoyfilter.yaml");
     let without_flag = manifest.replacen("allow_on_headers_stop_iteration: true", "", 1);
     let stream = "{\n                  \"hold_headers\": false,\n                  \"channels\": [";
     let streaming = without_flag.replacen("{\n                  \"channels\": [", stream, 1);
@@ -298,7 +312,7 @@ spec:
 
 #[test]
 fn files_without_a_configuration_or_not_yaml_fail() {
-    let (ok, out) = validate(&["istio/telemetry.yaml"], &[]);
+    let (ok, out) = validate(&["istio/base/telemetry.yaml"], &[]);
     assert!(!ok, "{out}");
     assert!(
         out.contains("no callback-guard configuration found"),
@@ -352,7 +366,7 @@ fn json_format_reports_every_error_for_ci() {
         r#"{"channels": [{"name": "A", "match": {"path_prefix": "/a"}},
                          {"name": "b", "match": {"path_prefix": "b"}}]}"#,
     );
-    let (ok, out) = validate(&["--format", "json", &file, "istio/telemetry.yaml"], &[]);
+    let (ok, out) = validate(&["--format", "json", &file, "istio/base/telemetry.yaml"], &[]);
     assert!(!ok, "{out}");
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["ok"], false);
@@ -373,7 +387,7 @@ fn json_format_reports_every_error_for_ci() {
         &[
             "--format",
             "json",
-            "istio/sidecar/envoyfilter.yaml",
+            "istio/overlays/sidecar-envoyfilter/envoyfilter.yaml",
             "--allow-missing-env",
         ],
         &[],

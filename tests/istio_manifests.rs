@@ -1,5 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! The Istio manifests under `istio/` are right the first time:
+//! The Istio manifests under `istio/` are right the first time, as
+//! `kubectl apply -k istio/overlays/<one>` applies them (each overlay
+//! rendered by `support/kustomize.rs`; the overlays themselves, the
+//! resilience objects and the observability assets: tests/packaging.rs):
 //!
 //! - every `WasmPlugin` validates against the CRD's OpenAPI schema
 //!   (`tests/fixtures/istio-wasmplugin-crd.yaml`), read as Kubernetes
@@ -20,6 +23,8 @@
 //!   body, while the same policy holding headers would stall them; the
 //!   EnvoyFilter (flag set, headers held) keeps every guarantee.
 
+#[path = "support/kustomize.rs"]
+mod kustomize;
 mod support;
 
 use serde_json::{Value, json};
@@ -66,32 +71,55 @@ impl Doc {
     fn dir(&self) -> &Path {
         self.file.parent().unwrap()
     }
-}
 
-fn yaml_documents(text: &str) -> Vec<Value> {
-    use serde::Deserialize;
-    serde_yaml_ng::Deserializer::from_str(text)
-        .map(|de| Value::deserialize(de).unwrap())
-        .filter(|v| !v.is_null())
-        .collect()
-}
+    /// The deployment a filter belongs to: `sidecar` or `gateway`, from its
+    /// overlay (`istio/overlays/sidecar-envoyfilter`, `.../gateway-wasmplugin`).
+    fn deployment(&self) -> String {
+        let overlay = self.dir().file_name().unwrap().to_string_lossy();
+        overlay.split('-').next().unwrap().to_string()
+    }
 
-fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            yaml_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-            out.push(path);
-        }
+    /// The base the filter's overlay builds on (`istio/sidecar`,
+    /// `istio/gateway`): the objects shared by its deployment's overlays.
+    fn base_dir(&self) -> PathBuf {
+        repo_root().join("istio").join(self.deployment())
     }
 }
 
+fn yaml_documents(text: &str) -> Vec<Value> {
+    kustomize::yaml_documents(text)
+}
+
+/// Every object `kubectl apply -k istio/overlays/<one>` applies, for every
+/// overlay: what reaches the cluster, after the overlay's namespace, labels
+/// and patches (image, host). `file` is the overlay's kustomization.
 fn manifests() -> Vec<Doc> {
-    let mut files = Vec::new();
-    yaml_files(&repo_root().join("istio"), &mut files);
+    let overlays = kustomize::overlays(&repo_root());
+    assert!(!overlays.is_empty(), "no overlays under istio/overlays");
+    overlays
+        .into_iter()
+        .flat_map(|dir| {
+            let file = dir.join(kustomize::KUSTOMIZATION);
+            kustomize::build(&dir)
+                .into_iter()
+                .enumerate()
+                .map(move |(index, value)| Doc {
+                    file: file.clone(),
+                    index,
+                    value,
+                })
+        })
+        .collect()
+}
+
+/// The documents of the YAML files directly in `dir` (not rendered).
+fn raw_documents(dir: &Path) -> Vec<Doc> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
     files.sort();
-    assert!(!files.is_empty(), "no manifests under istio/");
     files
         .into_iter()
         .flat_map(|file| {
@@ -154,7 +182,9 @@ fn crd_schema() -> Value {
         "metadata".into(),
         json!({"type": "object", "required": ["name"],
                "properties": {"name": {"type": "string", "minLength": 1},
-                              "namespace": {"type": "string"}}}),
+                              "namespace": {"type": "string"},
+                              "labels": {"type": "object",
+                                         "additionalProperties": {"type": "string"}}}}),
     );
     schema["required"] = json!(["apiVersion", "kind", "metadata", "spec"]);
     schema
@@ -474,8 +504,8 @@ fn wasmplugin_and_envoyfilter_carry_the_same_policy() {
     for plugin in of_kind("WasmPlugin") {
         let ef = envoy_filters
             .iter()
-            .find(|d| d.dir() == plugin.dir())
-            .unwrap_or_else(|| panic!("{}: no EnvoyFilter next to it", plugin.name()));
+            .find(|d| d.deployment() == plugin.deployment())
+            .unwrap_or_else(|| panic!("{}: no EnvoyFilter for its deployment", plugin.name()));
         let exts = extension_configs(&ef.value);
         assert_eq!(exts.len(), 1, "{}", ef.name());
         let (json, env) = envoy_filter_policy(&exts[0]);
@@ -594,7 +624,7 @@ fn proxy_container_env(deployment: &Value) -> Vec<Value> {
 /// of a gateway-options ConfigMap.
 fn deployments_in(dir: &Path) -> Vec<(String, Value)> {
     let mut out = Vec::new();
-    for doc in manifests().into_iter().filter(|d| d.dir() == dir) {
+    for doc in raw_documents(dir) {
         match doc.kind() {
             "Deployment" => out.push((doc.name(), doc.value.clone())),
             "ConfigMap" => {
@@ -623,7 +653,7 @@ fn every_host_env_var_comes_from_a_kubernetes_secret_on_the_proxy() {
             "{}: secrets should come from HOST env",
             plugin.name()
         );
-        let deployments = deployments_in(plugin.dir());
+        let deployments = deployments_in(&plugin.base_dir());
         assert!(
             !deployments.is_empty(),
             "{}: nothing sets the proxy env",
@@ -913,8 +943,14 @@ fn callback_samples(envoy: &Envoy) -> Vec<support::envoy::Sample> {
 fn telemetry_snippet_gives_labelled_callback_metrics_under_istio() {
     let overlay = custom_bootstrap();
     // The ConfigMap carries one tag per label the filter encodes, each
-    // cutting the label *with* its leading underscore.
-    let tags = overlay["stats_config"]["stats_tags"].as_array().unwrap();
+    // cutting the label *with* its leading underscore, plus `wasm_plugin`
+    // for Envoy's VM reload stats (checked in tests/packaging.rs).
+    let tags: Vec<&Value> = overlay["stats_config"]["stats_tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["tag_name"] != "wasm_plugin")
+        .collect();
     let names: BTreeSet<&str> = tags
         .iter()
         .map(|t| t["tag_name"].as_str().unwrap())

@@ -47,7 +47,12 @@ fn shipped_policies() -> Vec<(String, Value)> {
     use serde::Deserialize;
     let mut out = Vec::new();
     let mut files = vec![repo_root().join("envoy/envoy.yaml")];
-    for dir in ["istio/sidecar", "istio/gateway"] {
+    for dir in [
+        "istio/overlays/sidecar-envoyfilter",
+        "istio/overlays/sidecar-wasmplugin",
+        "istio/overlays/gateway",
+        "istio/overlays/gateway-wasmplugin",
+    ] {
         for entry in std::fs::read_dir(repo_root().join(dir)).unwrap() {
             files.push(entry.unwrap().path());
         }

@@ -172,10 +172,10 @@ fn every_shipped_policy_guards_the_callbacks_prefix() {
     // that fits no channel (`reject_unmatched`).
     let mut files = vec![repo_root().join("envoy/envoy.yaml")];
     for name in [
-        "istio/sidecar/envoyfilter.yaml",
-        "istio/sidecar/wasmplugin.yaml",
-        "istio/gateway/envoyfilter.yaml",
-        "istio/gateway/wasmplugin.yaml",
+        "istio/overlays/sidecar-envoyfilter/envoyfilter.yaml",
+        "istio/overlays/sidecar-wasmplugin/wasmplugin.yaml",
+        "istio/overlays/gateway/envoyfilter.yaml",
+        "istio/overlays/gateway-wasmplugin/wasmplugin.yaml",
     ] {
         files.push(repo_root().join(name));
     }
