@@ -313,10 +313,7 @@ fn an_unkeyed_hash_is_refused_at_load() {
         )
         .cluster("upstream", up.port())
         .start_expect_exit();
-    let line = log
-        .lines()
-        .find(|l| l.contains("callback-guard: invalid configuration"))
-        .unwrap_or_else(|| panic!("no configuration error in the log:\n{log}"));
+    let line = support::assert::config_error_line(&log);
     assert!(
         line.contains(r#"channels[0].mask.hash_key: required with strategy "hash""#),
         "{line}"

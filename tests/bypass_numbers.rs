@@ -57,10 +57,7 @@ fn absurd_numbers_are_refused_at_load_with_their_field_path() {
             .plugin(config)
             .cluster("upstream", up.port())
             .start_expect_exit();
-        let line = log
-            .lines()
-            .find(|l| l.contains("callback-guard: invalid configuration"))
-            .unwrap_or_else(|| panic!("no configuration error in the log:\n{log}"));
+        let line = support::assert::config_error_line(&log);
         assert!(line.contains(needle), "{needle:?} not in: {line}");
         assert!(up.received().is_empty());
     }

@@ -64,16 +64,7 @@ fn unsigned(path: &str, host: &str) -> Request {
 /// A correctly signed payment on `path`.
 fn signed(path: &str, id: &str) -> Request {
     let body = r#"{"type":"payment.succeeded","amount":2}"#;
-    let ts = sign::now();
-    Request::post(path)
-        .host(HOST)
-        .header("webhook-id", id)
-        .header("webhook-timestamp", &ts.to_string())
-        .header(
-            "webhook-signature",
-            &sign::standard_v1(&whsec(), id, ts, body.as_bytes()),
-        )
-        .json(body)
+    sign::standard_request(path, &whsec(), id, body).host(HOST)
 }
 
 fn refused(resp: &Response, status: u16, code: &str, what: &str) {

@@ -22,15 +22,7 @@ fn whsec() -> String {
 }
 
 fn std_signed(path: &str, id: &str, body: &str) -> Request {
-    let ts = sign::now();
-    Request::post(path)
-        .header("webhook-id", id)
-        .header("webhook-timestamp", &ts.to_string())
-        .header(
-            "webhook-signature",
-            &sign::standard_v1(&whsec(), id, ts, body.as_bytes()),
-        )
-        .json(body)
+    sign::standard_request(path, &whsec(), id, body)
 }
 
 fn github_signed(delivery: &str, body: &str) -> Request {

@@ -17,15 +17,7 @@ fn whsec() -> String {
 }
 
 fn signed(id: &str, body: &str) -> Request {
-    let ts = sign::now();
-    Request::post("/callbacks/payments")
-        .header("webhook-id", id)
-        .header("webhook-timestamp", &ts.to_string())
-        .header(
-            "webhook-signature",
-            &sign::standard_v1(&whsec(), id, ts, body.as_bytes()),
-        )
-        .json(body)
+    sign::standard_request("/callbacks/payments", &whsec(), id, body)
 }
 
 fn start(name: &str, up: &Upstream) -> Envoy {

@@ -45,15 +45,7 @@ fn builder(name: &str, up: &Upstream, plugin: &Value) -> EnvoyBuilder {
 }
 
 fn signed(id: &str, body: &str) -> Request {
-    let ts = sign::now();
-    Request::post(&format!("{SIGNED}/{id}"))
-        .header("webhook-id", id)
-        .header("webhook-timestamp", &ts.to_string())
-        .header(
-            "webhook-signature",
-            &sign::standard_v1(&whsec(), id, ts, body.as_bytes()),
-        )
-        .json(body)
+    sign::standard_request(&format!("{SIGNED}/{id}"), &whsec(), id, body)
 }
 
 /// The VM is alive: ordinary requests on fresh connections all succeed,

@@ -316,10 +316,7 @@ fn invalid_configuration_is_refused_with_the_field_path() {
             .plugin(config)
             .cluster("upstream", up.port())
             .start_expect_exit();
-        let line = log
-            .lines()
-            .find(|l| l.contains("callback-guard: invalid configuration"))
-            .unwrap_or_else(|| panic!("no configuration error in the log:\n{log}"));
+        let line = support::assert::config_error_line(&log);
         assert!(line.contains(needle), "{needle} not named in: {line}");
     }
 }

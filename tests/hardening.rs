@@ -47,15 +47,7 @@ fn start(name: &str, up: &Upstream) -> Envoy {
 
 /// A correctly signed callback (fresh id per call).
 fn signed(id: &str, body: &str) -> Request {
-    let ts = sign::now();
-    Request::post("/callbacks/signed/evt")
-        .header("webhook-id", id)
-        .header("webhook-timestamp", &ts.to_string())
-        .header(
-            "webhook-signature",
-            &sign::standard_v1(&whsec(), id, ts, body.as_bytes()),
-        )
-        .json(body)
+    sign::standard_request("/callbacks/signed/evt", &whsec(), id, body)
 }
 
 fn assert_alive(envoy: &Envoy, up: &Upstream, n: usize) {

@@ -977,10 +977,7 @@ fn a_secret_whose_env_var_is_missing_refuses_the_configuration() {
             .env("CG_E2E_SET", from_env)
             .cluster("upstream", up.port())
             .start_expect_exit();
-        let line = log
-            .lines()
-            .find(|l| l.contains("callback-guard: invalid configuration"))
-            .unwrap_or_else(|| panic!("no configuration error in the log:\n{log}"));
+        let line = support::assert::config_error_line(&log);
         assert!(line.contains(needle), "{needle:?} not in: {line}");
         for secret in [inline, from_env] {
             assert!(!log.contains(secret), "the log shows a secret:\n{log}");

@@ -51,3 +51,11 @@ fn reply_shape(resp: &Response, status: u16, key: &str, code: Option<&str>, cont
     assert!(is_trace_id(trace), "{context}: {body}");
     assert_eq!(resp.header("x-callback-trace-id"), Some(trace), "{context}");
 }
+
+/// The filter's one log line for a refused configuration (every error,
+/// with its field path).
+pub fn config_error_line(log: &str) -> &str {
+    log.lines()
+        .find(|l| l.contains("callback-guard: invalid configuration"))
+        .unwrap_or_else(|| panic!("no configuration error in the log:\n{log}"))
+}

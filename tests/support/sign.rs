@@ -101,3 +101,17 @@ pub fn slack(secret: &str, ts: u64, body: &[u8]) -> String {
 pub fn shopify(secret: &str, body: &[u8]) -> String {
     b64(&hmac("sha256", secret.as_bytes(), body))
 }
+
+/// A JSON `POST` to `path` carrying Standard Webhooks headers for `id`, now,
+/// signed with `whsec` over `body`.
+pub fn standard_request(path: &str, whsec: &str, id: &str, body: &str) -> super::Request {
+    let ts = now();
+    super::Request::post(path)
+        .header("webhook-id", id)
+        .header("webhook-timestamp", &ts.to_string())
+        .header(
+            "webhook-signature",
+            &standard_v1(whsec, id, ts, body.as_bytes()),
+        )
+        .json(body)
+}
