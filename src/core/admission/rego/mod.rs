@@ -167,6 +167,7 @@ impl RegoPolicy {
         let mut engine = Engine::new();
         // Rego v1 syntax (`if`, `contains`, `in`), as OPA 1.x.
         engine.set_rego_v0(false);
+        bound_builtins(&mut engine).map_err(|e| path.error(e))?;
         for (name, source) in spec.modules {
             let at = modules_path.key(name);
             if name.is_empty() || name.len() > 128 {
@@ -194,13 +195,6 @@ impl RegoPolicy {
         engine
             .compile_with_entrypoint(&entrypoint.into())
             .map_err(|e| path.error(format!("Rego does not compile: {}", one_line(&e))))?;
-        engine.set_input(Value::new_object());
-        engine.eval_rule(entrypoint.to_string()).map_err(|e| {
-            entry_at.error(format!(
-                "evaluating {entrypoint} on an empty input failed: {}",
-                one_line(&e)
-            ))
-        })?;
         let timeout_us = spec.timeout_us.unwrap_or(DEFAULT_TIMEOUT_US);
         if !(MIN_TIMEOUT_US..=MAX_TIMEOUT_US).contains(&timeout_us) {
             return Err(path.key("timeout_us").error(format!(
@@ -211,6 +205,15 @@ impl RegoPolicy {
             limit: Duration::from_micros(timeout_us),
             check_interval: NonZeroU32::MIN.saturating_add(15),
         });
+        // Some mistakes (an unsafe variable) only show when evaluated: try
+        // once on an empty input, within the same budget as a request.
+        engine.set_input(Value::new_object());
+        engine.eval_rule(entrypoint.to_string()).map_err(|e| {
+            entry_at.error(format!(
+                "evaluating {entrypoint} on an empty input failed: {}",
+                one_line(&e)
+            ))
+        })?;
         let headers_at = path.key("headers");
         if spec.headers.len() > MAX_HEADERS {
             return Err(headers_at.error(format!("at most {MAX_HEADERS} headers")));
@@ -451,6 +454,53 @@ pub fn classify(
             }
         }
     }
+}
+
+/// Most elements `numbers.range` / `numbers.range_step` may produce.
+pub const MAX_RANGE_ELEMENTS: i64 = 10_000;
+
+/// regorus's `numbers.range(a, b)` reserves `|b - a| + 1` values in one
+/// allocation, before its wall-clock check can run: `numbers.range(1,
+/// 1e9)` would abort the VM on allocation failure. Extensions are looked up
+/// before builtins, so these bounded versions replace them: over
+/// [`MAX_RANGE_ELEMENTS`] the evaluation fails (an error, `on_error`).
+fn bound_builtins(engine: &mut Engine) -> Result<(), String> {
+    let range = |args: Vec<Value>| bounded_range("numbers.range", &args, 1);
+    let range_step = |args: Vec<Value>| {
+        let step = args.get(2).and_then(|v| v.as_i64().ok()).unwrap_or(0);
+        if step <= 0 {
+            anyhow::bail!("numbers.range_step: step must be a positive integer");
+        }
+        bounded_range("numbers.range_step", &args, step)
+    };
+    engine
+        .add_extension("numbers.range".into(), 2, Box::new(range))
+        .and_then(|()| engine.add_extension("numbers.range_step".into(), 3, Box::new(range_step)))
+        .map_err(|e| format!("cannot bound numbers.range: {e}"))
+}
+
+fn bounded_range(name: &str, args: &[Value], step: i64) -> anyhow::Result<Value> {
+    let (Some(a), Some(b)) = (
+        args.first().and_then(|v| v.as_i64().ok()),
+        args.get(1).and_then(|v| v.as_i64().ok()),
+    ) else {
+        return Ok(Value::Undefined);
+    };
+    let span = i128::from(b) - i128::from(a);
+    let count = span.abs() / i128::from(step) + 1;
+    if count > i128::from(MAX_RANGE_ELEMENTS) {
+        anyhow::bail!(
+            "{name}: {count} elements, at most {MAX_RANGE_ELEMENTS} (callback-guard bound)"
+        );
+    }
+    let incr = if span >= 0 { step } else { -step };
+    let mut out = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    let mut v = a;
+    for _ in 0..count {
+        out.push(Value::from(v));
+        v = v.saturating_add(incr);
+    }
+    Ok(Value::from(out))
 }
 
 /// The output mapping of the module docs.

@@ -400,3 +400,28 @@ decision := {"allow": true, "priority": "low", "reason": "unknown_caller"} if no
         }
     );
 }
+
+/// `numbers.range` would reserve a billion values in one allocation;
+/// the bounded replacement refuses instead, and keeps OPA's results for
+/// small ranges.
+#[test]
+fn huge_ranges_are_refused_not_allocated() {
+    let p = compile(
+        "package callback.admission\n\
+         decision := {\"allow\": count(numbers.range(1, 1000000000)) > 0} if input.priority == \"high\"\n",
+    );
+    let h = hdrs(&[]);
+    assert!(p.decide(&request(None, Some("high"), &h)).is_err());
+    let p = compile(
+        "package callback.admission\n\
+         ok if { numbers.range(3, 1) == [3, 2, 1]; numbers.range_step(0, 10, 5) == [0, 5, 10] }\n\
+         decision := {\"allow\": true} if ok\n",
+    );
+    assert_eq!(
+        p.decide(&request(None, Some("high"), &h)).unwrap(),
+        PolicyVerdict::Decided {
+            decision: Decision::Admitted(Priority::High),
+            reason: None
+        }
+    );
+}
