@@ -327,6 +327,12 @@ impl AdmissionPolicy {
                 .map(|b| b.limit(&path.key("capacity")))
                 .transpose()?,
         };
+        #[cfg(not(feature = "rego"))]
+        if spec.policy.is_some() {
+            return Err(path
+                .key("policy")
+                .error("this build has no Rego support (cargo feature `rego`)"));
+        }
         Ok(Self {
             priority_header,
             rules,
@@ -334,15 +340,6 @@ impl AdmissionPolicy {
             limits,
             #[cfg(feature = "rego")]
             rego: compile_rego(spec, path)?,
-        })
-        .and_then(|compiled| {
-            #[cfg(not(feature = "rego"))]
-            if spec.policy.is_some() {
-                return Err(path
-                    .key("policy")
-                    .error("this build has no Rego support (cargo feature `rego`)"));
-            }
-            Ok(compiled)
         })
     }
 
