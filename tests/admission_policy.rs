@@ -289,3 +289,34 @@ fn rules_still_decide_when_the_policy_leaves_allow_out() {
         2.0
     );
 }
+
+/// The Istio example of the docs loads with the filter's own parser, and
+/// the same plugin config in a real Envoy admits as documented.
+#[test]
+fn the_istio_example_loads_and_decides() {
+    let text = std::fs::read_to_string(
+        support::repo_root().join("docs/examples/istio-wasmplugin-rego.yaml"),
+    )
+    .unwrap();
+    let doc: Value = serde_yaml_ng::from_str(&text).unwrap();
+    let config = doc["spec"]["pluginConfig"].clone();
+    let json = serde_json::to_vec(&config).unwrap();
+    let no_env = |_: &str| -> Option<String> { None };
+    callback_guard::config::load(&json, &no_env).unwrap();
+
+    let up = Upstream::start();
+    let (pki, envoy, _log) = start("rego-istio-example", &config.to_string(), &up);
+    let send = |id: &str, path: &str| {
+        pki.client(Some(&pki.identity(id))).send(
+            &Request::post(path)
+                .json("{}")
+                .header("x-callback-priority", "high"),
+            envoy.addr(),
+        )
+    };
+    assert_eq!(send(PROCESSOR, "/callbacks/refunds/1").status, 200);
+    assert_eq!(admitted(&up, 0), ["high"]);
+    assert_eq!(send(BATCH, "/callbacks/payments/1").status, 200);
+    assert_eq!(admitted(&up, 1), ["normal"]);
+    assert_eq!(send(SANDBOX, "/callbacks/payments/1").status, 403);
+}
