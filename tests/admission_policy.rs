@@ -309,7 +309,7 @@ fn the_istio_example_loads_and_decides() {
     let send = |id: &str, path: &str| {
         pki.client(Some(&pki.identity(id))).send(
             &Request::post(path)
-                .json("{}")
+                .json(r#"{"id":"evt_2"}"#)
                 .header("x-callback-priority", "high"),
             envoy.addr(),
         )
