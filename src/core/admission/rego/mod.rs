@@ -37,8 +37,8 @@ pub const MAX_MODULES: usize = 16;
 pub const MAX_SOURCE_BYTES: usize = 256 * 1024;
 /// Largest number of request headers copied into the input.
 pub const MAX_HEADERS: usize = 16;
-/// Longest header value copied into the input, bytes (longer: truncated
-/// is never done; the header is left out and `input.truncated` is true).
+/// Longest header value copied into the input, bytes; a longer one is left
+/// out (never truncated) and `input.headers_dropped` is true.
 pub const MAX_HEADER_VALUE_BYTES: usize = 1024;
 /// Largest number of declared metric reasons.
 pub const MAX_REASONS: usize = 32;
