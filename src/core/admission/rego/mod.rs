@@ -205,15 +205,21 @@ impl RegoPolicy {
             limit: Duration::from_micros(timeout_us),
             check_interval: NonZeroU32::MIN.saturating_add(15),
         });
-        // Some mistakes (an unsafe variable) only show when evaluated: try
-        // once on an empty input, within the same budget as a request.
-        engine.set_input(Value::new_object());
-        engine.eval_rule(entrypoint.to_string()).map_err(|e| {
-            entry_at.error(format!(
-                "evaluating {entrypoint} on an empty input failed: {}",
-                one_line(&e)
-            ))
-        })?;
+        // Some mistakes (an unsafe variable, a builtin this build lacks)
+        // only show when evaluated: try once on an empty input and once on
+        // a sample `high` request, within the same budget as a request.
+        for (what, input) in [
+            ("an empty input", Value::new_object()),
+            ("a sample request", sample_input()),
+        ] {
+            engine.set_input(input);
+            engine.eval_rule(entrypoint.to_string()).map_err(|e| {
+                entry_at.error(format!(
+                    "evaluating {entrypoint} on {what} failed: {}",
+                    one_line(&e)
+                ))
+            })?;
+        }
         let headers_at = path.key("headers");
         if spec.headers.len() > MAX_HEADERS {
             return Err(headers_at.error(format!("at most {MAX_HEADERS} headers")));
@@ -501,6 +507,29 @@ fn bounded_range(name: &str, args: &[Value], step: i64) -> anyhow::Result<Value>
         v = v.saturating_add(incr);
     }
     Ok(Value::from(out))
+}
+
+/// The sample input tried at load: a `high` request from a SPIFFE
+/// identity, no headers.
+fn sample_input() -> Value {
+    let mut doc = Value::new_object();
+    if let Ok(o) = doc.as_object_mut() {
+        for (k, v) in [
+            ("phase", "headers"),
+            ("priority", "high"),
+            ("identity", "spiffe://example.org/ns/default/sa/sample"),
+            ("channel", "sample"),
+            ("method", "POST"),
+            ("path", "/"),
+            ("host", "example.org"),
+        ] {
+            o.insert(Value::from(k), Value::from(v));
+        }
+        o.insert(Value::from("version"), Value::from(INPUT_VERSION));
+        o.insert(Value::from("headers"), Value::new_object());
+        o.insert(Value::from("headers_dropped"), Value::from(false));
+    }
+    doc
 }
 
 /// The output mapping of the module docs.

@@ -304,7 +304,7 @@ fn runaway_policy_is_stopped() {
     let p = compile_with(
         "package callback.admission\n\
          n := numbers.range(1, 2000)\n\
-         decision := {\"allow\": count([1 | some a in n; some b in n; some c in n]) > 0} if input.priority == \"high\"\n",
+         decision := {\"allow\": count([1 | some a in n; some b in n; some c in n]) > 0} if input.channel == \"payments\"\n",
         "data.callback.admission.decision",
         &[],
         Some(2000),
@@ -408,7 +408,7 @@ decision := {"allow": true, "priority": "low", "reason": "unknown_caller"} if no
 fn huge_ranges_are_refused_not_allocated() {
     let p = compile(
         "package callback.admission\n\
-         decision := {\"allow\": count(numbers.range(1, 1000000000)) > 0} if input.priority == \"high\"\n",
+         decision := {\"allow\": count(numbers.range(1, 1000000000)) > 0} if input.channel == \"payments\"\n",
     );
     let h = hdrs(&[]);
     assert!(p.decide(&request(None, Some("high"), &h)).is_err());
@@ -424,4 +424,50 @@ fn huge_ranges_are_refused_not_allocated() {
             reason: None
         }
     );
+}
+
+/// Builtins not compiled into this build (`regex`, `time`, JWT, `net`,
+/// `base64`, ...) are refused at load when the sample `high` request
+/// reaches them (otherwise they are an evaluation error per request).
+#[test]
+fn builtins_missing_from_the_build_are_refused_at_load() {
+    for call in [
+        "regex.match(\"^/hooks\", input.path)",
+        "time.now_ns() > 0",
+        "base64.encode(input.path) != \"\"",
+    ] {
+        let source = format!(
+            "package callback.admission\ndecision := {{\"allow\": true}} if {{ input.priority == \"high\"; {call} }}\n"
+        );
+        let e = compile_with(&source, "data.callback.admission.decision", &[], None);
+        assert!(e.is_err(), "{call} was accepted");
+    }
+}
+
+#[test]
+fn a_missing_builtin_beyond_the_sample_is_an_error_per_request() {
+    let p = compile(
+        "package callback.admission\ndecision := {\"allow\": true} if { input.channel == \"payments\"; regex.match(\"^/\", input.path) }\n",
+    );
+    let h = hdrs(&[]);
+    let e = p.decide(&request(None, Some("high"), &h)).unwrap_err();
+    assert!(e.0.contains("regex.match"), "{e:?}");
+}
+
+/// A runaway or an oversized range that the sample request reaches is
+/// caught at load, before any traffic.
+#[test]
+fn a_runaway_reached_by_the_sample_is_refused_at_load() {
+    for body in [
+        "count(numbers.range(1, 1000000000)) > 0",
+        "count([1 | some a in numbers.range(1, 3000); some b in numbers.range(1, 3000); some c in numbers.range(1, 3000)]) > 0",
+    ] {
+        let source = format!(
+            "package callback.admission\ndecision := {{\"allow\": {body}}} if input.priority == \"high\"\n"
+        );
+        let e = compile_with(&source, "data.callback.admission.decision", &[], Some(2000))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("on a sample request failed"), "{e}");
+    }
 }
