@@ -4,6 +4,7 @@ use super::{ConfigError, FieldPath};
 use crate::core::admission::AdmissionPolicy;
 use crate::core::admission::bucket::Limit;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -28,6 +29,41 @@ pub struct AdmissionSpec {
     /// Token buckets per priority; over its bucket a request gets 429.
     #[serde(default)]
     pub limits: Option<LimitsSpec>,
+    /// Extension (issue #16): an OPA Rego policy decides admission before
+    /// the rules (see docs/configuration.md, "Rego policy").
+    #[serde(default)]
+    pub policy: Option<RegoPolicySpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RegoPolicySpec {
+    /// Rego modules (Rego v1 syntax), file name to source text; 1 to 16
+    /// modules, at most 256 KiB in all. Compiled once at configure time.
+    pub modules: BTreeMap<String, String>,
+    /// The rule to query, e.g. `data.callback.admission.decision`; its
+    /// value is `{ "allow": bool, "priority": "high|normal|low", "reason": "..." }`.
+    pub entrypoint: String,
+    /// Request headers copied into `input.headers` (at most 16, values up
+    /// to 1024 bytes).
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// Requested priorities the policy is evaluated for (default `["high"]`);
+    /// the others go to the rules alone.
+    #[serde(default)]
+    pub priorities: Option<Vec<String>>,
+    /// rules (default) | deny: what an evaluation error or timeout leads to.
+    #[serde(default)]
+    pub on_error: Option<String>,
+    /// Wall-clock budget of one evaluation in microseconds (50 to 100000,
+    /// default 1000); over it the evaluation is stopped and is an error.
+    #[serde(default)]
+    pub timeout_us: Option<u64>,
+    /// Reasons counted under their own `reason` label in
+    /// `callback_admission_policy_total` (at most 32; others count as `other`).
+    #[serde(default)]
+    pub reasons: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

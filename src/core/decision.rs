@@ -78,6 +78,10 @@ pub struct DecisionRecord<'a> {
     /// The admitted priority.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub priority: Option<&'a str>,
+    /// The Rego admission policy's `reason` (printable ASCII, at most 128
+    /// bytes: the policy author's words, see `core::admission::rego`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admission_reason: Option<&'a str>,
     pub trace_id: &'a str,
 }
 
@@ -162,6 +166,7 @@ mod tests {
             delivery_id: Some("msg_1"),
             cluster: None,
             priority: Some("normal"),
+            admission_reason: None,
             trace_id: "0af7651916cd43dd8448eb211c80319c",
         }
     }

@@ -16,6 +16,10 @@ pub const DUPLICATES_TOTAL: &str = "callback_duplicates_total";
 pub const MASKED_FIELDS_TOTAL: &str = "callback_masked_fields_total";
 pub const REJECTED_TOTAL: &str = "callback_rejected_total";
 pub const ADMISSION_TOTAL: &str = "callback_admission_total";
+/// Rego policy evaluations (`admission.policy`; labels `decision`: see
+/// [`crate::core::admission::rego::SOURCES`], `reason`: a declared reason,
+/// `other` or `none`).
+pub const ADMISSION_POLICY_TOTAL: &str = "callback_admission_policy_total";
 pub const ROUTED_TOTAL: &str = "callback_routed_total";
 pub const UPSTREAM_FAILURES_TOTAL: &str = "callback_upstream_failures_total";
 pub const DURATION_MS: &str = "callback_duration_ms";

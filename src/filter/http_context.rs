@@ -84,6 +84,8 @@ pub struct Http {
     /// The body as forwarded, kept for a dead-letter copy (only with
     /// `dead_letter`, and only up to its `max_body_bytes`).
     forwarded_body: Option<Vec<u8>>,
+    /// The Rego policy's `reason` (reply body, decision record).
+    admission_reason: Option<String>,
     /// When the complete request went upstream: routing latency counts
     /// from here (a caller's slow upload is not the cluster's latency).
     upstream_start_ms: u64,
@@ -112,6 +114,7 @@ impl Http {
             delivery_id: None,
             priority_admitted: None,
             forwarded_body: None,
+            admission_reason: None,
             upstream_start_ms: 0,
         }
     }
@@ -172,6 +175,7 @@ impl Http {
             delivery_id: self.delivery_id.as_deref(),
             cluster: self.cluster.as_deref(),
             priority: self.priority_admitted.map(Priority::as_str),
+            admission_reason: self.admission_reason.as_deref(),
             trace_id: &self.trace_id,
         };
         host::set_filter_state(decision::FILTER_STATE_NAME, &record.to_json());
@@ -217,6 +221,15 @@ impl Http {
             .needs_identity(requested)
             .then(host::peer_spiffe_id)
             .flatten();
+        #[cfg(feature = "rego")]
+        let classified = match self.policy_classify(admission, requested) {
+            Some((decision, reason)) => {
+                self.admission_reason = reason;
+                decision
+            }
+            None => admission.classify(requested, identity.as_deref()),
+        };
+        #[cfg(not(feature = "rego"))]
         let classified = admission.classify(requested, identity.as_deref());
         if let Some(admitted) = classified.admitted() {
             host::set_request_header(PRIORITY_ADMITTED_HEADER, admitted.as_str());
@@ -246,8 +259,61 @@ impl Http {
             self.start_ms,
         );
         self.count(pipeline::admission_stat(&ch.name, decision), 1);
-        let refusal = decision.refusal()?;
+        let mut refusal = decision.refusal()?;
+        if let (Decision::Denied(_), Some(reason)) = (decision, &self.admission_reason) {
+            refusal.detail = format!("{}: {reason}", refusal.detail);
+        }
         Some(self.reply(&refusal))
+    }
+
+    /// The Rego policy's verdict (`admission.policy`), when it applies to
+    /// the requested priority; `None` leaves the request to the rules.
+    #[cfg(feature = "rego")]
+    fn policy_classify(
+        &self,
+        admission: &crate::core::admission::AdmissionPolicy,
+        requested: Option<&str>,
+    ) -> Option<(Decision, Option<String>)> {
+        use crate::core::admission::{principal, rego};
+        let policy = admission
+            .rego()
+            .filter(|p| p.applies_to(Priority::from_header(requested)))?;
+        let (_, index) = self.channel_policy()?;
+        let channel = self
+            .policy
+            .as_ref()
+            .and_then(|p| p.channels.get(index))
+            .map(|c| c.name.clone())
+            .unwrap_or_default();
+        let peer = host::peer_spiffe_id();
+        let identity = peer.as_deref().and_then(principal::spiffe_id);
+        let input = rego::PolicyInput {
+            requested,
+            identity,
+            channel: &channel,
+            method: self.headers.get(":method").unwrap_or(""),
+            path: self.headers.get(":path").unwrap_or(""),
+            host: self.headers.get(":authority").unwrap_or(""),
+            headers: &self.headers,
+            scheme: None,
+            delivery_id: None,
+        };
+        let outcome = rego::classify(admission, policy, &input);
+        self.count(outcome.stat(policy), 1);
+        if let Some(error) = &outcome.error
+            && self
+                .worker
+                .log_budget
+                .borrow_mut()
+                .take(host::now_ms())
+                .is_some()
+        {
+            host::log_warn(&format!(
+                "callback-guard: admission policy failed channel={channel}: {}",
+                error.0
+            ));
+        }
+        Some((outcome.decision, outcome.reason))
     }
 
     /// Runs the body checks on the complete body and applies the verdict.

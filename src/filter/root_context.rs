@@ -39,6 +39,18 @@ impl Root {
                 &[("reason", why.as_str())],
             ));
         }
+        #[cfg(feature = "rego")]
+        if let Some(rego) = policy.admission.as_ref().and_then(|a| a.rego()) {
+            use crate::core::admission::rego::SOURCES;
+            for reason in rego.reason_labels() {
+                for decision in SOURCES {
+                    m.declare_counter(stat_name(
+                        metrics::ADMISSION_POLICY_TOTAL,
+                        &[("decision", decision), ("reason", reason)],
+                    ));
+                }
+            }
+        }
         for ch in &policy.channels {
             let c = ("channel", ch.name.as_str());
             if policy.admission.is_some() || ch.limit.is_some() {

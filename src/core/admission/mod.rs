@@ -138,6 +138,8 @@
 
 pub mod bucket;
 pub mod principal;
+#[cfg(feature = "rego")]
+pub mod rego;
 pub mod rules;
 
 use crate::config::{AdmissionSpec, ConfigError, FieldPath};
@@ -294,6 +296,9 @@ pub struct AdmissionPolicy {
     rules: Vec<Rule>,
     unauthorized_high: UnauthorizedHigh,
     limits: Limits,
+    /// `policy`: the Rego policy, evaluated before the rules.
+    #[cfg(feature = "rego")]
+    rego: Option<rego::RegoPolicy>,
 }
 
 impl AdmissionPolicy {
@@ -345,12 +350,26 @@ impl AdmissionPolicy {
                 .map(|b| b.limit(&path.key("capacity")))
                 .transpose()?,
         };
+        #[cfg(not(feature = "rego"))]
+        if spec.policy.is_some() {
+            return Err(path
+                .key("policy")
+                .error("this build has no Rego support (cargo feature `rego`)"));
+        }
         Ok(Self {
             priority_header,
             rules,
             unauthorized_high,
             limits,
+            #[cfg(feature = "rego")]
+            rego: compile_rego(spec, path)?,
         })
+    }
+
+    /// The Rego policy (`policy`), if configured.
+    #[cfg(feature = "rego")]
+    pub fn rego(&self) -> Option<&rego::RegoPolicy> {
+        self.rego.as_ref()
     }
 
     /// Request header carrying the requested priority (lower case).
@@ -502,6 +521,31 @@ pub fn draw_all(
         }
         None => (decision, error),
     }
+}
+
+#[cfg(feature = "rego")]
+fn compile_rego(
+    spec: &AdmissionSpec,
+    path: &FieldPath,
+) -> Result<Option<rego::RegoPolicy>, ConfigError> {
+    let Some(p) = spec.policy.as_ref() else {
+        return Ok(None);
+    };
+    let modules: Vec<(String, String)> = p
+        .modules
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let fields = rego::PolicyFields {
+        modules: &modules,
+        entrypoint: &p.entrypoint,
+        headers: &p.headers,
+        priorities: p.priorities.as_deref(),
+        on_error: p.on_error.as_deref(),
+        timeout_us: p.timeout_us,
+        reasons: &p.reasons,
+    };
+    rego::RegoPolicy::compile(fields, &path.key("policy")).map(Some)
 }
 
 fn compile_header(name: Option<&str>, path: &FieldPath) -> Result<String, ConfigError> {
