@@ -216,6 +216,23 @@ fn signed_header(case: Case, id: &str, ts: u64, body: &[u8], both: bool) -> Stri
     }
 }
 
+/// A request signed here: the signature header, and id and timestamp
+/// headers where the scheme has them.
+fn signed_headers(case: Case, id: &str, ts: u64, body: &[u8], both: bool) -> Headers {
+    let (id_name, ts_name, sig_name) = case.headers();
+    let mut pairs = vec![(
+        sig_name.to_string(),
+        signed_header(case, id, ts, body, both),
+    )];
+    if !id_name.is_empty() {
+        pairs.push((id_name.to_string(), id.to_string()));
+    }
+    if !ts_name.is_empty() {
+        pairs.push((ts_name.to_string(), ts.to_string()));
+    }
+    Headers::new(pairs)
+}
+
 pub fn check(data: &[u8]) {
     let [head, rest] = [data.get(..3).unwrap_or(&[]), data.get(3..).unwrap_or(&[])];
     let [selector, flags, offset] = [0, 1, 2].map(|i| head.get(i).copied().unwrap_or(0));
@@ -234,17 +251,7 @@ pub fn check(data: &[u8]) {
         } else {
             id
         };
-        let mut pairs = vec![(
-            sig_name.to_string(),
-            signed_header(case, &id, ts, body, flags & 2 == 2),
-        )];
-        if !id_name.is_empty() {
-            pairs.push((id_name.to_string(), id.clone()));
-        }
-        if !ts_name.is_empty() {
-            pairs.push((ts_name.to_string(), ts.to_string()));
-        }
-        let headers = Headers::new(pairs);
+        let headers = signed_headers(case, &id, ts, body, flags & 2 == 2);
         let got = verifier.verify(&headers, body, NOW);
         let want = if !case.timestamped() || delta.unsigned_abs() <= TOLERANCE {
             Ok(())
@@ -315,4 +322,31 @@ fn accepted_rightly(case: Case, headers: &Headers, body: &[u8], now: u64) -> boo
                 Text::Base64(b) => sig.contains(b.as_str()),
             })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The soundness oracle is not vacuous: it agrees with the verifier on
+    /// right signatures and refuses them for another body or a stale time.
+    #[test]
+    fn oracle_agrees_on_right_and_wrong_signatures() {
+        let body = br#"{"id":"evt_1"}"#;
+        for (case, verifier) in CASES.iter().zip(verifiers()) {
+            for both in [false, true] {
+                let headers = signed_headers(*case, "msg_1", NOW, body, both);
+                assert_eq!(verifier.verify(&headers, body, NOW), Ok(()), "{case:?}");
+                assert!(accepted_rightly(*case, &headers, body, NOW), "{case:?}");
+                assert!(
+                    !accepted_rightly(*case, &headers, b"other", NOW),
+                    "{case:?}"
+                );
+                if case.timestamped() {
+                    let later = NOW + TOLERANCE + 1;
+                    assert!(!accepted_rightly(*case, &headers, body, later), "{case:?}");
+                }
+            }
+        }
+    }
 }
