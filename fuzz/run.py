@@ -131,6 +131,12 @@ def render(results, args):
             "(the corpus in `fuzz/corpus/` is kept between runs, so runs add up)."
         )
         lines.append("")
+    findings = os.path.join(HERE, "FINDINGS.md")
+    if os.path.exists(findings):
+        lines.append("### Findings")
+        lines.append("")
+        lines.append(open(findings).read().rstrip("\n"))
+        lines.append("")
     lines.append(END)
     return "\n".join(lines)
 
@@ -157,7 +163,12 @@ def main():
     p.add_argument("--sanitizer", default="none")
     p.add_argument("--cargo", default="cargo")
     p.add_argument("--no-report", action="store_true")
+    p.add_argument("--report-only", action="store_true",
+                   help="re-render RELIABILITY.md from its current rows and fuzz/FINDINGS.md")
     args = p.parse_args()
+    if args.report_only:
+        write_report(render(merge_previous([]), args))
+        return
     targets = args.targets.split()
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:

@@ -74,8 +74,10 @@ fn check_body_id(body: &[u8], id: Option<&str>) {
             assert_eq!(Some(id), body_id, "not the top-level id");
         }
     } else if let Some(want) = body_id {
-        // Written once (no duplicate key to make serde refuse the event).
-        let once = body.windows(4).filter(|w| w == b"\"id\"").count() == 1;
+        // Written once, without escapes (`"\u0069d"` is `id` too): no
+        // duplicate key that makes serde refuse the event.
+        let once =
+            body.windows(4).filter(|w| w == b"\"id\"").count() == 1 && !body.contains(&b'\\');
         if once && !want.is_empty() && want.len() <= MAX_ID_LEN {
             panic!("top-level id {want:?} not found");
         }
