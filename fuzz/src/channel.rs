@@ -134,3 +134,18 @@ fn reference_normalise(path: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_normaliser() {
+        assert_eq!(reference_normalise("/a//b/./c/../%64"), "/a/b/d");
+        assert_eq!(reference_normalise("/a/%2F%2e%2E/b/"), "/b/");
+        assert_eq!(reference_normalise("/%3F/%e9"), "/%3F/%e9");
+        assert_eq!(reference_normalise(""), "/");
+        assert_eq!(host_of("[::1]:80"), "::1");
+        assert_eq!(host_of("h.example:x"), "h.example:x");
+    }
+}

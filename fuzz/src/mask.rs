@@ -210,3 +210,34 @@ fn depth(v: &Value) -> usize {
         _ => 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn oracle_accepts_right_masking() {
+        let orig = json!({"secret": {"n": 1}, "a": {"b": "x", "c": 2}, "items": [{"card": 4}]});
+        let out = json!({"secret": "[M]", "a": {"b": "[M]", "c": 2}, "items": [{"card": "[M]"}]});
+        same_but_masked(Kind::Redact, &orig, &out, &mut Vec::new());
+    }
+
+    #[test]
+    #[should_panic(expected = "unselected value changed")]
+    fn oracle_flags_a_changed_unselected_value() {
+        same_but_masked(
+            Kind::Redact,
+            &json!({"c": 1}),
+            &json!({"c": 2}),
+            &mut Vec::new(),
+        );
+    }
+
+    #[test]
+    #[should_panic]
+    fn oracle_flags_a_selected_value_left_alone() {
+        let v = json!({"items": [{"card": "4111"}]});
+        same_but_masked(Kind::Redact, &v, &v, &mut Vec::new());
+    }
+}

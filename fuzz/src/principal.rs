@@ -62,3 +62,18 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
     }
     can[s.len()]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_glob() {
+        assert!(glob(b"webhook-*", b"webhook-a"));
+        assert!(glob(b"*-x-*", b"a-x-b"));
+        assert!(!glob(b"a*b*c", b"acb"));
+        assert!(reference("spiffe://td/ns/*/sa/a*", "td/ns/x/sa/ab"));
+        assert!(!reference("td/ns/*", "td/ns/"));
+        assert!(!reference("td/*", "td/a/b"));
+    }
+}
