@@ -67,7 +67,8 @@ def run_target(target, seconds, runs_goal, max_len, sanitizer, cargo_fuzz):
     if runs is None:
         done = re.findall(r"^#(\d+)\s", out, re.M)
         runs = int(done[-1]) if done else 0
-    secs = max(1, stat("total_runtime") or 0) if "stat::" in out else max(1, int(elapsed))
+    m = re.search(r"^Done \d+ runs in (\d+) second", out, re.M)
+    secs = max(1, int(m.group(1)) if m else int(elapsed))
     crashed = proc.returncode != 0
     artifact = None
     if crashed:
@@ -103,12 +104,12 @@ def render(results, args):
         f"under `nice -n 19` on a shared 2-core machine, `-max_len={args.max_len}`; each target stops "
         f"after FUZZ_RUNS executions or FUZZ_SECONDS, whichever comes first).",
         "",
-        "| target | what is checked | executions | exec/s | corpus | crashes | regressions kept |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| target | what is checked | executions | seconds | exec/s | corpus | crashes | regressions kept |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
-            f"| `{r['target']}` | {WHAT.get(r['target'], '')} | {r['runs']:,} | {r['exec_s']:,} | "
+            f"| `{r['target']}` | {WHAT.get(r['target'], '')} | {r['runs']:,} | {r['seconds']:,} | {r['exec_s']:,} | "
             f"{r['corpus']} | {1 if r['crashed'] else 0} | {len(regressions(r['target']))} |"
         )
     lines.append("")
@@ -128,7 +129,7 @@ def render(results, args):
             f"Goal: {GOAL:,} executions per target with 0 crashes. Below it in this run: "
             f"{', '.join('`' + r['target'] + '`' for r in short)}. At the measured rates the rest takes "
             f"about: {need}; run e.g. `make fuzz FUZZ_TARGETS=<target> FUZZ_SECONDS=<s>` "
-            "(the corpus in `fuzz/corpus/` is kept between runs, so runs add up)."
+            "(each row shows a target's last run; its corpus in `fuzz/corpus/` is kept between runs)."
         )
         lines.append("")
     findings = os.path.join(HERE, "FINDINGS.md")
@@ -192,12 +193,19 @@ def merge_previous(results):
     old = {}
     if os.path.exists(REPORT):
         text = open(REPORT).read()
-        for m in re.finditer(r"^\| `(\w+)` \| .*? \| ([\d,]+) \| ([\d,]+) \| (\d+) \| (\d+) \| \d+ \|$", text, re.M):
+        row = r"^\| `(\w+)` \| .*? \| ([\d,]+) \|(?: ([\d,]+) \|)? ([\d,]+) \| (\d+) \| (\d+) \| \d+ \|$"
+        for m in re.finditer(row, text, re.M):
+            num = lambda g: int((m.group(g) or "0").replace(",", ""))
             old[m.group(1)] = {
-                "target": m.group(1), "runs": int(m.group(2).replace(",", "")),
-                "exec_s": int(m.group(3).replace(",", "")), "corpus": int(m.group(4)),
-                "crashed": m.group(5) != "0", "artifact": None, "rc": 0, "seconds": 0,
+                "target": m.group(1), "runs": num(2), "seconds": num(3), "exec_s": num(4),
+                "corpus": num(5), "crashed": m.group(6) != "0", "artifact": None, "rc": 0,
             }
+    for r in old.values():
+        # Rows written before the seconds column: take it from the run's log.
+        log = os.path.join(HERE, "artifacts", r["target"], "last-run.log")
+        if not r["seconds"] and os.path.exists(log):
+            m = re.search(r"^Done \d+ runs in (\d+) second", open(log, errors="replace").read(), re.M)
+            r["seconds"] = int(m.group(1)) if m else 0
     merged = [r for r in results]
     merged += [old[t] for t in TARGETS if t not in ran and t in old]
     order = {t: i for i, t in enumerate(TARGETS)}
