@@ -3,7 +3,8 @@
 //! which computes the right MACs and ed25519 signatures itself with the
 //! hmac / sha1 / sha2 / ed25519-dalek crates.
 //!
-//! Input: byte 0 picks the scheme, byte 1 bit 0 says "sign correctly",
+//! Input: byte 0 picks the scheme, byte 1 bit 0 says "sign correctly"
+//! (bit 1: Standard Webhooks / Svix carry a `v1` MAC next to the `v1a`),
 //! byte 2 is a timestamp offset (x3 seconds, so both sides of the 300 s
 //! tolerance are reached); the rest is `id`, `timestamp`, `signature`
 //! (several copies of the header when it holds `\n`) and `body`, separated

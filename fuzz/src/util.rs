@@ -34,8 +34,9 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `b'a'..` style header lines: `name:value` per `\n`-separated line, so a
-/// fuzz input can repeat a header or leave its value out.
+/// Header pairs from text: one `name:value` per `\n`-separated line (a line
+/// without `:` is a name with an empty value), so a fuzz input can repeat
+/// a header, leave its value out or put any bytes in either.
 pub fn header_lines(bytes: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
     bytes
         .split(|&b| b == b'\n')
