@@ -366,7 +366,10 @@ fn json_format_reports_every_error_for_ci() {
         r#"{"channels": [{"name": "A", "match": {"path_prefix": "/a"}},
                          {"name": "b", "match": {"path_prefix": "b"}}]}"#,
     );
-    let (ok, out) = validate(&["--format", "json", &file, "istio/base/telemetry.yaml"], &[]);
+    let (ok, out) = validate(
+        &["--format", "json", &file, "istio/base/telemetry.yaml"],
+        &[],
+    );
     assert!(!ok, "{out}");
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["ok"], false);
