@@ -14,7 +14,7 @@
 
 use super::util::{fields, text};
 use callback_guard::config::{self, Policy};
-use callback_guard::core::channel::normalize_path;
+use callback_guard::core::channel::{Route, canonical_path as normalize_path};
 use std::sync::OnceLock;
 
 const PREFIX: &str = "/callbacks/payments";
@@ -44,7 +44,10 @@ pub fn check(data: &[u8]) {
     let reference = reference_normalise(bare);
     assert_eq!(normalize_path(bare), reference, "normalising {bare:?}");
 
-    let got = policy().channel_for(&path, &authority);
+    let got = match policy().route(&path, &authority) {
+        Route::Channel(i) => Some(i),
+        _ => None,
+    };
     let host = host_of(&authority);
     // Whole segments: `/callbacks/payments` covers `/callbacks/payments/x`,
     // not `/callbacks/paymentsx`; `/hooks/` covers what starts with it.

@@ -30,7 +30,7 @@ pub fn check(data: &[u8]) {
             }
             let again = config::load(data, &env).map(|p| p.channels.len());
             assert_eq!(again.ok(), Some(count), "second load differs");
-            let _ = policy.channel_for("/callbacks/payments", "hooks.example.com:443");
+            let _ = policy.route("/callbacks/payments", "hooks.example.com:443");
         }
         Err(e) => {
             let message = e.to_string();

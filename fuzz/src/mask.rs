@@ -56,7 +56,7 @@ fn maskers() -> &'static [Masker; 4] {
                 Ok(s) => s,
                 Err(e) => panic!("fuzz mask spec: {e}"),
             };
-            match Masker::compile(&spec, &FieldPath::root().key("mask")) {
+            match Masker::compile(&spec, &FieldPath::root().key("mask"), &|_| None) {
                 Ok(m) => m,
                 Err(e) => panic!("fuzz mask spec: {e}"),
             }
