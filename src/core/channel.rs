@@ -21,7 +21,8 @@
 //! parameters or not, merging slashes or not and resolving dot segments or
 //! not (RFC 3986 style without merging), on the path as sent, decoded once,
 //! and, while it still holds an encoded `%` or `;` (`%252e`: double
-//! encoding), decoded again, up to [`MAX_DECODE_ROUNDS`] rounds. Each
+//! encoding) or an escape a decoding round assembled (`%%32e` decodes to
+//! `%2e`), decoded again, up to [`MAX_DECODE_ROUNDS`] rounds. Each
 //! reading must agree with the canonical verdict:
 //!
 //! - a reading that fits a channel: the canonical path fits the same one;
@@ -409,16 +410,47 @@ fn hex_digit(n: u8) -> char {
         .to_ascii_uppercase()
 }
 
-/// A decoded path that still holds an encoded `%` or `;` reads
-/// differently to a service that decodes once more.
+/// Whether a service that decodes once more reads `decoded` differently:
+/// it still holds an escape of `%` or `;`, or of a character
+/// [`decode_once`] decodes. The latter arise when a decoding round
+/// assembles a new escape: `%%32e` decodes to `%2e`, a second decoding to
+/// `.` (Python's `unquote` twice, for one).
 fn still_encoded(decoded: &str) -> bool {
-    decoded.contains("%25") || decoded.contains("%3B")
+    decoded.as_bytes().windows(3).any(|w| match w {
+        [b'%', h, l] => escaped(*h, *l).is_some_and(|c| {
+            matches!(c, b'%' | b';') || c.is_ascii_alphanumeric() || b"-._~/\\".contains(&c)
+        }),
+        _ => false,
+    })
 }
 
-/// What a second decoding reveals beyond [`decode_once`]: `%25` (`%`) and
-/// `%3B` (`;`).
+/// The byte `%hl` encodes, for two hex digits of either case.
+fn escaped(h: u8, l: u8) -> Option<u8> {
+    let h = (h as char).to_digit(16)?;
+    let l = (l as char).to_digit(16)?;
+    u8::try_from(h * 16 + l).ok()
+}
+
+/// What a further decoding reveals beyond [`decode_once`]: `%25` (`%`) and
+/// `%3B` (`;`), in either case (an assembled escape may be lower case).
 fn decode_delimiters(decoded: &str) -> String {
-    decoded.replace("%25", "%").replace("%3B", ";")
+    let bytes = decoded.as_bytes();
+    let mut out = String::with_capacity(decoded.len());
+    let mut i = 0;
+    while let Some(rest) = decoded.get(i..) {
+        let Some(ch) = rest.chars().next() else { break };
+        if ch == '%'
+            && let (Some(&h), Some(&l)) = (bytes.get(i + 1), bytes.get(i + 2))
+            && let Some(c @ (b'%' | b';')) = escaped(h, l)
+        {
+            out.push(c as char);
+            i += 3;
+            continue;
+        }
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
 }
 
 /// Checks a configured path or guard prefix: it must start with `/`, be
@@ -785,6 +817,34 @@ mod tests {
             Route::Refuse(Refusal::AmbiguousPath)
         );
         assert_eq!(unguarded_route("/callbacks/../admin"), Route::Pass);
+    }
+
+    /// Found by the `channel` fuzz target: a decoding round can assemble
+    /// a new escape out of `%` and decoded digits (`%%32e` decodes to
+    /// `%2e`, which a second decoding, e.g. Python's `unquote` twice,
+    /// makes `.`). The filter stopped after one round because no `%25` or
+    /// `%3B` was left, so `/x/%%32e%%32e/callbacks/payments` passed while
+    /// such a service read `/callbacks/payments`.
+    #[test]
+    fn escapes_assembled_by_decoding_are_decoded_again() {
+        for p in [
+            "/x/%%32e%%32e/callbacks/payments",
+            "/x/%%32E%%32E/callbacks/payments",
+            "/x/%%32%65%%32%65/callbacks/payments",
+            "/callbacks/%%37%30ayments",
+            "/callbacks%%32fpayments",
+            "/callbacks/logistics/..%%33b/payments",
+        ] {
+            assert_eq!(demo_route(p), Route::Refuse(Refusal::AmbiguousPath), "{p}");
+            assert_eq!(
+                unguarded_route(p),
+                Route::Refuse(Refusal::AmbiguousPath),
+                "{p} (no guard)"
+            );
+        }
+        // An assembled escape of anything else reads the same decoded
+        // again: nothing to refuse.
+        assert_eq!(demo_route("/callbacks/payments/%%33f"), Route::Channel(0));
     }
 
     #[test]
