@@ -1,50 +1,70 @@
 //! Target `mask`: the JSON masker (`core::mask::Masker`), differentially
 //! against serde_json.
 //!
-//! The first byte picks one of four maskers (fields with `redact`, `hash`
-//! or `partial`; all detectors with `redact`), the rest is the body.
-//! Properties:
+//! The first byte picks one of five maskers (fields with `redact`, `hash`
+//! or `partial`; fields with `redact` and `case_sensitive`; all detectors
+//! with `redact`), the rest is the body. Properties:
 //! - invalid JSON is refused (an error, so no half-rewritten body exists);
 //!   JSON that serde_json reads is never refused as malformed, and
 //!   `TooDeep` only past `max_depth`;
 //! - a masked body parses with serde_json and has the same structure:
 //!   same object keys, same array lengths, and every value equal to the
-//!   original except the selected fields, which hold what the strategy
-//!   makes of the original (selection computed here from the field list),
-//!   and, with detectors, strings holding a digit or `@`, whose masked
-//!   form contains the replacement;
-//! - nothing masked: the body comes back byte for byte.
+//!   original except the selected fields (selection computed here from the
+//!   field list: keys compared Unicode-lower-cased unless case-sensitive),
+//!   which hold what the strategy makes of the original (`hash`: HMAC-SHA256
+//!   under the key, computed here), and, with detectors, strings holding a
+//!   digit or `@` (masked form contains the replacement) and numbers
+//!   (replaced whole by the replacement, a string);
+//! - nothing masked: the body comes back byte for byte;
+//! - `Masker::applies`: a body that is a JSON object or array is masked
+//!   whatever its content type says, or without one.
 
 use callback_guard::config::{FieldPath, MaskSpec};
 use callback_guard::core::mask::{MaskError, Masker};
+use hmac::{Hmac, Mac};
 use serde::de::IgnoredAny;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::sync::OnceLock;
 
 const MAX_DEPTH: usize = 32;
 const REPLACEMENT: &str = "[M]";
 const FIELDS: &str = r#"["secret", "a.b", "items[*].card"]"#;
+/// The `hash_key` (at least 16 bytes).
+const HASH_KEY: &str = "fuzz-mask-hash-key-0123456789";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Redact,
     Hash,
     Partial,
+    /// `redact` with `case_sensitive: true`.
+    Exact,
     Detect,
 }
 
-const KINDS: [Kind; 4] = [Kind::Redact, Kind::Hash, Kind::Partial, Kind::Detect];
+const KINDS: [Kind; 5] = [
+    Kind::Redact,
+    Kind::Hash,
+    Kind::Partial,
+    Kind::Exact,
+    Kind::Detect,
+];
 
-fn maskers() -> &'static [Masker; 4] {
-    static MASKERS: OnceLock<[Masker; 4]> = OnceLock::new();
+fn maskers() -> &'static [Masker; 5] {
+    static MASKERS: OnceLock<[Masker; 5]> = OnceLock::new();
     MASKERS.get_or_init(|| {
         KINDS.map(|kind| {
             let json = match kind {
                 Kind::Redact => format!(
                     r#"{{"fields":{FIELDS},"replacement":"{REPLACEMENT}","max_depth":{MAX_DEPTH}}}"#
                 ),
-                Kind::Hash => format!(r#"{{"fields":{FIELDS},"strategy":"hash","max_depth":{MAX_DEPTH}}}"#),
+                Kind::Hash => format!(
+                    r#"{{"fields":{FIELDS},"strategy":"hash","hash_key":{{"value":"{HASH_KEY}"}},"max_depth":{MAX_DEPTH}}}"#
+                ),
+                Kind::Exact => format!(
+                    r#"{{"fields":{FIELDS},"case_sensitive":true,"replacement":"{REPLACEMENT}","max_depth":{MAX_DEPTH}}}"#
+                ),
                 Kind::Partial => {
                     format!(r#"{{"fields":{FIELDS},"strategy":"partial","max_depth":{MAX_DEPTH}}}"#)
                 }
@@ -73,6 +93,19 @@ pub fn check(data: &[u8]) {
     let result = masker.mask(body);
 
     let strict = serde_json::from_slice::<Value>(body).ok();
+    if matches!(strict, Some(Value::Object(_) | Value::Array(_))) {
+        for content_type in [None, Some("text/plain"), Some("application/octet-stream")] {
+            assert!(
+                Masker::applies(content_type, body),
+                "a JSON {} body under {content_type:?} is not masked",
+                if body.trim_ascii_start().starts_with(b"[") {
+                    "array"
+                } else {
+                    "object"
+                }
+            );
+        }
+    }
     // Grammar only (numbers out of f64 range and lone surrogate escapes
     // are valid RFC 8259 that serde_json's Value refuses).
     let grammatical =
@@ -121,9 +154,14 @@ enum Step {
     Index,
 }
 
-/// Is the value at `path` selected by `FIELDS`?
-fn selected(path: &[Step]) -> bool {
-    let key = |s: &Step, k: &str| matches!(s, Step::Key(x) if x == k);
+/// Is the value at `path` selected by `FIELDS`? Keys compare
+/// Unicode-lower-cased unless `exact`.
+fn selected(path: &[Step], exact: bool) -> bool {
+    let key = |s: &Step, k: &str| match s {
+        Step::Key(x) if exact => x == k,
+        Step::Key(x) => x.chars().flat_map(char::to_lowercase).eq(k.chars()),
+        Step::Index => false,
+    };
     match path {
         [.., last] if key(last, "secret") => true,
         [a, b] => key(a, "a") && key(b, "b"),
@@ -133,7 +171,7 @@ fn selected(path: &[Step]) -> bool {
 }
 
 fn same_but_masked(kind: Kind, orig: &Value, out: &Value, path: &mut Vec<Step>) {
-    if kind != Kind::Detect && selected(path) {
+    if kind != Kind::Detect && selected(path, kind == Kind::Exact) {
         replaced(kind, orig, out, path);
         return;
     }
@@ -163,6 +201,10 @@ fn same_but_masked(kind: Kind, orig: &Value, out: &Value, path: &mut Vec<Step>) 
             );
             assert!(b.contains(REPLACEMENT), "{a:?} became {b:?} at {path:?}");
         }
+        // A number a detector recognises is replaced whole, by a string.
+        (Value::Number(a), Value::String(b)) if kind == Kind::Detect => {
+            assert_eq!(b, REPLACEMENT, "number {a} at {path:?}");
+        }
         _ => assert_eq!(orig, out, "unselected value changed at {path:?}"),
     }
 }
@@ -173,15 +215,22 @@ fn replaced(kind: Kind, orig: &Value, out: &Value, path: &[Step]) {
         panic!("selected value at {path:?} is not a string: {out}");
     };
     match (kind, orig) {
-        (Kind::Redact, _) => assert_eq!(got, REPLACEMENT, "at {path:?}"),
+        (Kind::Redact | Kind::Exact, _) => assert_eq!(got, REPLACEMENT, "at {path:?}"),
         (Kind::Hash, Value::String(s)) => {
-            let digest = super::util::hex(&Sha256::digest(s.as_bytes())[..8]);
-            assert_eq!(got, &format!("sha256:{digest}"), "at {path:?}");
+            let mut mac = match Hmac::<Sha256>::new_from_slice(HASH_KEY.as_bytes()) {
+                Ok(m) => m,
+                Err(e) => panic!("{e}"),
+            };
+            mac.update(s.as_bytes());
+            let digest = super::util::hex(&mac.finalize().into_bytes()[..16]);
+            assert_eq!(got, &format!("hmac-sha256:{digest}"), "at {path:?}");
         }
         (Kind::Hash, _) => {
-            let hex = got.strip_prefix("sha256:").unwrap_or("");
+            // HMAC of the value's raw text (not recomputed here: serde
+            // does not keep it).
+            let hex = got.strip_prefix("hmac-sha256:").unwrap_or("");
             assert!(
-                hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+                hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
                 "{got:?}"
             );
         }
@@ -221,6 +270,42 @@ mod tests {
         let orig = json!({"secret": {"n": 1}, "a": {"b": "x", "c": 2}, "items": [{"card": 4}]});
         let out = json!({"secret": "[M]", "a": {"b": "[M]", "c": 2}, "items": [{"card": "[M]"}]});
         same_but_masked(Kind::Redact, &orig, &out, &mut Vec::new());
+    }
+
+    #[test]
+    fn oracle_selects_keys_case_insensitively_unless_exact() {
+        let orig = json!({"SECRET": 1, "A": {"b": 2}});
+        let out = json!({"SECRET": "[M]", "A": {"b": "[M]"}});
+        same_but_masked(Kind::Redact, &orig, &out, &mut Vec::new());
+        same_but_masked(Kind::Exact, &orig, &orig, &mut Vec::new());
+    }
+
+    #[test]
+    #[should_panic(expected = "unselected value changed")]
+    fn oracle_flags_an_exact_masker_folding_case() {
+        let orig = json!({"SECRET": 1});
+        same_but_masked(
+            Kind::Exact,
+            &orig,
+            &json!({"SECRET": "[M]"}),
+            &mut Vec::new(),
+        );
+    }
+
+    #[test]
+    fn oracle_accepts_a_detected_number() {
+        let orig = json!({"n": 13812345678u64, "s": "call 13812345678"});
+        let out = json!({"n": "[M]", "s": "call [M]"});
+        same_but_masked(Kind::Detect, &orig, &out, &mut Vec::new());
+    }
+
+    #[test]
+    #[should_panic(expected = "at [Key(\"secret\")]")]
+    fn oracle_flags_an_unkeyed_hash() {
+        use sha2::Digest;
+        let digest = super::super::util::hex(&Sha256::digest(b"x")[..16]);
+        let out = json!({ "secret": format!("hmac-sha256:{digest}") });
+        same_but_masked(Kind::Hash, &json!({"secret": "x"}), &out, &mut Vec::new());
     }
 
     #[test]
