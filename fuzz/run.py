@@ -31,14 +31,14 @@ GOAL = 10_000_000
 
 # What each target checks (kept in step with fuzz/src/<target>.rs).
 WHAT = {
-    "config": "`config::load` (parse + compile): no panic; errors never echo a secret; accepted policies are sane",
-    "mask": "JSON masker vs serde_json: invalid refused, valid never refused, masked output same structure, differs only at masked positions",
+    "config": "`config::check` (every error) and `config::load` (the first) agree; no panic; no error echoes a secret; accepted policies within the documented bounds",
+    "mask": "JSON masker vs serde_json: invalid refused, valid never refused, masked output same structure, differs only at masked positions (keys case-insensitive unless `case_sensitive`, HMAC `hash`, detected numbers); `Masker::applies` to any JSON object/array body",
     "signature": "all 7 schemes (8 configs): `Ok` only with the right MAC/ed25519 signature (computed in the harness) and a fresh timestamp; harness-signed requests verify",
     "trace": "`traceparent` parse/ensure vs the W3C format",
-    "channel": "`normalize_path` vs a reference normaliser; `Policy::channel_for`: no bypass, no stray match",
-    "principal": "SPIFFE `Principal::parse`/`matches` vs a reference glob matcher",
-    "dedup": "delivery-id extraction for every scheme's source and `id_header`",
-    "headers": "ABI map decoding (`core::abi_map`) and `Headers::single_token`/`get`",
+    "channel": "`Policy::route` vs a lenient service's readings of the path (decoded 0-3 times, `;`, `\\`, dot segments, slashes, case) and host: a reading in a signed channel is routed there or refused, none under the guard passes, no stray match",
+    "principal": "`spiffe_id` vs the SPIFFE ID grammar; `Principal::parse` vs the pattern grammar; `matches` vs a reference glob matcher; admission admits only well-formed IDs",
+    "dedup": "delivery-id extraction for every scheme's source and `id_header`; `DedupPolicy::delivery_key` (id alone only where signed, else id + body digest)",
+    "headers": "ABI map decoding and property paths (`core::abi_map`), `Headers::single_token`/`get`",
 }
 
 

@@ -6,9 +6,10 @@
 //! answers `get` / `single_token` exactly as an independent reading of the
 //! pairs says: `single_token` is a non-blank, trimmed, visible-ASCII value
 //! of a header that occurs once, `Repeated` for a repeated one, `NotAscii`
-//! for anything else.
+//! for anything else. Property paths (`serialize_path`, as the SDK sends
+//! them): the decoded names, joined by single NUL bytes, no trailing NUL.
 
-use callback_guard::core::abi_map::{deserialize_map, serialize_map};
+use callback_guard::core::abi_map::{deserialize_map, serialize_map, serialize_path};
 use callback_guard::core::headers::{HeaderError, Headers};
 use std::collections::HashMap;
 
@@ -29,6 +30,25 @@ pub fn check(data: &[u8]) {
     for (i, n) in names.iter().enumerate() {
         *copies.entry(n).or_default() += 1;
         first.entry(n).or_insert(i);
+    }
+    let segments: Vec<&str> = names.iter().map(String::as_str).collect();
+    let path = serialize_path(&segments);
+    let joined: usize = segments.iter().map(|s| s.len()).sum();
+    assert_eq!(path.len(), joined + segments.len().saturating_sub(1));
+    assert_eq!(
+        path.iter().filter(|&&b| b == 0).count(),
+        segments.len().saturating_sub(1)
+            + segments
+                .iter()
+                .map(|s| s.matches('\0').count())
+                .sum::<usize>()
+    );
+    if !segments.iter().any(|s| s.contains('\0')) && !segments.is_empty() {
+        let back: Vec<&[u8]> = path.split(|&b| b == 0).collect();
+        assert_eq!(back.len(), segments.len(), "path segments");
+        for (b, s) in back.iter().zip(&segments) {
+            assert_eq!(*b, s.as_bytes());
+        }
     }
     let headers = Headers::from_bytes(pairs.clone());
     // Once per name: its first value is what `get` returns, and the only
