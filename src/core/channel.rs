@@ -19,7 +19,8 @@
 //! dot segment) the filter also reads it **every other way** a service
 //! might: each combination of reading `\` as `/` or not, cutting `;`
 //! parameters or not, merging slashes or not and resolving dot segments or
-//! not (RFC 3986 style without merging), on the path as sent, decoded once,
+//! not (RFC 3986 style without merging, and that followed by merging), on
+//! the path as sent, decoded once,
 //! and, while it still holds an encoded `%` or `;` (`%252e`: double
 //! encoding) or an escape a decoding round assembled (`%%32e` decodes to
 //! `%2e`), decoded again, up to [`MAX_DECODE_ROUNDS`] rounds. Each
@@ -209,7 +210,15 @@ pub fn route<C>(
     let mut agreed = true;
     let mut check = |decoded: &str| {
         for steps in Steps::ALL {
-            agreed &= main.covers(fit(normalize(decoded, steps)));
+            let reading = normalize(decoded, steps);
+            // RFC 3986 dot removal, then empty segments ignored (a server
+            // that resolves dots as the RFC says in front of a router that
+            // skips empty segments): `/.//callbacks//..` reads as
+            // `/callbacks/`, where merging first reads `/`.
+            if steps.dots && !steps.merge && reading.contains("//") {
+                agreed &= main.covers(fit(merge_slashes(&reading)));
+            }
+            agreed &= main.covers(fit(reading));
         }
     };
     check(raw);
@@ -366,6 +375,17 @@ fn normalize(decoded: &str, steps: Steps) -> String {
     }
     if out.is_empty() || (directory && !out.ends_with('/')) {
         out.push('/');
+    }
+    out
+}
+
+/// Repeated slashes as one.
+fn merge_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if c != '/' || !out.ends_with('/') {
+            out.push(c);
+        }
     }
     out
 }
@@ -845,6 +865,22 @@ mod tests {
         // An assembled escape of anything else reads the same decoded
         // again: nothing to refuse.
         assert_eq!(demo_route("/callbacks/payments/%%33f"), Route::Channel(0));
+    }
+
+    /// Found by the `channel` fuzz target: RFC 3986 dot removal keeps
+    /// empty segments (`//..` removes only the empty one), and a router
+    /// that then skips empty segments reads what no other reading did:
+    /// `/.///callbacks//../\.//./.././././.` is `///callbacks/` after the
+    /// RFC, `/callbacks/` (the guard) after merging, `/` canonical.
+    #[test]
+    fn rfc_dot_removal_then_merged_slashes_is_a_reading() {
+        for p in [
+            r"/.///callbacks//../\.//./.././././.",
+            "/.///callbacks//..",
+            "/.//callbacks//github//..",
+        ] {
+            assert_eq!(demo_route(p), Route::Refuse(Refusal::AmbiguousPath), "{p}");
+        }
     }
 
     #[test]
