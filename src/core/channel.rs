@@ -18,9 +18,10 @@
 //! when the path holds anything to normalise (an escape, `\`, `;`, `//`, a
 //! dot segment) the filter also reads it **every other way** a service
 //! might: each combination of reading `\` as `/` or not, cutting `;`
-//! parameters or not, merging slashes or not and resolving dot segments or
-//! not (RFC 3986 style without merging, and that followed by merging), on
-//! the path as sent, decoded once,
+//! parameters (before or after reading `\` as `/`) or not, merging
+//! slashes or not and resolving dot segments or not (RFC 3986 style
+//! without merging, and that followed by merging), on the path as sent
+//! (and with its parameters cut first, decoded or not), decoded once,
 //! and, while it still holds an encoded `%` or `;` (`%252e`: double
 //! encoding) or an escape a decoding round assembled (`%%32e` decodes to
 //! `%2e`), decoded again, up to [`MAX_DECODE_ROUNDS`] rounds. Each
@@ -223,6 +224,17 @@ pub fn route<C>(
     };
     check(raw);
     check(&once);
+    if raw.contains(';') {
+        // `;` parameters cut before `\` is read as `/` or anything is
+        // decoded (Tomcat): the parameter runs to the next `/`, so
+        // `/\;\%/callbacks/payments` reads `/\/callbacks/payments`,
+        // that is `/callbacks/payments`, where cutting after `\` became
+        // `/` gives `/%/callbacks/payments`.
+        let cut = cut_params(raw);
+        check(&cut);
+        check(&decode_once(&cut));
+        check(&cut_params(&once));
+    }
     let mut decoded = once;
     let mut settled = !still_encoded(&decoded);
     for _ in 0..MAX_DECODE_ROUNDS {
@@ -375,6 +387,19 @@ fn normalize(decoded: &str, steps: Steps) -> String {
     }
     if out.is_empty() || (directory && !out.ends_with('/')) {
         out.push('/');
+    }
+    out
+}
+
+/// Each `/`-separated segment cut at its first `;` (a `\` is not a
+/// separator here).
+fn cut_params(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(segment.split(';').next().unwrap_or(""));
     }
     out
 }
@@ -880,6 +905,22 @@ mod tests {
             "/.//callbacks//github//..",
         ] {
             assert_eq!(demo_route(p), Route::Refuse(Refusal::AmbiguousPath), "{p}");
+        }
+    }
+
+    /// Found by the `channel` fuzz target: Tomcat cuts `;` parameters
+    /// before it reads `\` as `/`, so the parameter runs to the next `/`
+    /// and takes the backslashes' segment boundaries with it:
+    /// `//\\\;\%/hooks/x` is `//\\\/hooks/x` and then `/hooks/x`.
+    #[test]
+    fn parameters_cut_before_backslashes_are_a_reading() {
+        let channels = [m("/hooks/", &[]), m("/callbacks/payments", &[])];
+        for p in [r"//\\\;\%/hooks/x", r"/\;\%/callbacks/payments"] {
+            assert_eq!(
+                route(&channels, |c| c, &[], p, ""),
+                Route::Refuse(Refusal::AmbiguousPath),
+                "{p}"
+            );
         }
     }
 
