@@ -112,7 +112,7 @@ fn verify(path: &str, authority: &str, route: Route) {
                 );
             }
         }
-        if r.to_ascii_lowercase().starts_with(GUARD) {
+        if starts_folded(r, GUARD) {
             assert_ne!(route, Route::Pass, "guard bypass: {path:?} reads as {r:?}");
         }
     }
@@ -126,17 +126,23 @@ fn verify(path: &str, authority: &str, route: Route) {
 
 /// The first channel a reading fits (prefix and host).
 fn landing(reading: &str, host: &str) -> Option<usize> {
-    let folded = reading.to_ascii_lowercase();
     CHANNELS
         .iter()
         .position(|(prefix, hosts, case_sensitive, _)| {
             let fits = if *case_sensitive {
                 reading.starts_with(prefix)
             } else {
-                folded.starts_with(&prefix.to_ascii_lowercase())
+                starts_folded(reading, prefix)
             };
             fits && (hosts.is_empty() || hosts.contains(&host))
         })
+}
+
+/// `s` starts with `prefix`, ASCII case ignored.
+fn starts_folded(s: &str, prefix: &str) -> bool {
+    s.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
 }
 
 /// The host as a virtual-host match reads it: user info and port dropped,
@@ -163,38 +169,43 @@ const MAX_DECODES: usize = 3;
 
 /// Every reading of `raw` (no query) a lenient service might make.
 fn readings(raw: &str) -> HashSet<String> {
-    // (decoded text, whether a decoding produced a `\`)
-    let mut bases: HashSet<String> = HashSet::new();
-    for decodes in 0..=MAX_DECODES {
-        // `;` parameters cut before decoding round `cut` (== decodes:
-        // after all of them), or never.
-        for cut in (0..=decodes).map(Some).chain([None]) {
-            let mut s = raw.to_string();
-            for round in 0..decodes {
-                if cut == Some(round) {
-                    s = strip_params(&s);
-                }
-                s = full_decode(&s);
-            }
-            if cut == Some(decodes) {
-                s = strip_params(&s);
-            }
-            bases.insert(s);
-        }
-        if !raw.contains('%') {
+    // The path decoded 0, 1, ... times (while a `%` is left).
+    let mut chain = vec![raw.to_string()];
+    while chain.len() <= MAX_DECODES {
+        let Some(last) = chain.last().filter(|s| s.contains('%')) else {
             break;
+        };
+        let next = full_decode(last);
+        chain.push(next);
+    }
+    let mut bases: HashSet<String> = chain.iter().cloned().collect();
+    // `;` parameters cut before decoding round `cut` (or after the last).
+    for (cut, at) in chain.iter().enumerate() {
+        if !at.contains(';') {
+            continue;
+        }
+        let mut s = strip_params(at);
+        bases.insert(s.clone());
+        for _ in cut..chain.len() - 1 {
+            if !s.contains('%') {
+                break;
+            }
+            s = full_decode(&s);
+            bases.insert(s.clone());
         }
     }
     // `\` as `/` for literal backslashes only (before decoding).
     if raw.contains('\\') {
-        let literal = raw.replace('\\', "/");
-        for decodes in 0..=MAX_DECODES {
-            let mut s = literal.clone();
-            for _ in 0..decodes {
+        let mut s = raw.replace('\\', "/");
+        for round in 0..=MAX_DECODES {
+            if round > 0 {
+                if !s.contains('%') {
+                    break;
+                }
                 s = full_decode(&s);
             }
             bases.insert(strip_params(&s));
-            bases.insert(s);
+            bases.insert(s.clone());
         }
     }
     let mut out = HashSet::new();
