@@ -12,9 +12,11 @@
 //! cut before any of those decodings or after them, with `\` read as `/`
 //! (literal ones only, or also decoded ones) or not, with dot segments
 //! resolved (merging slashes, or RFC 3986 style keeping empty segments,
-//! then perhaps merging them) or not, with slashes merged or not, and compared ASCII-case-insensitively
-//! (a case-sensitive channel: exactly) — and the host with port, trailing
-//! dot and case ignored. Then:
+//! then perhaps merging them) or not, with slashes merged or not, and
+//! compared ASCII-case-insensitively (a case-sensitive channel: exactly),
+//! also with non-ASCII letters folded as Java's `equalsIgnoreCase` does
+//! (Kelvin sign as `k`, `ſ` as `s`) — and the host with port, trailing dot
+//! and case ignored. Then:
 //! - a reading that lands in a **signed** channel: the filter routes the
 //!   request to that channel or refuses it, never `Pass` nor another one;
 //! - a reading under the guard prefix: never `Pass`;
@@ -220,7 +222,37 @@ fn readings(raw: &str) -> HashSet<String> {
             out.insert(b.clone());
         }
     }
+    let unicode: Vec<String> = out
+        .iter()
+        .filter(|r| !r.is_ascii())
+        .map(|r| java_fold(r))
+        .collect();
+    out.extend(unicode);
     out
+}
+
+/// What Java's char-wise case-insensitive comparison (`equalsIgnoreCase`,
+/// Spring's case-insensitive matching) makes of non-ASCII letters: one
+/// whose upper case is a single ASCII letter, or whose lower case starts
+/// with one, compares as that letter.
+fn java_fold(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii() {
+                return c;
+            }
+            let mut upper = c.to_uppercase();
+            if let (Some(u), None) = (upper.next(), upper.next())
+                && u.is_ascii()
+            {
+                return u.to_ascii_lowercase();
+            }
+            match c.to_lowercase().next() {
+                Some(l) if l.is_ascii() => l,
+                _ => c,
+            }
+        })
+        .collect()
 }
 
 /// Every `%XX` decoded (invalid escapes kept), bytes read as lossy UTF-8.
@@ -321,6 +353,12 @@ mod tests {
         assert!(r.contains("/callbacks/b"), "{r:?}");
         let r = readings("/a//../b");
         assert!(r.contains("/a/b"), "{r:?}");
+        let r = readings("/hoo%E2%84%AAs/a");
+        assert!(r.contains("/hooks/a"), "{r:?}");
+        assert_eq!(
+            java_fold("\u{17F}\u{130}\u{131}\u{e9}\u{df}"),
+            "sii\u{e9}\u{df}"
+        );
         assert_eq!(resolve("/a/b/..", true), "/a/");
         assert_eq!(resolve("/a/./", false), "/a/");
         assert_eq!(reference_host("U@Hooks.Example.com.:443"), HOST);

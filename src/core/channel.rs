@@ -21,7 +21,9 @@
 //! parameters (before or after reading `\` as `/`) or not, merging
 //! slashes or not and resolving dot segments or not (RFC 3986 style
 //! without merging, and that followed by merging), on the path as sent
-//! (and with its parameters cut first, decoded or not), decoded once,
+//! (and with its parameters cut first, decoded or not), with the few
+//! non-ASCII letters Java's case-insensitive matching equates with ASCII
+//! ones (Kelvin sign `K` as `k`, `ſ` as `s`, `İ`/`ı` as `i`) folded, decoded once,
 //! and, while it still holds an encoded `%` or `;` (`%252e`: double
 //! encoding) or an escape a decoding round assembled (`%%32e` decodes to
 //! `%2e`), decoded again, up to [`MAX_DECODE_ROUNDS`] rounds. Each
@@ -210,16 +212,21 @@ pub fn route<C>(
     }
     let mut agreed = true;
     let mut check = |decoded: &str| {
-        for steps in Steps::ALL {
-            let reading = normalize(decoded, steps);
-            // RFC 3986 dot removal, then empty segments ignored (a server
-            // that resolves dots as the RFC says in front of a router that
-            // skips empty segments): `/.//callbacks//..` reads as
-            // `/callbacks/`, where merging first reads `/`.
-            if steps.dots && !steps.merge && reading.contains("//") {
-                agreed &= main.covers(fit(merge_slashes(&reading)));
+        // Java's case-insensitive matching also equates a few non-ASCII
+        // letters with ASCII ones: that reading too, when there are any.
+        let folded = unicode_folded(decoded);
+        for text in std::iter::once(decoded).chain(folded.as_deref()) {
+            for steps in Steps::ALL {
+                let reading = normalize(text, steps);
+                // RFC 3986 dot removal, then empty segments ignored (a
+                // server that resolves dots as the RFC says in front of a
+                // router that skips empty segments): `/.//callbacks//..`
+                // reads as `/callbacks/`, where merging first reads `/`.
+                if steps.dots && !steps.merge && reading.contains("//") {
+                    agreed &= main.covers(fit(merge_slashes(&reading)));
+                }
+                agreed &= main.covers(fit(reading));
             }
-            agreed &= main.covers(fit(reading));
         }
     };
     check(raw);
@@ -273,7 +280,8 @@ pub const MAX_ANALYSED_PATH: usize = 8192;
 /// form (beyond case): it holds an escape, a `\`, a `;`, an empty segment
 /// or a dot segment.
 fn has_tricks(raw: &str) -> bool {
-    raw.contains(['%', '\\', ';'])
+    !raw.is_ascii()
+        || raw.contains(['%', '\\', ';'])
         || raw.contains("//")
         || raw.split('/').any(|s| s == "." || s == "..")
 }
@@ -402,6 +410,59 @@ fn cut_params(path: &str) -> String {
         out.push_str(segment.split(';').next().unwrap_or(""));
     }
     out
+}
+
+/// Non-ASCII letters that Java's case-insensitive comparison
+/// (`String.equalsIgnoreCase`, `regionMatches(true, …)`, hence Spring's
+/// case-insensitive path matching) equates with an ASCII letter, because
+/// their upper or lower case is one: Kelvin sign, long s, dotted capital I,
+/// dotless small i.
+const UNICODE_FOLDS: [(char, char); 4] = [
+    ('\u{212A}', 'k'),
+    ('\u{17F}', 's'),
+    ('\u{130}', 'i'),
+    ('\u{131}', 'i'),
+];
+
+/// `decoded` with its non-ASCII escapes decoded (lossy UTF-8) and the
+/// [`UNICODE_FOLDS`] letters replaced by their ASCII letter; `None` when
+/// it holds none of them.
+fn unicode_folded(decoded: &str) -> Option<String> {
+    if decoded.is_ascii() && !decoded.contains('%') {
+        return None;
+    }
+    let bytes = decoded.as_bytes();
+    let mut raw = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%'
+            && let (Some(&h), Some(&l)) = (bytes.get(i + 1), bytes.get(i + 2))
+            && let Some(c @ 0x80..) = escaped(h, l)
+        {
+            raw.push(c);
+            i += 3;
+            continue;
+        }
+        raw.push(b);
+        i += 1;
+    }
+    let text = String::from_utf8_lossy(&raw);
+    if !text
+        .chars()
+        .any(|c| UNICODE_FOLDS.iter().any(|(u, _)| *u == c))
+    {
+        return None;
+    }
+    Some(
+        text.chars()
+            .map(|c| {
+                UNICODE_FOLDS
+                    .iter()
+                    .find(|(u, _)| *u == c)
+                    .map_or(c, |(_, a)| *a)
+            })
+            .collect(),
+    )
 }
 
 /// Repeated slashes as one.
@@ -922,6 +983,31 @@ mod tests {
                 "{p}"
             );
         }
+    }
+
+    /// Java's `equalsIgnoreCase` (Spring's case-insensitive matching)
+    /// equates the Kelvin sign with `k` and `ſ` with `s`: a path spelled
+    /// with them, raw or percent-encoded, reads as the channel there.
+    #[test]
+    fn unicode_letters_java_folds_to_ascii_are_a_reading() {
+        for p in [
+            "/callbac%E2%84%AAs/payments",
+            "/callbacks/payment%C5%BF",
+            "/callbac\u{212A}s/payments",
+            "/callbacks/logi%C5%BFtics/../payments",
+        ] {
+            assert_eq!(demo_route(p), Route::Refuse(Refusal::AmbiguousPath), "{p}");
+        }
+        assert_eq!(
+            unguarded_route("/callbac%E2%84%AAs/payments"),
+            Route::Refuse(Refusal::AmbiguousPath)
+        );
+        // Other non-ASCII text is not folded.
+        assert_eq!(
+            demo_route("/callbacks/payments/caf%C3%A9"),
+            Route::Channel(0)
+        );
+        assert_eq!(unguarded_route("/caf\u{e9}"), Route::Pass);
     }
 
     #[test]
