@@ -45,6 +45,10 @@
 /// encoded `%` or `;`. A path still encoded after them is refused when the
 /// filter has anything to protect.
 pub const MAX_DECODE_ROUNDS: usize = 4;
+/// Most decoding chains followed for one path (the path as sent and each
+/// form with its `;` parameters cut); a path that needs more is refused
+/// when the filter has anything to protect.
+const MAX_CHAINS: usize = 16;
 
 /// Longest `path_prefix` or guard prefix accepted in the configuration.
 pub const MAX_PREFIX_LEN: usize = 1024;
@@ -229,34 +233,50 @@ pub fn route<C>(
             }
         }
     };
-    check(raw);
-    check(&once);
-    if raw.contains(';') {
-        // `;` parameters cut before `\` is read as `/` or anything is
-        // decoded (Tomcat): the parameter runs to the next `/`, so
-        // `/\;\%/callbacks/payments` reads `/\/callbacks/payments`,
-        // that is `/callbacks/payments`, where cutting after `\` became
-        // `/` gives `/%/callbacks/payments`.
-        let cut = cut_params(raw);
-        check(&cut);
-        check(&decode_once(&cut));
-        check(&cut_params(&once));
-    }
-    let mut decoded = once;
-    let mut settled = !still_encoded(&decoded);
-    for _ in 0..MAX_DECODE_ROUNDS {
-        if settled {
+    // The path as sent is decoded round by round. `;` parameters may be
+    // cut before any round, and before `\` is read as `/` (Tomcat cuts a
+    // parameter up to the next `/` first: `/\;\%/callbacks/payments` is
+    // `/\/callbacks/payments` there, that is `/callbacks/payments`, where
+    // cutting after `\` became `/` gives `/%/callbacks/payments`), so
+    // every form holding `;` also starts a chain of its own with its
+    // parameters cut.
+    let mut starts = vec![raw.to_string()];
+    let mut seen: Vec<String> = Vec::new();
+    let mut settled_all = true;
+    while let Some(start) = starts.pop() {
+        if seen.contains(&start) {
+            continue;
+        }
+        if seen.len() >= MAX_CHAINS {
+            settled_all = false;
             break;
         }
-        // A full decoder turns `%252e` into `%2e` and stops there; the
-        // next round would make it `.`: both are readings.
-        let revealed = decode_delimiters(&decoded);
-        check(&revealed);
-        decoded = decode_once(&revealed);
-        check(&decoded);
-        settled = !still_encoded(&decoded);
+        let mut visit = |form: &str, starts: &mut Vec<String>| {
+            check(form);
+            if form.contains(';') {
+                starts.push(cut_params(form));
+            }
+        };
+        visit(&start, &mut starts);
+        let mut decoded = decode_once(&start);
+        visit(&decoded, &mut starts);
+        let mut settled = !still_encoded(&decoded);
+        for _ in 0..MAX_DECODE_ROUNDS {
+            if settled {
+                break;
+            }
+            // A full decoder turns `%252e` into `%2e` and stops there; the
+            // next round would make it `.`: both are readings.
+            let revealed = decode_delimiters(&decoded);
+            visit(&revealed, &mut starts);
+            decoded = decode_once(&revealed);
+            visit(&decoded, &mut starts);
+            settled = !still_encoded(&decoded);
+        }
+        settled_all &= settled;
+        seen.push(start);
     }
-    if !settled && protects {
+    if !settled_all && protects {
         agreed = false;
     }
     verdict(agreed, main)
@@ -983,6 +1003,17 @@ mod tests {
                 "{p}"
             );
         }
+    }
+
+    /// Found by the `channel` fuzz target: parameters cut first (before
+    /// `\` becomes `/`), then the path decoded twice (`%253B` → `;`, cut
+    /// again) reads `/callbacks/...`; the filter decoded the cut form once
+    /// only, and let the request pass the guard.
+    #[test]
+    fn parameters_cut_first_then_decoded_twice_is_a_reading() {
+        let p = "/x\\//\\\\\\\\\\..\\;\u{FFFD}M\\\u{FFFD}\u{FFFD}@W%2\\/callbacks%253Bx/giFthu&b";
+        assert_ne!(demo_route(p), Route::Pass, "{p}");
+        assert!(matches!(demo_route(p), Route::Refuse(_)), "{p}");
     }
 
     /// Java's `equalsIgnoreCase` (Spring's case-insensitive matching)
