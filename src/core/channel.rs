@@ -18,10 +18,15 @@
 //! when the path holds anything to normalise (an escape, `\`, `;`, `//`, a
 //! dot segment) the filter also reads it **every other way** a service
 //! might: each combination of reading `\` as `/` or not, cutting `;`
-//! parameters or not, merging slashes or not and resolving dot segments or
-//! not (RFC 3986 style without merging), on the path as sent, decoded once,
+//! parameters (before or after reading `\` as `/`) or not, merging
+//! slashes or not and resolving dot segments or not (RFC 3986 style
+//! without merging, and that followed by merging), on the path as sent
+//! (and with its parameters cut first, decoded or not), with the few
+//! non-ASCII letters Java's case-insensitive matching equates with ASCII
+//! ones (Kelvin sign `K` as `k`, `ſ` as `s`, `İ`/`ı` as `i`) folded, decoded once,
 //! and, while it still holds an encoded `%` or `;` (`%252e`: double
-//! encoding), decoded again, up to [`MAX_DECODE_ROUNDS`] rounds. Each
+//! encoding) or an escape a decoding round assembled (`%%32e` decodes to
+//! `%2e`), decoded again, up to [`MAX_DECODE_ROUNDS`] rounds. Each
 //! reading must agree with the canonical verdict:
 //!
 //! - a reading that fits a channel: the canonical path fits the same one;
@@ -40,6 +45,10 @@
 /// encoded `%` or `;`. A path still encoded after them is refused when the
 /// filter has anything to protect.
 pub const MAX_DECODE_ROUNDS: usize = 4;
+/// Most decoding chains followed for one path (the path as sent and each
+/// form with its `;` parameters cut); a path that needs more is refused
+/// when the filter has anything to protect.
+const MAX_CHAINS: usize = 16;
 
 /// Longest `path_prefix` or guard prefix accepted in the configuration.
 pub const MAX_PREFIX_LEN: usize = 1024;
@@ -207,27 +216,67 @@ pub fn route<C>(
     }
     let mut agreed = true;
     let mut check = |decoded: &str| {
-        for steps in Steps::ALL {
-            agreed &= main.covers(fit(normalize(decoded, steps)));
+        // Java's case-insensitive matching also equates a few non-ASCII
+        // letters with ASCII ones: that reading too, when there are any.
+        let folded = unicode_folded(decoded);
+        for text in std::iter::once(decoded).chain(folded.as_deref()) {
+            for steps in Steps::ALL {
+                let reading = normalize(text, steps);
+                // RFC 3986 dot removal, then empty segments ignored (a
+                // server that resolves dots as the RFC says in front of a
+                // router that skips empty segments): `/.//callbacks//..`
+                // reads as `/callbacks/`, where merging first reads `/`.
+                if steps.dots && !steps.merge && reading.contains("//") {
+                    agreed &= main.covers(fit(merge_slashes(&reading)));
+                }
+                agreed &= main.covers(fit(reading));
+            }
         }
     };
-    check(raw);
-    check(&once);
-    let mut decoded = once;
-    let mut settled = !still_encoded(&decoded);
-    for _ in 0..MAX_DECODE_ROUNDS {
-        if settled {
+    // The path as sent is decoded round by round. `;` parameters may be
+    // cut before any round, and before `\` is read as `/` (Tomcat cuts a
+    // parameter up to the next `/` first: `/\;\%/callbacks/payments` is
+    // `/\/callbacks/payments` there, that is `/callbacks/payments`, where
+    // cutting after `\` became `/` gives `/%/callbacks/payments`), so
+    // every form holding `;` also starts a chain of its own with its
+    // parameters cut.
+    let mut starts = vec![raw.to_string()];
+    let mut seen: Vec<String> = Vec::new();
+    let mut settled_all = true;
+    while let Some(start) = starts.pop() {
+        if seen.contains(&start) {
+            continue;
+        }
+        if seen.len() >= MAX_CHAINS {
+            settled_all = false;
             break;
         }
-        // A full decoder turns `%252e` into `%2e` and stops there; the
-        // next round would make it `.`: both are readings.
-        let revealed = decode_delimiters(&decoded);
-        check(&revealed);
-        decoded = decode_once(&revealed);
-        check(&decoded);
-        settled = !still_encoded(&decoded);
+        let mut visit = |form: &str, starts: &mut Vec<String>| {
+            check(form);
+            if form.contains(';') {
+                starts.push(cut_params(form));
+            }
+        };
+        visit(&start, &mut starts);
+        let mut decoded = decode_once(&start);
+        visit(&decoded, &mut starts);
+        let mut settled = !still_encoded(&decoded);
+        for _ in 0..MAX_DECODE_ROUNDS {
+            if settled {
+                break;
+            }
+            // A full decoder turns `%252e` into `%2e` and stops there; the
+            // next round would make it `.`: both are readings.
+            let revealed = decode_delimiters(&decoded);
+            visit(&revealed, &mut starts);
+            decoded = decode_once(&revealed);
+            visit(&decoded, &mut starts);
+            settled = !still_encoded(&decoded);
+        }
+        settled_all &= settled;
+        seen.push(start);
     }
-    if !settled && protects {
+    if !settled_all && protects {
         agreed = false;
     }
     verdict(agreed, main)
@@ -251,7 +300,8 @@ pub const MAX_ANALYSED_PATH: usize = 8192;
 /// form (beyond case): it holds an escape, a `\`, a `;`, an empty segment
 /// or a dot segment.
 fn has_tricks(raw: &str) -> bool {
-    raw.contains(['%', '\\', ';'])
+    !raw.is_ascii()
+        || raw.contains(['%', '\\', ';'])
         || raw.contains("//")
         || raw.split('/').any(|s| s == "." || s == "..")
 }
@@ -369,6 +419,83 @@ fn normalize(decoded: &str, steps: Steps) -> String {
     out
 }
 
+/// Each `/`-separated segment cut at its first `;` (a `\` is not a
+/// separator here).
+fn cut_params(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(segment.split(';').next().unwrap_or(""));
+    }
+    out
+}
+
+/// Non-ASCII letters that Java's case-insensitive comparison
+/// (`String.equalsIgnoreCase`, `regionMatches(true, …)`, hence Spring's
+/// case-insensitive path matching) equates with an ASCII letter, because
+/// their upper or lower case is one: Kelvin sign, long s, dotted capital I,
+/// dotless small i.
+const UNICODE_FOLDS: [(char, char); 4] = [
+    ('\u{212A}', 'k'),
+    ('\u{17F}', 's'),
+    ('\u{130}', 'i'),
+    ('\u{131}', 'i'),
+];
+
+/// `decoded` with its non-ASCII escapes decoded (lossy UTF-8) and the
+/// [`UNICODE_FOLDS`] letters replaced by their ASCII letter; `None` when
+/// it holds none of them.
+fn unicode_folded(decoded: &str) -> Option<String> {
+    if decoded.is_ascii() && !decoded.contains('%') {
+        return None;
+    }
+    let bytes = decoded.as_bytes();
+    let mut raw = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%'
+            && let (Some(&h), Some(&l)) = (bytes.get(i + 1), bytes.get(i + 2))
+            && let Some(c @ 0x80..) = escaped(h, l)
+        {
+            raw.push(c);
+            i += 3;
+            continue;
+        }
+        raw.push(b);
+        i += 1;
+    }
+    let text = String::from_utf8_lossy(&raw);
+    if !text
+        .chars()
+        .any(|c| UNICODE_FOLDS.iter().any(|(u, _)| *u == c))
+    {
+        return None;
+    }
+    Some(
+        text.chars()
+            .map(|c| {
+                UNICODE_FOLDS
+                    .iter()
+                    .find(|(u, _)| *u == c)
+                    .map_or(c, |(_, a)| *a)
+            })
+            .collect(),
+    )
+}
+
+/// Repeated slashes as one.
+fn merge_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if c != '/' || !out.ends_with('/') {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Step 1 of [`canonical_path`]: one decoding round of the escapes every
 /// lenient service decodes (`%5C` becomes `\`, read as `/` later).
 fn decode_once(path: &str) -> String {
@@ -409,16 +536,47 @@ fn hex_digit(n: u8) -> char {
         .to_ascii_uppercase()
 }
 
-/// A decoded path that still holds an encoded `%` or `;` reads
-/// differently to a service that decodes once more.
+/// Whether a service that decodes once more reads `decoded` differently:
+/// it still holds an escape of `%` or `;`, or of a character
+/// [`decode_once`] decodes. The latter arise when a decoding round
+/// assembles a new escape: `%%32e` decodes to `%2e`, a second decoding to
+/// `.` (Python's `unquote` twice, for one).
 fn still_encoded(decoded: &str) -> bool {
-    decoded.contains("%25") || decoded.contains("%3B")
+    decoded.as_bytes().windows(3).any(|w| match w {
+        [b'%', h, l] => escaped(*h, *l).is_some_and(|c| {
+            matches!(c, b'%' | b';') || c.is_ascii_alphanumeric() || b"-._~/\\".contains(&c)
+        }),
+        _ => false,
+    })
 }
 
-/// What a second decoding reveals beyond [`decode_once`]: `%25` (`%`) and
-/// `%3B` (`;`).
+/// The byte `%hl` encodes, for two hex digits of either case.
+fn escaped(h: u8, l: u8) -> Option<u8> {
+    let h = (h as char).to_digit(16)?;
+    let l = (l as char).to_digit(16)?;
+    u8::try_from(h * 16 + l).ok()
+}
+
+/// What a further decoding reveals beyond [`decode_once`]: `%25` (`%`) and
+/// `%3B` (`;`), in either case (an assembled escape may be lower case).
 fn decode_delimiters(decoded: &str) -> String {
-    decoded.replace("%25", "%").replace("%3B", ";")
+    let bytes = decoded.as_bytes();
+    let mut out = String::with_capacity(decoded.len());
+    let mut i = 0;
+    while let Some(rest) = decoded.get(i..) {
+        let Some(ch) = rest.chars().next() else { break };
+        if ch == '%'
+            && let (Some(&h), Some(&l)) = (bytes.get(i + 1), bytes.get(i + 2))
+            && let Some(c @ (b'%' | b';')) = escaped(h, l)
+        {
+            out.push(c as char);
+            i += 3;
+            continue;
+        }
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
 }
 
 /// Checks a configured path or guard prefix: it must start with `/`, be
@@ -785,6 +943,102 @@ mod tests {
             Route::Refuse(Refusal::AmbiguousPath)
         );
         assert_eq!(unguarded_route("/callbacks/../admin"), Route::Pass);
+    }
+
+    /// Found by the `channel` fuzz target: a decoding round can assemble
+    /// a new escape out of `%` and decoded digits (`%%32e` decodes to
+    /// `%2e`, which a second decoding, e.g. Python's `unquote` twice,
+    /// makes `.`). The filter stopped after one round because no `%25` or
+    /// `%3B` was left, so `/x/%%32e%%32e/callbacks/payments` passed while
+    /// such a service read `/callbacks/payments`.
+    #[test]
+    fn escapes_assembled_by_decoding_are_decoded_again() {
+        for p in [
+            "/x/%%32e%%32e/callbacks/payments",
+            "/x/%%32E%%32E/callbacks/payments",
+            "/x/%%32%65%%32%65/callbacks/payments",
+            "/callbacks/%%37%30ayments",
+            "/callbacks%%32fpayments",
+            "/callbacks/logistics/..%%33b/payments",
+        ] {
+            assert_eq!(demo_route(p), Route::Refuse(Refusal::AmbiguousPath), "{p}");
+            assert_eq!(
+                unguarded_route(p),
+                Route::Refuse(Refusal::AmbiguousPath),
+                "{p} (no guard)"
+            );
+        }
+        // An assembled escape of anything else reads the same decoded
+        // again: nothing to refuse.
+        assert_eq!(demo_route("/callbacks/payments/%%33f"), Route::Channel(0));
+    }
+
+    /// Found by the `channel` fuzz target: RFC 3986 dot removal keeps
+    /// empty segments (`//..` removes only the empty one), and a router
+    /// that then skips empty segments reads what no other reading did:
+    /// `/.///callbacks//../\.//./.././././.` is `///callbacks/` after the
+    /// RFC, `/callbacks/` (the guard) after merging, `/` canonical.
+    #[test]
+    fn rfc_dot_removal_then_merged_slashes_is_a_reading() {
+        for p in [
+            r"/.///callbacks//../\.//./.././././.",
+            "/.///callbacks//..",
+            "/.//callbacks//github//..",
+        ] {
+            assert_eq!(demo_route(p), Route::Refuse(Refusal::AmbiguousPath), "{p}");
+        }
+    }
+
+    /// Found by the `channel` fuzz target: Tomcat cuts `;` parameters
+    /// before it reads `\` as `/`, so the parameter runs to the next `/`
+    /// and takes the backslashes' segment boundaries with it:
+    /// `//\\\;\%/hooks/x` is `//\\\/hooks/x` and then `/hooks/x`.
+    #[test]
+    fn parameters_cut_before_backslashes_are_a_reading() {
+        let channels = [m("/hooks/", &[]), m("/callbacks/payments", &[])];
+        for p in [r"//\\\;\%/hooks/x", r"/\;\%/callbacks/payments"] {
+            assert_eq!(
+                route(&channels, |c| c, &[], p, ""),
+                Route::Refuse(Refusal::AmbiguousPath),
+                "{p}"
+            );
+        }
+    }
+
+    /// Found by the `channel` fuzz target: parameters cut first (before
+    /// `\` becomes `/`), then the path decoded twice (`%253B` → `;`, cut
+    /// again) reads `/callbacks/...`; the filter decoded the cut form once
+    /// only, and let the request pass the guard.
+    #[test]
+    fn parameters_cut_first_then_decoded_twice_is_a_reading() {
+        let p = "/x\\//\\\\\\\\\\..\\;\u{FFFD}M\\\u{FFFD}\u{FFFD}@W%2\\/callbacks%253Bx/giFthu&b";
+        assert_ne!(demo_route(p), Route::Pass, "{p}");
+        assert!(matches!(demo_route(p), Route::Refuse(_)), "{p}");
+    }
+
+    /// Java's `equalsIgnoreCase` (Spring's case-insensitive matching)
+    /// equates the Kelvin sign with `k` and `ſ` with `s`: a path spelled
+    /// with them, raw or percent-encoded, reads as the channel there.
+    #[test]
+    fn unicode_letters_java_folds_to_ascii_are_a_reading() {
+        for p in [
+            "/callbac%E2%84%AAs/payments",
+            "/callbacks/payment%C5%BF",
+            "/callbac\u{212A}s/payments",
+            "/callbacks/logi%C5%BFtics/../payments",
+        ] {
+            assert_eq!(demo_route(p), Route::Refuse(Refusal::AmbiguousPath), "{p}");
+        }
+        assert_eq!(
+            unguarded_route("/callbac%E2%84%AAs/payments"),
+            Route::Refuse(Refusal::AmbiguousPath)
+        );
+        // Other non-ASCII text is not folded.
+        assert_eq!(
+            demo_route("/callbacks/payments/caf%C3%A9"),
+            Route::Channel(0)
+        );
+        assert_eq!(unguarded_route("/caf\u{e9}"), Route::Pass);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! `proxy_wasm` types. It runs in native unit tests and, unchanged, under
 //! `wasm-bindgen-test` on `wasm32-unknown-unknown`.
 
+pub mod abi_map;
 pub mod admission;
 pub mod channel;
 pub mod deadletter;

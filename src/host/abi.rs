@@ -7,7 +7,8 @@
 //! Latin-1 header killed the VM), and its extern declarations return a Rust
 //! enum, which is undefined behaviour for a status the enum does not list.
 //! Here every import returns the raw `u32`, every status becomes a
-//! [`HostError`], and maps are parsed with bounds checks into bytes. The
+//! [`HostError`], and maps are parsed with bounds checks into bytes
+//! ([`crate::core::abi_map`], pure and fuzzed). The
 //! SDK still provides the exports (`proxy_on_*`, the allocator the host
 //! writes returned data into) and the context dispatch.
 //!
@@ -17,6 +18,7 @@
 //! so `Vec::from_raw_parts(ptr, size, size)` is its exact layout).
 #![allow(unsafe_code)]
 
+use crate::core::abi_map::{deserialize_map, serialize_map, serialize_path};
 use std::ptr::{null, null_mut};
 
 /// A status other than `Ok` from the host (raw ABI value).
@@ -434,111 +436,4 @@ pub fn increment_metric(id: u32, by: i64) -> HostResult<()> {
 pub fn record_metric(id: u32, value: u64) -> HostResult<()> {
     // SAFETY: no pointers.
     check(unsafe { proxy_record_metric(id, value) })
-}
-
-// ---- serialisation (pure, bounds-checked) ----------------------------------
-
-/// The ABI's map encoding: `u32 n`, then `n` × (`u32 name_len`,
-/// `u32 value_len`), then each name and value followed by a NUL byte.
-/// A truncated or inconsistent buffer yields the pairs read so far.
-pub fn deserialize_map(bytes: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let read_u32 = |at: usize| -> Option<usize> {
-        let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
-        usize::try_from(u32::from_le_bytes(raw)).ok()
-    };
-    let Some(count) = read_u32(0) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let Some(mut p) = count.checked_mul(8).and_then(|n| n.checked_add(4)) else {
-        return out;
-    };
-    for n in 0..count {
-        let s = 4 + n * 8;
-        let (Some(klen), Some(vlen)) = (read_u32(s), read_u32(s + 4)) else {
-            break;
-        };
-        let Some(key) = p.checked_add(klen).and_then(|end| bytes.get(p..end)) else {
-            break;
-        };
-        p += klen + 1;
-        let Some(value) = p.checked_add(vlen).and_then(|end| bytes.get(p..end)) else {
-            break;
-        };
-        p += vlen + 1;
-        out.push((key.to_vec(), value.to_vec()));
-    }
-    out
-}
-
-pub fn serialize_map(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let size = 4 + pairs
-        .iter()
-        .map(|(k, v)| k.len() + v.len() + 10)
-        .sum::<usize>();
-    let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(&u32_len(pairs.len()).to_le_bytes());
-    for (k, v) in pairs {
-        out.extend_from_slice(&u32_len(k.len()).to_le_bytes());
-        out.extend_from_slice(&u32_len(v.len()).to_le_bytes());
-    }
-    for (k, v) in pairs {
-        out.extend_from_slice(k.as_bytes());
-        out.push(0);
-        out.extend_from_slice(v.as_bytes());
-        out.push(0);
-    }
-    out
-}
-
-/// Property paths are their segments joined by NUL bytes (as the SDK
-/// sends them: no trailing NUL).
-pub fn serialize_path(path: &[&str]) -> Vec<u8> {
-    path.iter()
-        .map(|s| s.as_bytes())
-        .collect::<Vec<_>>()
-        .join(&0u8)
-}
-
-fn u32_len(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn map_round_trip_and_raw_bytes() {
-        let pairs = [("a", "1"), ("x-note", "caf\u{e9}")];
-        let got = deserialize_map(&serialize_map(&pairs));
-        assert_eq!(got.len(), 2);
-        assert_eq!(got[1].1, "caf\u{e9}".as_bytes());
-        // A Latin-1 byte is data, not an error.
-        let mut raw = serialize_map(&[("x", "ab")]);
-        let at = raw.len() - 3;
-        raw[at] = 0xe9;
-        assert_eq!(deserialize_map(&raw), [(b"x".to_vec(), vec![0xe9, b'b'])]);
-    }
-
-    #[test]
-    fn truncated_or_lying_maps_never_panic() {
-        let good = serialize_map(&[("name", "value"), ("k", "v")]);
-        for cut in 0..good.len() {
-            let _ = deserialize_map(&good[..cut]);
-        }
-        // A count or lengths far past the buffer.
-        let mut huge = good.clone();
-        huge[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        let _ = deserialize_map(&huge);
-        let mut long = good;
-        long[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(deserialize_map(&long).is_empty());
-    }
-
-    #[test]
-    fn property_path_is_nul_separated() {
-        assert_eq!(serialize_path(&["a", "bc"]), b"a\0bc");
-        assert_eq!(serialize_path(&["one"]), b"one");
-    }
 }
