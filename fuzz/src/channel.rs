@@ -30,7 +30,6 @@ use super::util::{fields, text};
 use callback_guard::config::{self, Policy};
 use callback_guard::core::channel::{Route, canonical_path};
 use std::collections::HashSet;
-use std::sync::OnceLock;
 
 const HOST: &str = "hooks.example.com";
 const GUARD: &str = "/callbacks/";
@@ -45,9 +44,18 @@ const CHANNELS: [(&str, &[&str], bool, bool); 5] = [
     ("/hooks/", &[], false, true),
 ];
 
+/// Built once per thread: `Policy` is not `Sync` (the Rego engine inside
+/// an admission policy uses `Rc`), and leaked so it lives as long as the
+/// harness.
 fn policy() -> &'static Policy {
-    static POLICY: OnceLock<Policy> = OnceLock::new();
-    POLICY.get_or_init(|| {
+    thread_local! {
+        static POLICY: &'static Policy = Box::leak(Box::new(build_policy()));
+    }
+    POLICY.with(|p| *p)
+}
+
+fn build_policy() -> Policy {
+    {
         let channels: Vec<String> = CHANNELS
             .iter()
             .enumerate()
@@ -81,7 +89,7 @@ fn policy() -> &'static Policy {
             assert_eq!(c.signature.is_some(), signed);
         }
         p
-    })
+    }
 }
 
 pub fn check(data: &[u8]) {
