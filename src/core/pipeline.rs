@@ -531,6 +531,20 @@ mod tests {
     }
 
     #[test]
+    fn json_behind_a_byte_order_mark_never_escapes_masking() {
+        let ch = channel(r#"{"name":"a","match":{"path_prefix":"/"},"mask":{"fields":["phone"]}}"#);
+        let v = run_with(
+            &ch,
+            &[("content-type", "text/plain")],
+            b"\xEF\xBB\xBF{\"phone\":\"+8613812345678\"}",
+        );
+        assert!(
+            matches!(v.action, BodyAction::Reply(ref r) if r.status == 400),
+            "{v:?}"
+        );
+    }
+
+    #[test]
     fn event_stat_names() {
         assert_eq!(
             Event::Rejected("too_large").stat("p"),

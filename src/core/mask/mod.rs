@@ -261,7 +261,10 @@ fn compile_hash_key(
 #[cfg(test)]
 mod tests;
 
-/// The first byte after leading whitespace opens a JSON object or array.
+/// The first byte after a UTF-8 byte-order mark and leading whitespace
+/// opens a JSON object or array (some parsers skip the mark, so a body
+/// behind one must not escape masking; the masker refuses it as bad JSON).
 pub fn looks_like_json(body: &[u8]) -> bool {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     matches!(body.trim_ascii_start().first(), Some(b'{' | b'['))
 }

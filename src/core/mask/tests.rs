@@ -972,4 +972,9 @@ fn json_is_recognised_by_its_content_type_or_its_first_byte() {
         b"phone +8613812345678"
     ));
     assert!(!Masker::applies(None, b""));
+    // Behind a UTF-8 byte-order mark (which .NET's parser skips).
+    assert!(Masker::applies(
+        Some("text/plain"),
+        b"\xEF\xBB\xBF{\"phone\":1}"
+    ));
 }
