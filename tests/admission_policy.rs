@@ -76,19 +76,7 @@ fn start(name: &str, plugin: &str, up: &Upstream) -> (Pki, Envoy, std::path::Pat
         .cluster("upstream", up.port())
         .transport_socket(pki.transport_socket(false))
         .bootstrap();
-    let log = std::env::temp_dir().join(format!("cg-access-{name}-{}.log", std::process::id()));
-    let _ = std::fs::remove_file(&log);
-    bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-        ["access_log"] = json!([{
-        "name": "envoy.access_loggers.file",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
-            "path": log,
-            "log_format": {"json_format": {
-                "callback_guard": "%FILTER_STATE(wasm.callback_guard:PLAIN)%"
-            }}
-        }
-    }]);
+    let log = support::envoy::add_access_log(&mut bootstrap, name);
     let envoy = Envoy::start_yaml(name, &bootstrap.to_string());
     (pki, envoy, log)
 }

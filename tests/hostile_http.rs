@@ -67,18 +67,7 @@ fn verify(r: &Received) -> Result<(), String> {
     if !r.path.starts_with(SIGNED) {
         return Ok(());
     }
-    let one = |name: &str| {
-        let all: Vec<&str> = r
-            .headers
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .collect();
-        match all.as_slice() {
-            [v] => Ok(*v),
-            _ => Err(format!("{name}: {all:?}")),
-        }
-    };
+    let one = |name: &str| r.only(name);
     let id = one("webhook-id")?;
     let ts: u64 = one("webhook-timestamp")?
         .parse()

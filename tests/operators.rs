@@ -76,22 +76,7 @@ fn start_with_access_log(name: &str, up: &Upstream, plugin: &str) -> (Envoy, std
         .plugin(plugin)
         .cluster("upstream", up.port())
         .bootstrap();
-    let log = std::env::temp_dir().join(format!("cg-access-{name}-{}.log", std::process::id()));
-    let _ = std::fs::remove_file(&log);
-    bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-        ["access_log"] = json!([{
-        "name": "envoy.access_loggers.file",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
-            "path": log,
-            "log_format": {"json_format": {
-                "code": "%RESPONSE_CODE%",
-                "path": "%REQ(:PATH)%",
-                "callback_guard": "%FILTER_STATE(wasm.callback_guard:PLAIN)%",
-                "typed": "%FILTER_STATE(wasm.callback_guard:TYPED)%"
-            }}
-        }
-    }]);
+    let log = support::envoy::add_access_log(&mut bootstrap, name);
     (Envoy::start_yaml(name, &bootstrap.to_string()), log)
 }
 

@@ -195,18 +195,7 @@ fn build(class: Class, id: &str, last_valid: &Option<Request>) -> Request {
 /// upstream's own cluster name.
 fn check(cluster: &'static str) -> impl Fn(&Received) -> Result<(), String> + Send + Sync {
     move |r: &Received| {
-        let one = |name: &str| {
-            let all: Vec<&str> = r
-                .headers
-                .iter()
-                .filter(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-                .collect();
-            match all.as_slice() {
-                [v] => Ok(*v),
-                _ => Err(format!("{name}: {all:?}")),
-            }
-        };
+        let one = |name: &str| r.only(name);
         if r.path.starts_with(PAY) {
             let id = one("webhook-id")?;
             let ts: u64 = one("webhook-timestamp")?

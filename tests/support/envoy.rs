@@ -683,3 +683,25 @@ pub fn find_metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> O
         })
         .map(|s| s.value)
 }
+
+/// Adds a JSON file access log (status, path and the filter's decision
+/// record, `%FILTER_STATE(wasm.callback_guard:PLAIN)%`) to the listener of
+/// `bootstrap`; returns the log file's path (removed first).
+pub fn add_access_log(bootstrap: &mut Value, name: &str) -> PathBuf {
+    let log = std::env::temp_dir().join(format!("cg-access-{name}-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        ["access_log"] = json!([{
+        "name": "envoy.access_loggers.file",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": log,
+            "log_format": {"json_format": {
+                "code": "%RESPONSE_CODE%",
+                "path": "%REQ(:PATH)%",
+                "callback_guard": "%FILTER_STATE(wasm.callback_guard:PLAIN)%"
+            }}
+        }
+    }]);
+    log
+}

@@ -36,6 +36,20 @@ impl Received {
     pub fn body_str(&self) -> &str {
         std::str::from_utf8(&self.body).unwrap_or("<non-utf8>")
     }
+
+    /// The one value of `name`; an error naming every value otherwise.
+    pub fn only(&self, name: &str) -> Result<&str, String> {
+        let all: Vec<&str> = self
+            .headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect();
+        match all.as_slice() {
+            [v] => Ok(*v),
+            _ => Err(format!("{name}: {all:?}")),
+        }
+    }
 }
 
 /// How to answer.
