@@ -229,7 +229,8 @@ def memory_section(run):
     lines = ["## Memory", "",
              "After the run, per proxy Envoy (one worker: a wasm filter runs in two V8 VMs, the "
              "main thread's and the worker's). RSS from `/proc/<pid>/status`; `allocated` is "
-             "Envoy's tcmalloc heap from admin `/memory` (V8's heap is outside it).", "",
+             "Envoy's tcmalloc heap from admin `/memory` (V8's heap is outside it). `ext-authz` is the "
+             "Envoy alone, without its verifier process.", "",
              "| proxy | RSS MiB | Δ RSS vs plain | peak RSS MiB | Envoy heap MiB |",
              "|---|---:|---:|---:|---:|"]
     plain_rss = run.memory.get("plain", {}).get("VmRSS")
