@@ -100,8 +100,6 @@ pub enum BodyAction {
     Forward {
         /// Replacement body (masked), when it changed.
         body: Option<Vec<u8>>,
-        /// The scheme that verified, for `x-verified-signature`.
-        verified: Option<&'static str>,
         /// Remembered by dedup; forgotten again if the upstream fails, so
         /// the provider's retry is not answered as a duplicate.
         dedup_key: Option<String>,
@@ -112,7 +110,8 @@ pub enum BodyAction {
 pub struct BodyVerdict {
     pub action: BodyAction,
     pub events: Vec<Event>,
-    /// Verified scheme also on replies (a duplicate was verified too).
+    /// The scheme that verified (for `x-verified-signature`), also on
+    /// replies (a duplicate was verified too).
     pub verified: Option<&'static str>,
     /// Refused after dedup remembered the delivery in flight: forget it,
     /// so a corrected redelivery is not told to wait.
@@ -202,20 +201,15 @@ impl BodyCheck {
         }
     }
 
-    fn reply(&mut self, reply: LocalReply, verified: Option<&'static str>) -> BodyStep {
-        self.done(BodyAction::Reply(reply), verified, None)
+    fn reply(&mut self, reply: LocalReply) -> BodyStep {
+        self.done(BodyAction::Reply(reply), None)
     }
 
-    fn done(
-        &mut self,
-        action: BodyAction,
-        verified: Option<&'static str>,
-        forget: Option<String>,
-    ) -> BodyStep {
+    fn done(&mut self, action: BodyAction, forget: Option<String>) -> BodyStep {
         BodyStep::Done(BodyVerdict {
             action,
             events: std::mem::take(&mut self.events),
-            verified,
+            verified: self.verified,
             forget,
         })
     }
@@ -232,18 +226,15 @@ impl BodyCheck {
             if ch.signature.is_some() {
                 self.events
                     .push(Event::SignatureFailed(FailureReason::Malformed));
-                return self.reply(signature_reply(FailureReason::Malformed), None);
+                return self.reply(signature_reply(FailureReason::Malformed));
             }
             self.events
                 .push(Event::Rejected(metrics::REJECTED_BAD_DELIVERY_ID));
-            return self.reply(
-                LocalReply::new(
-                    400,
-                    "bad_delivery_id",
-                    "callback delivery id is repeated or not ASCII",
-                ),
-                None,
-            );
+            return self.reply(LocalReply::new(
+                400,
+                "bad_delivery_id",
+                "callback delivery id is repeated or not ASCII",
+            ));
         }
         if let Some(verifier) = &ch.signature {
             match verifier.verify(headers, body, self.now_unix_s) {
@@ -253,23 +244,22 @@ impl BodyCheck {
                 }
                 Err(reason) => {
                     self.events.push(Event::SignatureFailed(reason));
-                    return self.reply(signature_reply(reason), None);
+                    return self.reply(signature_reply(reason));
                 }
             }
         }
-        let verified = self.verified;
 
         if self.empty_by_header || empty::empty_body_as_sent(body, encoded) {
             self.events.push(Event::Empty);
             if ch.empty_action == EmptyAction::Reply {
-                return self.reply(LocalReply::empty_callback(), verified);
+                return self.reply(LocalReply::empty_callback());
             }
         }
 
         if let Some(refusal) = refuse_encoded(ch, encoded) {
             self.events
                 .push(Event::Rejected(metrics::REJECTED_UNSUPPORTED_ENCODING));
-            return self.reply(refusal, verified);
+            return self.reply(refusal);
         }
 
         match self.admission {
@@ -301,16 +291,15 @@ impl BodyCheck {
                 self.admitted(ch, headers, body, decision)
             }
             Waiting::Dedup(key) => {
-                let verified = self.verified;
                 match answer {
                     Answer::Dedup(DedupOutcome::Duplicate) => {
                         self.events.push(Event::Duplicate);
-                        self.reply(LocalReply::duplicate(), verified)
+                        self.reply(LocalReply::duplicate())
                     }
                     Answer::Dedup(DedupOutcome::InFlight { retry_after_s }) => {
                         self.events
                             .push(Event::Rejected(metrics::REJECTED_IN_PROGRESS));
-                        self.reply(LocalReply::in_progress(retry_after_s), verified)
+                        self.reply(LocalReply::in_progress(retry_after_s))
                     }
                     // A store failure must not lose the callback: forward
                     // it (fail open).
@@ -331,8 +320,7 @@ impl BodyCheck {
     ) -> BodyStep {
         self.events.push(Event::Admission(decision));
         if let Some(refusal) = decision.refusal() {
-            let verified = self.verified;
-            return self.reply(refusal, verified);
+            return self.reply(refusal);
         }
         self.dedup(ch, headers, body)
     }
@@ -357,7 +345,6 @@ impl BodyCheck {
         body: &[u8],
         dedup_key: Option<String>,
     ) -> BodyStep {
-        let verified = self.verified;
         let mut new_body = None;
         if let Some(masker) = &ch.mask
             && Masker::applies(headers.get("content-type"), body)
@@ -379,17 +366,15 @@ impl BodyCheck {
                         }
                     };
                     let reply = LocalReply::new(400, "bad_json", detail);
-                    return self.done(BodyAction::Reply(reply), verified, dedup_key);
+                    return self.done(BodyAction::Reply(reply), dedup_key);
                 }
             }
         }
         self.done(
             BodyAction::Forward {
                 body: new_body,
-                verified,
                 dedup_key,
             },
-            verified,
             None,
         )
     }
@@ -472,7 +457,6 @@ mod tests {
             v.action,
             BodyAction::Forward {
                 body: None,
-                verified: None,
                 dedup_key: None
             }
         );
@@ -606,14 +590,8 @@ mod tests {
         headers.push(("x-hub-signature-256", &sig));
         let v = run_with(&ch, &headers, GZIP_BYTES);
         assert_eq!(v.events, [Event::SignatureVerified]);
-        assert!(matches!(
-            v.action,
-            BodyAction::Forward {
-                body: None,
-                verified: Some("github"),
-                ..
-            }
-        ));
+        assert!(matches!(v.action, BodyAction::Forward { body: None, .. }));
+        assert_eq!(v.verified, Some("github"));
         // A bad signature is still a 401 first, also on a masking channel.
         let ch = channel(
             r#"{"name":"a","match":{"path_prefix":"/"},"mask":{"fields":["phone"]},

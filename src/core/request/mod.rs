@@ -192,7 +192,6 @@ enum Wait {
     /// The host replacing the body with `len` bytes.
     Rewrite {
         len: usize,
-        verified: Option<&'static str>,
         dedup_key: Option<String>,
     },
 }
@@ -759,9 +758,8 @@ impl Request {
             BodyAction::Reply(reply) => self.reply(&reply),
             BodyAction::Forward {
                 body: new_body,
-                verified,
                 dedup_key,
-            } => self.forward(policy, ch, body, size, new_body, verified, dedup_key, env),
+            } => self.forward(policy, ch, body, size, new_body, dedup_key, env),
         }
     }
 
@@ -773,7 +771,6 @@ impl Request {
         body: Vec<u8>,
         size: usize,
         new_body: Option<Vec<u8>>,
-        verified: Option<&'static str>,
         dedup_key: Option<String>,
         env: &dyn Env,
     ) -> Output {
@@ -801,7 +798,7 @@ impl Request {
             }
         }
         let Some(new_body) = new_body else {
-            return self.forwarded(ch, verified, dedup_key, env);
+            return self.forwarded(ch, dedup_key, env);
         };
         // A rewritten body under a stale length must not go out
         // (`core::hold` drops the length whenever masking can apply, so
@@ -811,7 +808,6 @@ impl Request {
         }
         self.wait = Wait::Rewrite {
             len: new_body.len(),
-            verified,
             dedup_key,
         };
         self.out(Step::ReplaceBody {
@@ -828,13 +824,9 @@ impl Request {
         let Some(ch) = policy.channels.get(index) else {
             return self.out(Step::Continue);
         };
-        let (len, verified, dedup_key) = match std::mem::take(&mut self.wait) {
-            Wait::Rewrite {
-                len,
-                verified,
-                dedup_key,
-            } => (len, verified, dedup_key),
-            _ => (0, None, None),
+        let (len, dedup_key) = match std::mem::take(&mut self.wait) {
+            Wait::Rewrite { len, dedup_key } => (len, dedup_key),
+            _ => (0, None),
         };
         if !ok {
             // Never forward unmasked data we promised to mask.
@@ -847,20 +839,19 @@ impl Request {
         if self.phase == Phase::Holding {
             self.set_header("content-length", &len.to_string());
         }
-        self.forwarded(ch, verified, dedup_key, env)
+        self.forwarded(ch, dedup_key, env)
     }
 
     fn forwarded(
         &mut self,
         ch: &ChannelPolicy,
-        verified: Option<&'static str>,
         dedup_key: Option<String>,
         env: &dyn Env,
     ) -> Output {
         let streamed = matches!(self.phase, Phase::Streaming { .. });
         // In stream mode the headers are upstream already: the verdict
         // reaches the caller's response only.
-        if let Some(scheme) = verified
+        if let Some(scheme) = self.verified
             && !streamed
         {
             self.set_header(VERIFIED_HEADER, scheme);
