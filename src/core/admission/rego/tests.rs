@@ -594,3 +594,22 @@ fn a_policy_using_rand_is_not_cached() {
     assert_eq!(p.cached_entries(), 0);
     assert!(compile(WEBHOOK_POLICY).caches());
 }
+
+/// The evaluations tried at load get [`LOAD_TIMEOUT_US`], not
+/// `timeout_us`: a first evaluation in a cold VM on a busy node must not
+/// refuse a sound policy. The request-time budget still applies.
+#[test]
+fn load_time_tries_have_their_own_budget() {
+    let source = "package callback.admission\n\
+         decision := {\"allow\": count([1 | some a in numbers.range(1, 100); some b in numbers.range(1, 100)]) > 0}\n";
+    let p = compile_with(
+        source,
+        "data.callback.admission.decision",
+        &[],
+        Some(MIN_TIMEOUT_US),
+    )
+    .expect("accepted at load within LOAD_TIMEOUT_US");
+    let h = hdrs(&[]);
+    let e = p.decide(&request(None, Some("high"), &h)).unwrap_err();
+    assert!(e.0.contains("time limit"), "{e:?}");
+}
