@@ -13,8 +13,8 @@
 //! - delimiters: `null` none, an empty array `["."]`, else the listed
 //!   single characters.
 //!
-//! Matching is a set-of-positions simulation, O(pattern × text) per
-//! alternative, never backtracking; braces expand to at most
+//! Matching is a set-of-positions simulation, at most O(pattern × text)
+//! per alternative, never backtracking; braces expand to at most
 //! [`MAX_ALTERNATIVES`] alternatives (more is an evaluation error).
 
 use regorus::Value;
@@ -219,40 +219,51 @@ fn expand(nodes: &[Node], flat: &mut Vec<Vec<Node>>) -> anyhow::Result<()> {
 }
 
 /// Runs a brace-free sequence over `text`: the set of text positions
-/// reachable after each node.
+/// reachable after each node, kept sorted and sparse (after a literal
+/// usually one position), so a run of literals costs one step each.
 fn run(seq: &[Node], delimiters: &[char], text: &[char]) -> bool {
     let n = text.len();
-    let mut reach = vec![false; n + 1];
-    reach[0] = true;
-    let mut next = vec![false; n + 1];
+    let mut reach = vec![0usize];
+    let mut next = Vec::new();
     let is_delim = |c: char| delimiters.contains(&c);
     for node in seq {
-        next.iter_mut().for_each(|b| *b = false);
+        next.clear();
         match node {
-            Node::Star | Node::Super => {
-                let mut carry = false;
-                for (i, slot) in next.iter_mut().enumerate() {
-                    carry |= reach[i];
-                    *slot = carry;
-                    if matches!(node, Node::Star) && text.get(i).is_some_and(|&c| is_delim(c)) {
-                        carry = false;
+            Node::Super => {
+                if let Some(&from) = reach.first() {
+                    next.extend(from..=n);
+                }
+            }
+            Node::Star => {
+                // From each reachable position, every position up to the
+                // next delimiter. A start within the previous range adds
+                // nothing (the same scan would stop at the same delimiter).
+                for &start in &reach {
+                    if next.last().is_some_and(|&last| start <= last) {
+                        continue;
+                    }
+                    let mut i = start;
+                    next.push(i);
+                    while text.get(i).is_some_and(|&c| !is_delim(c)) {
+                        i += 1;
+                        next.push(i);
                     }
                 }
             }
             single => {
-                for (i, &c) in text.iter().enumerate() {
-                    if reach[i] && one(single, c, &is_delim) {
-                        next[i + 1] = true;
+                for &i in &reach {
+                    if text.get(i).is_some_and(|&c| one(single, c, &is_delim)) {
+                        next.push(i + 1);
                     }
                 }
             }
         }
         std::mem::swap(&mut reach, &mut next);
-        if !reach.contains(&true) {
+        if reach.is_empty() {
             return false;
         }
     }
-    reach[n]
+    reach.last() == Some(&n)
 }
 
 fn one(node: &Node, c: char, is_delim: &impl Fn(char) -> bool) -> bool {
@@ -363,6 +374,24 @@ mod tests {
             "2^7 alternatives accepted"
         );
         assert!(matches(&"{a,b}".repeat(6), &[], &"a".repeat(6)).unwrap());
+    }
+
+    /// Several reachable positions at once (stars after stars).
+    #[test]
+    fn several_positions() {
+        assert!(m("*a*b", &[], "xaxaxb"));
+        assert!(!m("*a*b", &[], "xaxaxa"));
+        assert!(m("a*a*a", &[], "aaa"));
+        assert!(m("a*a*a", &[], "aaaaa"));
+        assert!(!m("a*a*a", &['.'], "aa.a"));
+        assert!(m("a*.*b", &['.'], "ax.yb"));
+        assert!(!m("a*.*b", &['.'], "ax.y.b"));
+        assert!(m("a*.**b", &['.'], "ax.y.b"));
+        assert!(m("**b", &['/'], "a/b/b"));
+        assert!(m("*?", &['.'], "ab"));
+        assert!(!m("*?", &['.'], ""));
+        assert!(m("?*?", &['.'], "ab"));
+        assert!(!m("?*?", &['.'], "a.b"));
     }
 
     /// No backtracking: a pattern that is exponential for a naive matcher
