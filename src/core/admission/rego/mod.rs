@@ -19,6 +19,17 @@
 //! `callback_admission_policy_total` (anything else counts as `other`).
 //! An evaluation error, a timeout or a malformed output is
 //! [`PolicyError`]: the filter then applies `on_error`.
+//!
+//! **Decision cache.** With the builtins this build has, a policy's output
+//! is a function of its input document alone (no `data` from bundles, no
+//! `time`, `http.send`, `uuid` or `opa.runtime`), except `rand.intn`. So
+//! each compiled policy (one per worker VM) keeps the outputs of its last
+//! evaluations keyed by the full input document ([`CACHE_ENTRIES`] per
+//! generation, two generations, keys up to [`MAX_CACHE_KEY_BYTES`]): a
+//! repeated input (same identity, priority, channel, method, path, host
+//! and listed headers) is answered without evaluating. Only successful
+//! outputs are kept (an error or timeout is evaluated again next time). A
+//! policy whose source mentions `intn` is never cached.
 
 use super::{AdmissionPolicy, Decision, Priority};
 use crate::config::{ConfigError, FieldPath};
@@ -26,6 +37,9 @@ use crate::core::headers::Headers;
 use crate::core::metrics::{self, stat_name};
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -48,10 +62,21 @@ pub const MAX_REASON_BYTES: usize = 128;
 pub const DEFAULT_TIMEOUT_US: u64 = 1000;
 pub const MIN_TIMEOUT_US: u64 = 50;
 pub const MAX_TIMEOUT_US: u64 = 100_000;
+/// Budget of the evaluations tried at load (see [`RegoPolicy::compile`]).
+pub const LOAD_TIMEOUT_US: u64 = MAX_TIMEOUT_US;
 /// `reason` label for reasons not declared in `reasons`.
 pub const OTHER_REASON: &str = "other";
 /// `reason` label when the output has none.
 pub const NO_REASON: &str = "none";
+/// Decision cache: entries per generation (two generations are kept).
+pub const CACHE_ENTRIES: usize = 128;
+/// Decision cache: longest key (the input document, length-prefixed
+/// fields) kept, bytes; a longer input is evaluated every time.
+pub const MAX_CACHE_KEY_BYTES: usize = 512;
+/// A module mentioning one of these is not cached (its output is not a
+/// function of the input alone). `rand.intn` is the only such builtin in
+/// this build; the match is textual, so a comment also turns it off.
+const NONDETERMINISTIC: [&str; 1] = ["intn"];
 
 /// `on_error`: what a failed evaluation leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,13 +103,49 @@ pub struct PolicyFields<'a> {
 
 /// `admission.policy`, compiled.
 pub struct RegoPolicy {
-    engine: Engine,
+    /// The prepared engine, reused by every evaluation of this worker
+    /// (`eval_rule` resets its evaluation state first).
+    engine: RefCell<Engine>,
     entrypoint: String,
     headers: Vec<String>,
     /// Requested priorities the policy is evaluated for.
     priorities: Vec<Priority>,
     pub on_error: OnError,
     reasons: Vec<String>,
+    /// `None` for a policy that is not a function of its input.
+    cache: Option<RefCell<DecisionCache>>,
+}
+
+/// Outputs of the last evaluations by input document: two generations of at
+/// most [`CACHE_ENTRIES`]; when the current one is full it becomes the
+/// previous one (dropping the older), so recently used keys survive and
+/// memory stays bounded.
+#[derive(Debug, Default)]
+struct DecisionCache {
+    current: HashMap<String, PolicyOutput>,
+    previous: HashMap<String, PolicyOutput>,
+}
+
+impl DecisionCache {
+    fn get(&mut self, key: &str) -> Option<PolicyOutput> {
+        if let Some(out) = self.current.get(key) {
+            return Some(out.clone());
+        }
+        let (key, out) = self.previous.remove_entry(key)?;
+        self.insert(key, out.clone());
+        Some(out)
+    }
+
+    fn insert(&mut self, key: String, out: PolicyOutput) {
+        if self.current.len() >= CACHE_ENTRIES {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(key, out);
+    }
+
+    fn len(&self) -> usize {
+        self.current.len() + self.previous.len()
+    }
 }
 
 impl std::fmt::Debug for RegoPolicy {
@@ -94,6 +155,7 @@ impl std::fmt::Debug for RegoPolicy {
             .field("headers", &self.headers)
             .field("priorities", &self.priorities)
             .field("on_error", &self.on_error)
+            .field("cached", &self.cache.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -201,13 +263,16 @@ impl RegoPolicy {
                 "{timeout_us} is out of range ({MIN_TIMEOUT_US} to {MAX_TIMEOUT_US})"
             )));
         }
-        engine.set_execution_timer_config(ExecutionTimerConfig {
-            limit: Duration::from_micros(timeout_us),
+        let timer = |us: u64| ExecutionTimerConfig {
+            limit: Duration::from_micros(us),
             check_interval: NonZeroU32::MIN.saturating_add(15),
-        });
-        // Some mistakes (an unsafe variable, a builtin this build lacks)
-        // only show when evaluated: try once on an empty input and once on
-        // a sample `high` request, within the same budget as a request.
+        };
+        // Some mistakes (an unsafe variable, a builtin this build lacks, a
+        // runaway) only show when evaluated: try once on an empty input and
+        // once on a sample `high` request, within [`LOAD_TIMEOUT_US`]: the
+        // first evaluation in a fresh VM (cold code, lazy tables) on a busy
+        // node took 12 ms in Envoy, and must not refuse a sound policy.
+        engine.set_execution_timer_config(timer(LOAD_TIMEOUT_US));
         for (what, input) in [
             ("an empty input", Value::new_object()),
             ("a sample request", sample_input()),
@@ -220,6 +285,7 @@ impl RegoPolicy {
                 ))
             })?;
         }
+        engine.set_execution_timer_config(timer(timeout_us));
         let headers_at = path.key("headers");
         if spec.headers.len() > MAX_HEADERS {
             return Err(headers_at.error(format!("at most {MAX_HEADERS} headers")));
@@ -279,13 +345,18 @@ impl RegoPolicy {
                 )));
             }
         }
+        let deterministic = !spec
+            .modules
+            .iter()
+            .any(|(_, source)| NONDETERMINISTIC.iter().any(|n| source.contains(n)));
         Ok(Self {
-            engine,
+            engine: RefCell::new(engine),
             entrypoint: entrypoint.to_string(),
             headers,
             priorities,
             on_error,
             reasons: spec.reasons.to_vec(),
+            cache: deterministic.then(RefCell::default),
         })
     }
 
@@ -362,8 +433,12 @@ impl RegoPolicy {
 
     /// Evaluates the entry point on `input` (bounded by `timeout_us`).
     pub fn evaluate(&self, input: Value) -> Result<PolicyOutput, PolicyError> {
-        // A clone of the prepared engine shares the compiled policy.
-        let mut engine = self.engine.clone();
+        // Reused, not cloned: a clone per evaluation copies the engine's
+        // maps. One evaluation at a time per worker, so never borrowed twice.
+        let mut engine = self
+            .engine
+            .try_borrow_mut()
+            .map_err(|_| PolicyError("policy engine busy".into()))?;
         engine.set_input(input);
         let value = engine
             .eval_rule(self.entrypoint.clone())
@@ -371,10 +446,73 @@ impl RegoPolicy {
         parse_output(&value)
     }
 
-    /// Evaluates and maps onto a verdict for `requested`.
+    /// Evaluates (or answers from the decision cache) and maps onto a
+    /// verdict for `requested`.
     pub fn decide(&self, request: &PolicyInput<'_>) -> Result<PolicyVerdict, PolicyError> {
+        let asked = Priority::from_header(request.requested);
+        let key = self.cache.as_ref().and_then(|_| self.cache_key(request));
+        if let (Some(cache), Some(key)) = (&self.cache, &key)
+            && let Ok(mut cache) = cache.try_borrow_mut()
+            && let Some(output) = cache.get(key)
+        {
+            return Ok(verdict(asked, output));
+        }
         let output = self.evaluate(self.input(request))?;
-        Ok(verdict(Priority::from_header(request.requested), output))
+        if let (Some(cache), Some(key)) = (&self.cache, key)
+            && let Ok(mut cache) = cache.try_borrow_mut()
+        {
+            cache.insert(key, output.clone());
+        }
+        Ok(verdict(asked, output))
+    }
+
+    /// Whether outputs are cached (the policy is a function of its input).
+    pub fn caches(&self) -> bool {
+        self.cache.is_some()
+    }
+
+    /// Entries in the decision cache.
+    pub fn cached_entries(&self) -> usize {
+        self.cache
+            .as_ref()
+            .and_then(|c| c.try_borrow().ok().map(|c| c.len()))
+            .unwrap_or(0)
+    }
+
+    /// The decision cache key: every field [`input`](Self::input) puts in
+    /// the document, each length-prefixed (absent: `-`), so two requests
+    /// have the same key exactly when they have the same input document.
+    /// `None` (not cached) when longer than [`MAX_CACHE_KEY_BYTES`].
+    fn cache_key(&self, request: &PolicyInput<'_>) -> Option<String> {
+        let mut key = String::with_capacity(160);
+        let field = |key: &mut String, v: Option<&str>| match v {
+            Some(v) => {
+                let _ = write!(key, "{}:{v}", v.len());
+            }
+            None => key.push('-'),
+        };
+        field(
+            &mut key,
+            Some(Priority::from_header(request.requested).as_str()),
+        );
+        for v in [request.channel, request.method, request.path, request.host] {
+            field(&mut key, Some(v));
+        }
+        for v in [request.identity, request.scheme, request.delivery_id] {
+            field(&mut key, v);
+        }
+        for name in &self.headers {
+            match request.headers.single_token(name) {
+                Ok(Some(v)) if v.len() <= MAX_HEADER_VALUE_BYTES => field(&mut key, Some(v)),
+                Ok(None) => field(&mut key, None),
+                // Left out of `headers`, and `headers_dropped` is true.
+                _ => key.push('!'),
+            }
+            if key.len() > MAX_CACHE_KEY_BYTES {
+                return None;
+            }
+        }
+        (key.len() <= MAX_CACHE_KEY_BYTES).then_some(key)
     }
 }
 
@@ -470,6 +608,8 @@ pub const MAX_RANGE_ELEMENTS: i64 = 10_000;
 /// 1e9)` would abort the VM on allocation failure. Extensions are looked up
 /// before builtins, so these bounded versions replace them: over
 /// [`MAX_RANGE_ELEMENTS`] the evaluation fails (an error, `on_error`).
+/// `glob.match` / `glob.quote_meta` are ours too ([`glob`]), in place of
+/// regorus' `glob` feature.
 fn bound_builtins(engine: &mut Engine) -> Result<(), String> {
     let range = |args: Vec<Value>| bounded_range("numbers.range", &args, 1);
     let range_step = |args: Vec<Value>| {
@@ -482,7 +622,13 @@ fn bound_builtins(engine: &mut Engine) -> Result<(), String> {
     engine
         .add_extension("numbers.range".into(), 2, Box::new(range))
         .and_then(|()| engine.add_extension("numbers.range_step".into(), 3, Box::new(range_step)))
-        .map_err(|e| format!("cannot bound numbers.range: {e}"))
+        .map_err(|e| format!("cannot bound numbers.range: {e}"))?;
+    engine
+        .add_extension("glob.match".into(), 3, Box::new(glob::glob_match))
+        .and_then(|()| {
+            engine.add_extension("glob.quote_meta".into(), 1, Box::new(glob::quote_meta))
+        })
+        .map_err(|e| format!("cannot add glob.match: {e}"))
 }
 
 fn bounded_range(name: &str, args: &[Value], step: i64) -> anyhow::Result<Value> {
@@ -648,5 +794,6 @@ fn one_line(e: &impl std::fmt::Display) -> String {
     out
 }
 
+pub mod glob;
 #[cfg(test)]
 mod tests;
