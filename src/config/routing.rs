@@ -1,7 +1,7 @@
 //! Top-level `routing` and `channels[].routing`.
 
-use super::policy::DEFAULT_CLUSTER_HEADER;
 use super::{ConfigError, FieldPath};
+use crate::core::policy::DEFAULT_CLUSTER_HEADER;
 use crate::core::routing::{RoutingPolicy, valid_cluster_name};
 use serde::Deserialize;
 use std::collections::HashSet;

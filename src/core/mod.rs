@@ -15,6 +15,7 @@ pub mod hold;
 pub mod mask;
 pub mod metrics;
 pub mod pipeline;
+pub mod policy;
 pub mod reply;
 pub mod resign;
 pub mod rng;

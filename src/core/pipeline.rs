@@ -14,7 +14,6 @@
 //! 5. **dedup** after verification, so forged requests cannot plant ids.
 //! 6. **mask** last: it changes the bytes the signature was computed over.
 
-use crate::config::{ChannelPolicy, EmptyAction};
 use crate::core::admission::{self, AdmissionPolicy, ChannelLimit, Decision};
 use crate::core::dedup::DedupOutcome;
 use crate::core::empty;
@@ -22,6 +21,7 @@ use crate::core::encoding;
 use crate::core::headers::Headers;
 use crate::core::mask::{MaskError, Masker};
 use crate::core::metrics::{self, stat_name};
+use crate::core::policy::{ChannelPolicy, EmptyAction};
 use crate::core::reply::LocalReply;
 use crate::core::shared::SharedStore;
 use crate::core::signature::FailureReason;

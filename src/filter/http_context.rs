@@ -20,7 +20,6 @@
 //!   the route (`cluster_header`) after a header change there.
 
 use super::worker::Worker;
-use crate::config::{ChannelPolicy, Policy};
 use crate::core::admission::{self, Decision, Priority};
 use crate::core::channel::Route;
 use crate::core::deadletter::{self, Envelope};
@@ -30,6 +29,7 @@ use crate::core::headers::Headers;
 use crate::core::hold::{self, BodyWait};
 use crate::core::metrics::{self, stat_name};
 use crate::core::pipeline::{self, BodyAction, BodyInput, Event, PendingAdmission};
+use crate::core::policy::{ChannelPolicy, Policy};
 use crate::core::reply::LocalReply;
 use crate::core::routing::Observation;
 use crate::core::{empty, trace};

@@ -4,11 +4,12 @@
 
 use super::http_context::Http;
 use super::worker::{ROUTE_REFRESH_MS, Worker};
-use crate::config::{self, Policy};
+use crate::config;
 use crate::core::channel::Refusal;
 use crate::core::deadletter;
 use crate::core::decision::LogBudget;
 use crate::core::metrics::{self, stat_name};
+use crate::core::policy::Policy;
 use crate::core::routing;
 use crate::core::shared;
 use crate::host;

@@ -4,10 +4,10 @@
 //! dead-letter outbox. `root` and `http` both depend on it; it depends on
 //! neither.
 
-use crate::config::Policy;
 use crate::core::deadletter::{self, DeadLetterPolicy, Outbox};
 use crate::core::decision::{DEFAULT_LOG_PER_SECOND, LogBudget};
 use crate::core::metrics::{self, stat_name};
+use crate::core::policy::Policy;
 use crate::core::rng::SplitMix64;
 use crate::core::routing::{self, Observation};
 use crate::core::shared::ReadCache;
