@@ -520,6 +520,13 @@ mod tests {
             .to_string()
     }
 
+    #[test]
+    fn delivery_id_follows_the_scheme() {
+        let h = headers(&[("webhook-id", "w"), ("x-github-delivery", "72d3162e")]);
+        let id = DeliveryIdSource::for_scheme(Some(Scheme::Github)).delivery_id(&h, b"");
+        assert_eq!(id.as_deref(), Some("72d3162e"));
+    }
+
     fn headers(pairs: &[(&str, &str)]) -> Headers {
         pairs.iter().copied().collect()
     }

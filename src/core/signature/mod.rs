@@ -63,7 +63,6 @@ mod stripe;
 pub use keys::MAX_KEYS;
 
 use crate::config::{ConfigError, EnvLookup, FieldPath, SignatureSpec};
-use crate::core::dedup::DeliveryIdSource;
 use crate::core::headers::Headers;
 use std::fmt;
 
@@ -321,13 +320,6 @@ impl Verifier {
             (Inner::BodyHmac(v), _) => vec![v.header()],
         }
     }
-
-    /// The provider's delivery id for dedup (`webhook-id`, `svix-id`,
-    /// `x-github-delivery`, `x-shopify-webhook-id`, Stripe event `id`); see
-    /// [`DeliveryIdSource`].
-    pub fn delivery_id(&self, headers: &Headers, body: &[u8]) -> Option<String> {
-        DeliveryIdSource::for_scheme(Some(self.scheme)).delivery_id(headers, body)
-    }
 }
 
 /// Test helpers shared by the scheme modules.
@@ -571,12 +563,5 @@ mod tests {
                 proptest::prop_assert!(v.verify(&h, &body, 1_700_000_000).is_err());
             }
         }
-    }
-
-    #[test]
-    fn delivery_id_follows_the_scheme() {
-        let v = compile(r#"{"scheme":"github","secrets":[{"value":"x"}]}"#);
-        let h = headers(&[("webhook-id", "w"), ("x-github-delivery", "72d3162e")]);
-        assert_eq!(v.delivery_id(&h, b"").as_deref(), Some("72d3162e"));
     }
 }
