@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 pub struct AdmissionSpec {
     /// Default `x-callback-priority`.
     #[serde(default)]
-    #[cfg_attr(feature = "schema", schemars(extend("default" = "x-callback-priority")))]
+    #[cfg_attr(feature = "schema", schemars(extend("default" = crate::core::names::header::PRIORITY)))]
     pub priority_header: Option<String>,
     /// Checked in order; the first whose `priority` equals the requested one
     /// and whose `principals` match the caller decides.

@@ -1,7 +1,7 @@
 //! Top-level `routing` and `channels[].routing`.
 
 use super::{ConfigError, FieldPath};
-use crate::core::policy::DEFAULT_CLUSTER_HEADER;
+use crate::core::names::header::CLUSTER as DEFAULT_CLUSTER_HEADER;
 use crate::core::routing::{RoutingPolicy, valid_cluster_name};
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -14,7 +14,7 @@ pub struct RoutingSpec {
     /// Request header the chosen cluster is written to, read by the Envoy
     /// route's `cluster_header` (default `x-callback-cluster`).
     #[serde(default)]
-    #[cfg_attr(feature = "schema", schemars(extend("default" = "x-callback-cluster")))]
+    #[cfg_attr(feature = "schema", schemars(extend("default" = crate::core::names::header::CLUSTER)))]
     pub cluster_header: Option<String>,
     /// Extension: strict cluster-name checking. The filter cannot see
     /// Envoy's clusters, so by default any well-formed name is accepted;

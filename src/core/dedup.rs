@@ -79,6 +79,7 @@
 
 use crate::config::{ConfigError, DedupSpec, FieldPath, SignatureSpec};
 use crate::core::headers::Headers;
+use crate::core::names::header;
 use crate::core::shared::{SharedStore, StoreError, update};
 use crate::core::signature::Scheme;
 use serde::Deserialize;
@@ -100,10 +101,10 @@ pub const MAX_ID_LEN: usize = 256;
 
 /// Headers tried in order when the scheme names none.
 pub const FALLBACK_ID_HEADERS: [&str; 4] = [
-    "webhook-id",
-    "svix-id",
-    "x-github-delivery",
-    "x-shopify-webhook-id",
+    header::WEBHOOK_ID,
+    header::SVIX_ID,
+    header::GITHUB_DELIVERY,
+    header::SHOPIFY_WEBHOOK_ID,
 ];
 
 /// Shard value layout version; a value with another first byte (a future
@@ -144,10 +145,10 @@ impl DeliveryIdSource {
     /// The id a provider using `scheme` sends; `None` = no signature.
     pub fn for_scheme(scheme: Option<Scheme>) -> Self {
         match scheme {
-            Some(Scheme::StandardWebhooks) => Self::Header(Cow::Borrowed("webhook-id")),
-            Some(Scheme::Svix) => Self::Header(Cow::Borrowed("svix-id")),
-            Some(Scheme::Github) => Self::Header(Cow::Borrowed("x-github-delivery")),
-            Some(Scheme::Shopify) => Self::Header(Cow::Borrowed("x-shopify-webhook-id")),
+            Some(Scheme::StandardWebhooks) => Self::Header(Cow::Borrowed(header::WEBHOOK_ID)),
+            Some(Scheme::Svix) => Self::Header(Cow::Borrowed(header::SVIX_ID)),
+            Some(Scheme::Github) => Self::Header(Cow::Borrowed(header::GITHUB_DELIVERY)),
+            Some(Scheme::Shopify) => Self::Header(Cow::Borrowed(header::SHOPIFY_WEBHOOK_ID)),
             Some(Scheme::Stripe) => Self::JsonBodyId,
             Some(Scheme::Slack | Scheme::Hmac) | None => Self::KnownHeaders,
         }

@@ -14,6 +14,7 @@ pub mod headers;
 pub mod hold;
 pub mod mask;
 pub mod metrics;
+pub mod names;
 pub mod pipeline;
 pub mod policy;
 pub mod reply;

@@ -20,7 +20,8 @@ use crate::core::empty;
 use crate::core::encoding;
 use crate::core::headers::Headers;
 use crate::core::mask::{MaskError, Masker};
-use crate::core::metrics::{self, stat_name};
+use crate::core::metrics::stat_name;
+use crate::core::names::{code, metric as metrics};
 use crate::core::policy::{ChannelPolicy, EmptyAction};
 use crate::core::reply::LocalReply;
 use crate::core::shared::SharedStore;
@@ -234,12 +235,16 @@ pub fn inspect_body(
                 if let (Some(dedup), Some(key)) = (&ch.dedup, &dedup_key) {
                     let _ = dedup.forget(store, &ch.name, key);
                 }
-                events.push(Event::Rejected("bad_json"));
+                events.push(Event::Rejected(code::BAD_JSON));
                 let detail = match err {
                     MaskError::BadJson => "callback body claims JSON but does not parse",
                     MaskError::TooDeep => "callback body nests JSON deeper than the filter accepts",
                 };
-                return reply(LocalReply::new(400, "bad_json", detail), events, verified);
+                return reply(
+                    LocalReply::new(400, code::BAD_JSON, detail),
+                    events,
+                    verified,
+                );
             }
         }
     }

@@ -13,8 +13,6 @@ use crate::core::routing::RoutingPolicy;
 use crate::core::signature::Verifier;
 use serde::Deserialize;
 
-pub const DEFAULT_CLUSTER_HEADER: &str = "x-callback-cluster";
-
 /// Everything the filter needs at request time, validated.
 #[derive(Debug)]
 pub struct Policy {

@@ -27,7 +27,8 @@ use crate::core::decision::{self, DecisionRecord, LogLevel, Verdict};
 use crate::core::dedup::DeliveryIdSource;
 use crate::core::headers::Headers;
 use crate::core::hold::{self, BodyWait};
-use crate::core::metrics::{self, stat_name};
+use crate::core::metrics::stat_name;
+use crate::core::names::{code, header, metric as metrics};
 use crate::core::pipeline::{self, BodyAction, BodyInput, Event, PendingAdmission};
 use crate::core::policy::{ChannelPolicy, Policy};
 use crate::core::reply::LocalReply;
@@ -39,14 +40,10 @@ use proxy_wasm::types::Action;
 use std::rc::Rc;
 
 /// Headers a client must never set itself (SPEC "Headers").
-const SPOOFABLE: [&str; 3] = [
-    "x-verified-signature",
-    "x-callback-cluster",
-    "x-callback-priority-admitted",
-];
-const VERIFIED_HEADER: &str = "x-verified-signature";
-const PRIORITY_ADMITTED_HEADER: &str = "x-callback-priority-admitted";
-const TRACE_ID_HEADER: &str = "x-callback-trace-id";
+const SPOOFABLE: [&str; 3] = header::SET_BY_FILTER;
+const VERIFIED_HEADER: &str = header::VERIFIED_SIGNATURE;
+const PRIORITY_ADMITTED_HEADER: &str = header::PRIORITY_ADMITTED;
+const TRACE_ID_HEADER: &str = header::TRACE_ID;
 
 pub struct Http {
     policy: Option<Rc<Policy>>,
@@ -579,14 +576,14 @@ impl HttpContext for Http {
         // Decided with the body (after the signature, on a signed channel):
         // the body is read first anyway, since answering while the caller
         // is still sending makes Envoy close the connection under it.
-        self.empty_by_header = empty::empty_by_header(self.headers.get(empty::STATUS_HEADER));
+        self.empty_by_header = empty::empty_by_header(self.headers.get(header::STATUS));
 
         let declared = self
             .headers
             .get("content-length")
             .and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|len| len > ch.max_body_bytes) {
-            self.count_event(&ch.name, Event::Rejected("too_large"));
+            self.count_event(&ch.name, Event::Rejected(code::TOO_LARGE));
             return self.reply(&LocalReply::too_large(ch.max_body_bytes));
         }
 
@@ -633,7 +630,7 @@ impl HttpContext for Http {
         };
         self.body_size = body_size;
         if u64::try_from(body_size).unwrap_or(u64::MAX) > ch.max_body_bytes {
-            self.count_event(&ch.name, Event::Rejected("too_large"));
+            self.count_event(&ch.name, Event::Rejected(code::TOO_LARGE));
             return self.reply(&LocalReply::too_large(ch.max_body_bytes));
         }
         if !end_of_stream {

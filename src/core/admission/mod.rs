@@ -143,16 +143,15 @@ pub mod rego;
 pub mod rules;
 
 use crate::config::{AdmissionSpec, ConfigError, FieldPath};
+use crate::core::names::header::{
+    PRIORITY as DEFAULT_PRIORITY_HEADER, PRIORITY_ADMITTED as ADMITTED_HEADER,
+};
+use crate::core::names::{code, header};
 use crate::core::reply::LocalReply;
 use crate::core::shared::{SharedStore, StoreError};
 pub use bucket::{Cause, ChannelLimit};
 use bucket::{Draw, Limits};
 use rules::{Effect, Rule, RuleFields};
-
-/// Default request header carrying the requested priority.
-pub const DEFAULT_PRIORITY_HEADER: &str = "x-callback-priority";
-/// Request header the filter sets to the admitted priority.
-pub const ADMITTED_HEADER: &str = "x-callback-priority-admitted";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Priority {
@@ -162,6 +161,9 @@ pub enum Priority {
 }
 
 impl Priority {
+    /// Every priority, highest first (e.g. to declare the metrics).
+    pub const ALL: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::High => "high",
@@ -226,19 +228,20 @@ impl Decision {
                 ..
             } => {
                 let (code, detail) = match cause {
-                    Cause::RateLimited => {
-                        ("rate_limited", "callback over its rate limit; retry later")
-                    }
-                    Cause::Capacity => ("shed", "callback shed under load; retry later"),
+                    Cause::RateLimited => (
+                        code::RATE_LIMITED,
+                        "callback over its rate limit; retry later",
+                    ),
+                    Cause::Capacity => (code::SHED, "callback shed under load; retry later"),
                 };
                 Some(
                     LocalReply::new(429, code, detail)
-                        .with_header("retry-after", retry_after_s.to_string()),
+                        .with_header(header::RETRY_AFTER, retry_after_s.to_string()),
                 )
             }
             Self::Denied(priority) => Some(LocalReply::new(
                 403,
-                "priority_rejected",
+                code::PRIORITY_REJECTED,
                 format!(
                     "priority {} is not allowed for this caller",
                     priority.as_str()
@@ -246,6 +249,15 @@ impl Decision {
             )),
         }
     }
+
+    /// Every value of [`Decision::as_str`] (the `decision` label).
+    pub const LABELS: [&'static str; 5] = [
+        "admitted",
+        "demoted",
+        "denied",
+        code::SHED,
+        code::RATE_LIMITED,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -255,11 +267,11 @@ impl Decision {
             Self::Shed {
                 cause: Cause::RateLimited,
                 ..
-            } => "rate_limited",
+            } => code::RATE_LIMITED,
             Self::Shed {
                 cause: Cause::Capacity,
                 ..
-            } => "shed",
+            } => code::SHED,
         }
     }
 

@@ -586,3 +586,24 @@ fn identity_is_needed_only_when_a_rule_can_use_it() {
         }
     }
 }
+
+#[test]
+fn decision_labels_are_every_decision() {
+    let cause = |cause| Decision::Shed {
+        priority: Priority::Low,
+        retry_after_s: 1,
+        cause,
+    };
+    let all = [
+        Decision::Admitted(Priority::High),
+        Decision::Demoted(Priority::Normal),
+        Decision::Denied(Priority::High),
+        cause(Cause::Capacity),
+        cause(Cause::RateLimited),
+    ];
+    let mut got: Vec<&str> = all.iter().map(|d| d.as_str()).collect();
+    let mut want = Decision::LABELS.to_vec();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(got, want);
+}

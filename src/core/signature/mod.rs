@@ -64,6 +64,7 @@ pub use keys::MAX_KEYS;
 
 use crate::config::{ConfigError, EnvLookup, FieldPath, SignatureSpec};
 use crate::core::headers::Headers;
+use crate::core::names::header;
 use std::fmt;
 
 /// SPEC default of `tolerance_s`.
@@ -89,6 +90,14 @@ pub enum FailureReason {
 }
 
 impl FailureReason {
+    /// Every reason (the `reason` label of `callback_signature_failed_total`).
+    pub const ALL: [FailureReason; 4] = [
+        FailureReason::Missing,
+        FailureReason::Malformed,
+        FailureReason::Mismatch,
+        FailureReason::Expired,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Missing => "missing",
@@ -313,10 +322,10 @@ impl Verifier {
     pub fn signature_headers(&self) -> Vec<&str> {
         match (&self.inner, self.scheme) {
             (Inner::StandardWebhooks(v), _) => v.header_names().to_vec(),
-            (Inner::Stripe(_), _) => vec!["stripe-signature"],
-            (Inner::Slack(_), _) => vec!["x-slack-signature", "x-slack-request-timestamp"],
+            (Inner::Stripe(_), _) => vec![header::STRIPE_SIGNATURE],
+            (Inner::Slack(_), _) => vec![header::SLACK_SIGNATURE, header::SLACK_TIMESTAMP],
             // GitHub still sends the legacy SHA-1 signature next to it.
-            (Inner::BodyHmac(v), Scheme::Github) => vec![v.header(), "x-hub-signature"],
+            (Inner::BodyHmac(v), Scheme::Github) => vec![v.header(), header::GITHUB_SIGNATURE_SHA1],
             (Inner::BodyHmac(v), _) => vec![v.header()],
         }
     }

@@ -23,7 +23,8 @@
 use super::{AdmissionPolicy, Decision, Priority};
 use crate::config::{ConfigError, FieldPath};
 use crate::core::headers::Headers;
-use crate::core::metrics::{self, stat_name};
+use crate::core::metrics::stat_name;
+use crate::core::names::{label, metric};
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
 use std::num::NonZeroU32;
@@ -393,7 +394,7 @@ pub struct PolicyOutcome {
 }
 
 /// `reason` of a 403 after a policy error with `on_error: "deny"`.
-pub const POLICY_ERROR_REASON: &str = "policy_error";
+pub const POLICY_ERROR_REASON: &str = crate::core::names::code::POLICY_ERROR;
 
 /// Every `decision` label of `callback_admission_policy_total`.
 pub const SOURCES: [&str; 5] = ["admitted", "demoted", "denied", "rules", "error"];
@@ -406,8 +407,8 @@ impl PolicyOutcome {
             None => policy.reason_label(self.reason.as_deref()),
         };
         stat_name(
-            metrics::ADMISSION_POLICY_TOTAL,
-            &[("decision", self.source), ("reason", reason)],
+            metric::ADMISSION_POLICY_TOTAL,
+            &[(label::DECISION, self.source), (label::REASON, reason)],
         )
     }
 }
