@@ -233,7 +233,7 @@ pub(super) fn compile(
         None => None,
     };
     let routing = match &spec.routing {
-        Some(r) => Some(routing::compile_channel(
+        Some(r) => Some(routing::compile_routing(
             r,
             known_clusters,
             &path.key("routing"),

@@ -40,7 +40,7 @@ pub use deadletter::DeadLetterSpec;
 pub use error::{ConfigError, ConfigErrors, FieldPath};
 pub use log::RefusalLogSpec;
 pub use mask::MaskSpec;
-pub use routing::{ChannelRoutingSpec, ClusterSpec, RoutingSpec};
+pub use routing::{ChannelRoutingSpec, ClusterSpec, RoutingSpec, compile_routing};
 pub use signature::{DedupSpec, SecretSpec, SignatureSpec};
 
 use crate::core::policy::Policy;
