@@ -2,8 +2,7 @@
 //! realistic policy of the README (SPIFFE glob + priority + channel), input
 //! built from request headers, output mapped onto a decision. Compare with
 //! `admission/classify` of the rule list (benches/admission.rs).
-use callback_guard::config::{AdmissionSpec, FieldPath};
-use callback_guard::core::admission::AdmissionPolicy;
+use callback_guard::config::{self, AdmissionSpec, FieldPath};
 use callback_guard::core::admission::rego::{self, PolicyInput};
 use callback_guard::core::headers::Headers;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -32,7 +31,7 @@ fn bench(c: &mut Criterion) {
         Ok(spec) => spec,
         Err(e) => return eprintln!("bad bench spec: {e}"),
     };
-    let admission = match AdmissionPolicy::compile(&spec, &FieldPath::root().key("admission")) {
+    let admission = match config::compile_admission(&spec, &FieldPath::root().key("admission")) {
         Ok(a) => a,
         Err(e) => return eprintln!("bad bench spec: {e}"),
     };
@@ -55,7 +54,7 @@ fn bench(c: &mut Criterion) {
     });
     let floor = serde_json::from_value::<AdmissionSpec>(floor)
         .ok()
-        .and_then(|s| AdmissionPolicy::compile(&s, &FieldPath::root()).ok());
+        .and_then(|s| config::compile_admission(&s, &FieldPath::root()).ok());
     if let Some(floor) = floor.as_ref()
         && let Some(p) = floor.rego()
     {

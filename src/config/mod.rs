@@ -34,7 +34,7 @@ mod policy;
 mod routing;
 mod signature;
 
-pub use admission::AdmissionSpec;
+pub use admission::{AdmissionSpec, compile_admission};
 pub use channel::{ChannelSpec, EmptySpec, MatchSpec};
 pub use deadletter::DeadLetterSpec;
 pub use error::{ConfigError, ConfigErrors, FieldPath};

@@ -70,7 +70,7 @@ pub(super) fn compile(
         Vec::new()
     });
     let admission = match &spec.admission {
-        Some(a) => admission::compile(a, &root.key("admission"))
+        Some(a) => admission::compile_admission(a, &root.key("admission"))
             .map_err(|e| errors.push(e))
             .ok(),
         None => None,
