@@ -41,7 +41,7 @@ pub use error::{ConfigError, ConfigErrors, FieldPath};
 pub use log::RefusalLogSpec;
 pub use mask::MaskSpec;
 pub use routing::{ChannelRoutingSpec, ClusterSpec, RoutingSpec, compile_routing};
-pub use signature::{DedupSpec, SecretSpec, SignatureSpec};
+pub use signature::{DedupSpec, SecretSpec, SignatureSpec, compile_dedup};
 
 use crate::core::policy::Policy;
 use serde::Deserialize;
