@@ -293,7 +293,7 @@ impl RegoPolicy {
             Some(list) => {
                 let at = "priorities";
                 if list.is_empty() {
-                    return Err(Invalid::at(&at, "must list at least one priority"));
+                    return Err(Invalid::at(at, "must list at least one priority"));
                 }
                 let mut out = Vec::new();
                 for (i, p) in list.iter().enumerate() {
