@@ -1,9 +1,9 @@
 //! `channels[].signature` and `channels[].dedup`.
 //!
-//! Only the JSON shape lives here; every semantic check (known scheme, keys
-//! that decode, fields that apply to the scheme) happens when
-//! [`Verifier::compile`] and [`DedupPolicy::compile`] build the runtime form,
-//! so each error names its field path.
+//! The JSON shape, and [`compile_dedup`], which checks `dedup` and builds
+//! the runtime form with each error naming its field path. The signature's
+//! semantic checks (known scheme, keys that decode, fields that apply to
+//! the scheme) still happen in [`Verifier::compile`] (core).
 //!
 //! Extensions beyond SPEC (all optional): `dedup.id_header`, `dedup.max_ids`.
 
