@@ -7,7 +7,7 @@
 //! output parsing: what a first-seen input costs); `rego/classify_cached_*`
 //! go through `classify`, which answers a repeated input from the decision
 //! cache.
-use callback_guard::config::{AdmissionSpec, FieldPath};
+use callback_guard::config::{self, AdmissionSpec, FieldPath};
 use callback_guard::core::admission::AdmissionPolicy;
 use callback_guard::core::admission::rego::{self, PolicyInput};
 use callback_guard::core::headers::Headers;
@@ -35,7 +35,7 @@ fn compile(modules: serde_json::Value, entrypoint: &str) -> Option<AdmissionPoli
     let spec: AdmissionSpec = serde_json::from_value(spec)
         .map_err(|e| eprintln!("bad bench spec: {e}"))
         .ok()?;
-    AdmissionPolicy::compile(&spec, &FieldPath::root().key("admission"))
+    config::compile_admission(&spec, &FieldPath::root().key("admission"))
         .map_err(|e| eprintln!("bad bench spec: {e}"))
         .ok()
 }

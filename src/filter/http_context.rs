@@ -22,7 +22,7 @@
 //!   the route (`cluster_header`) after a header change there.
 
 use super::worker::Worker;
-use crate::config::Policy;
+use crate::core::policy::Policy;
 use crate::core::request::{Effect, Env, Output, Request, Step};
 use crate::core::shared::SharedStore;
 use crate::host::{self, SharedData};

@@ -32,9 +32,9 @@
 //! policy whose source mentions `intn` is never cached.
 
 use super::{AdmissionPolicy, Decision, Priority};
-use crate::config::{ConfigError, FieldPath};
 use crate::core::headers::Headers;
-use crate::core::metrics::{self, stat_name};
+use crate::core::metrics::stat_name;
+use crate::core::names::{label, metric};
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
 use std::cell::RefCell;
@@ -99,6 +99,34 @@ pub struct PolicyFields<'a> {
     pub on_error: Option<&'a str>,
     pub timeout_us: Option<u64>,
     pub reasons: &'a [String],
+}
+
+/// Why [`RegoPolicy::compile`] refused a policy: the field, relative to
+/// `admission.policy` (`"entrypoint"`, `"headers[1]"`, `""` for the policy
+/// as a whole), and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub at: String,
+    pub reason: String,
+}
+
+impl Invalid {
+    fn at(at: &str, reason: impl Into<String>) -> Self {
+        Self {
+            at: at.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.at.is_empty() {
+            f.write_str(&self.reason)
+        } else {
+            write!(f, "{}: {}", self.at, self.reason)
+        }
+    }
 }
 
 /// `admission.policy`, compiled.
@@ -212,34 +240,45 @@ pub enum PolicyVerdict {
 }
 
 impl RegoPolicy {
-    pub fn compile(spec: PolicyFields<'_>, path: &FieldPath) -> Result<Self, ConfigError> {
-        let modules_path = path.key("modules");
+    /// Compiles and checks the policy; an error names the field it is
+    /// about relative to `admission.policy` (`config` adds the rest).
+    pub fn compile(spec: PolicyFields<'_>) -> Result<Self, Invalid> {
+        let modules_path = "modules".to_string();
         if spec.modules.is_empty() {
-            return Err(modules_path.error("must hold at least one Rego module"));
+            return Err(Invalid::at(
+                &modules_path,
+                "must hold at least one Rego module",
+            ));
         }
         if spec.modules.len() > MAX_MODULES {
-            return Err(modules_path.error(format!("at most {MAX_MODULES} modules")));
+            return Err(Invalid::at(
+                &modules_path,
+                format!("at most {MAX_MODULES} modules"),
+            ));
         }
         let total: usize = spec.modules.iter().map(|(_, s)| s.len()).sum();
         if total > MAX_SOURCE_BYTES {
-            return Err(
-                modules_path.error(format!("{total} bytes of Rego; at most {MAX_SOURCE_BYTES}"))
-            );
+            return Err(Invalid::at(
+                &modules_path,
+                format!("{total} bytes of Rego; at most {MAX_SOURCE_BYTES}"),
+            ));
         }
         let mut engine = Engine::new();
         // Rego v1 syntax (`if`, `contains`, `in`), as OPA 1.x.
         engine.set_rego_v0(false);
-        bound_builtins(&mut engine).map_err(|e| path.error(e))?;
+        bound_builtins(&mut engine).map_err(|e| Invalid::at("", e))?;
         for (name, source) in spec.modules {
-            let at = modules_path.key(name);
+            let at = format!("{modules_path}.{name}");
             if name.is_empty() || name.len() > 128 {
-                return Err(at.error("module name must be 1 to 128 characters"));
+                return Err(Invalid::at(&at, "module name must be 1 to 128 characters"));
             }
             engine
                 .add_policy(name.clone(), source.clone())
-                .map_err(|e| at.error(format!("Rego does not compile: {}", one_line(&e))))?;
+                .map_err(|e| {
+                    Invalid::at(&at, format!("Rego does not compile: {}", one_line(&e)))
+                })?;
         }
-        let entry_at = path.key("entrypoint");
+        let entry_at = "entrypoint";
         let entrypoint = spec.entrypoint.trim();
         let valid = entrypoint.strip_prefix("data.").is_some_and(|rest| {
             !rest.is_empty()
@@ -248,20 +287,24 @@ impl RegoPolicy {
                 })
         });
         if !valid {
-            return Err(entry_at.error(format!(
-                "{entrypoint:?} is not a rule path (expected e.g. data.callback.admission.decision)"
-            )));
+            return Err(Invalid::at(
+                entry_at,
+                format!(
+                    "{entrypoint:?} is not a rule path (expected e.g. data.callback.admission.decision)"
+                ),
+            ));
         }
         // Type-checks every module and the entry point (an unknown rule, a
         // package path instead of a rule, an unsafe variable fail here).
         engine
             .compile_with_entrypoint(&entrypoint.into())
-            .map_err(|e| path.error(format!("Rego does not compile: {}", one_line(&e))))?;
+            .map_err(|e| Invalid::at("", format!("Rego does not compile: {}", one_line(&e))))?;
         let timeout_us = spec.timeout_us.unwrap_or(DEFAULT_TIMEOUT_US);
         if !(MIN_TIMEOUT_US..=MAX_TIMEOUT_US).contains(&timeout_us) {
-            return Err(path.key("timeout_us").error(format!(
-                "{timeout_us} is out of range ({MIN_TIMEOUT_US} to {MAX_TIMEOUT_US})"
-            )));
+            return Err(Invalid::at(
+                "timeout_us",
+                format!("{timeout_us} is out of range ({MIN_TIMEOUT_US} to {MAX_TIMEOUT_US})"),
+            ));
         }
         let timer = |us: u64| ExecutionTimerConfig {
             limit: Duration::from_micros(us),
@@ -279,44 +322,52 @@ impl RegoPolicy {
         ] {
             engine.set_input(input);
             engine.eval_rule(entrypoint.to_string()).map_err(|e| {
-                entry_at.error(format!(
-                    "evaluating {entrypoint} on {what} failed: {}",
-                    one_line(&e)
-                ))
+                Invalid::at(
+                    entry_at,
+                    format!("evaluating {entrypoint} on {what} failed: {}", one_line(&e)),
+                )
             })?;
         }
         engine.set_execution_timer_config(timer(timeout_us));
-        let headers_at = path.key("headers");
+        let headers_at = "headers";
         if spec.headers.len() > MAX_HEADERS {
-            return Err(headers_at.error(format!("at most {MAX_HEADERS} headers")));
+            return Err(Invalid::at(
+                headers_at,
+                format!("at most {MAX_HEADERS} headers"),
+            ));
         }
         let mut headers = Vec::with_capacity(spec.headers.len());
         for (i, h) in spec.headers.iter().enumerate() {
             let name = h.to_ascii_lowercase();
             let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
             if name.is_empty() || !name.bytes().all(token) {
-                return Err(headers_at
-                    .index(i)
-                    .error(format!("{h:?} is not a header name")));
+                return Err(Invalid::at(
+                    &format!("{headers_at}[{i}]"),
+                    format!("{h:?} is not a header name"),
+                ));
             }
             if headers.contains(&name) {
-                return Err(headers_at.index(i).error(format!("{h:?} is listed twice")));
+                return Err(Invalid::at(
+                    &format!("{headers_at}[{i}]"),
+                    format!("{h:?} is listed twice"),
+                ));
             }
             headers.push(name);
         }
         let priorities = match spec.priorities {
             None => vec![Priority::High],
             Some(list) => {
-                let at = path.key("priorities");
+                let at = "priorities";
                 if list.is_empty() {
-                    return Err(at.error("must list at least one priority"));
+                    return Err(Invalid::at(at, "must list at least one priority"));
                 }
                 let mut out = Vec::new();
                 for (i, p) in list.iter().enumerate() {
                     let p = Priority::from_name(p).ok_or_else(|| {
-                        at.index(i).error(format!(
-                            "unknown priority {p:?} (expected high, normal or low)"
-                        ))
+                        Invalid::at(
+                            &format!("{at}[{i}]"),
+                            format!("unknown priority {p:?} (expected high, normal or low)"),
+                        )
                     })?;
                     if !out.contains(&p) {
                         out.push(p);
@@ -329,20 +380,27 @@ impl RegoPolicy {
             None | Some("rules") => OnError::Rules,
             Some("deny") => OnError::Deny,
             Some(other) => {
-                return Err(path
-                    .key("on_error")
-                    .error(format!("unknown value {other:?} (expected rules or deny)")));
+                return Err(Invalid::at(
+                    "on_error",
+                    format!("unknown value {other:?} (expected rules or deny)"),
+                ));
             }
         };
-        let reasons_at = path.key("reasons");
+        let reasons_at = "reasons";
         if spec.reasons.len() > MAX_REASONS {
-            return Err(reasons_at.error(format!("at most {MAX_REASONS} reasons")));
+            return Err(Invalid::at(
+                reasons_at,
+                format!("at most {MAX_REASONS} reasons"),
+            ));
         }
         for (i, r) in spec.reasons.iter().enumerate() {
             if !is_label(r) || r == OTHER_REASON || r == NO_REASON {
-                return Err(reasons_at.index(i).error(format!(
-                    "{r:?}: a reason label is 1 to 64 of a-z 0-9 _ and not {OTHER_REASON:?} or {NO_REASON:?}"
-                )));
+                return Err(Invalid::at(
+                    &format!("{reasons_at}[{i}]"),
+                    format!(
+                        "{r:?}: a reason label is 1 to 64 of a-z 0-9 _ and not {OTHER_REASON:?} or {NO_REASON:?}"
+                    ),
+                ));
             }
         }
         let deterministic = !spec
@@ -531,7 +589,7 @@ pub struct PolicyOutcome {
 }
 
 /// `reason` of a 403 after a policy error with `on_error: "deny"`.
-pub const POLICY_ERROR_REASON: &str = "policy_error";
+pub const POLICY_ERROR_REASON: &str = crate::core::names::code::POLICY_ERROR;
 
 /// Every `decision` label of `callback_admission_policy_total`.
 pub const SOURCES: [&str; 5] = ["admitted", "demoted", "denied", "rules", "error"];
@@ -544,8 +602,8 @@ impl PolicyOutcome {
             None => policy.reason_label(self.reason.as_deref()),
         };
         stat_name(
-            metrics::ADMISSION_POLICY_TOTAL,
-            &[("decision", self.source), ("reason", reason)],
+            metric::ADMISSION_POLICY_TOTAL,
+            &[(label::DECISION, self.source), (label::REASON, reason)],
         )
     }
 }
