@@ -60,7 +60,10 @@ enum Frame {
 struct Str {
     content: (usize, usize),
     escaped: bool,
-    classes: u8,
+    /// ASCII digits in the raw content (an escape may hide more).
+    digits: usize,
+    /// Whether the raw content holds an `@`.
+    at: bool,
 }
 
 /// One escape sequence in a decoded string, for mapping decoded offsets
@@ -254,8 +257,7 @@ impl Rewriter<'_> {
             return Ok(());
         }
         // An escape may hide a digit or an `@` (`\u0040`): decode to be sure.
-        let (digit, at) = (s.classes & DIGIT != 0, s.classes & AT != 0);
-        if !s.escaped && !self.det.wants(digit, at) {
+        if !s.escaped && !self.det.wants(s.digits, s.at) {
             return Ok(());
         }
         self.decode(s)?;
@@ -305,11 +307,22 @@ impl Rewriter<'_> {
     fn scalar_value(&mut self) -> Result<(), MaskError> {
         let start = self.pos;
         self.scalar()?;
-        if !self.det.wants(true, false) || !matches!(self.src.get(start), Some(b'-' | b'0'..=b'9'))
-        {
+        if !matches!(self.src.get(start), Some(b'-' | b'0'..=b'9')) {
             return Ok(());
         }
         let raw = self.text.get(start..self.pos).ok_or(MaskError::BadJson)?;
+        // Without an exponent the integer a number stands for has no more
+        // digits than it is written with; `1.38e10` has more.
+        let bytes = raw.as_bytes();
+        let exponent = bytes.iter().any(|&b| matches!(b, b'e' | b'E'));
+        let digits = if exponent {
+            usize::MAX
+        } else {
+            bytes.iter().filter(|b| b.is_ascii_digit()).count()
+        };
+        if !self.det.wants(digits, false) {
+            return Ok(());
+        }
         self.det.find(raw, &mut self.scratch, &mut self.found);
         if self.found.is_empty() {
             // Written with a fraction or an exponent: look at the integer
@@ -497,6 +510,7 @@ impl Rewriter<'_> {
         let start = self.pos + 1;
         let mut i = start;
         let mut classes = 0;
+        let mut digits = 0;
         let mut escaped = false;
         loop {
             let Some(&b) = self.src.get(i) else {
@@ -505,6 +519,7 @@ impl Rewriter<'_> {
             let c = class(b);
             classes |= c;
             if c & SPECIAL == 0 {
+                digits += usize::from(c & DIGIT != 0);
                 i += 1;
                 continue;
             }
@@ -522,7 +537,8 @@ impl Rewriter<'_> {
         Ok(Str {
             content: (start, i),
             escaped,
-            classes,
+            digits,
+            at: classes & AT != 0,
         })
     }
 
