@@ -5,7 +5,7 @@
 //! Envoy runs the filter in): see bench/v8/README.md.
 //!
 //! `body_floor <op> <body.json> <iterations>`, op one of
-//! `sha256 | verify | mask | both`; prints µs per iteration.
+//! `sha256 | verify | mask | both`; prints µs per iteration (the fastest batch of 5).
 //! The bodies are make bench's (bench/cgbench/shapes.py, `json_body`).
 
 // A bench with a broken fixture should stop loudly; it never runs in the VM.
@@ -102,12 +102,20 @@ fn main() {
     assert_eq!(v.verify(&h, &body, TS), Ok(()));
     assert!(m.mask(&body).is_ok_and(|r| r.count >= 3));
 
+    // The machine is shared: report the fastest batch of 5 (preemption
+    // only ever adds time), per iteration.
     let mut sink = 0;
-    let start = Instant::now();
-    for _ in 0..iters {
-        sink += work(&op, &v, &m, &h, black_box(&body));
+    let mut best = f64::INFINITY;
+    for _ in 0..iters.div_ceil(5) {
+        let start = Instant::now();
+        for _ in 0..5 {
+            sink += work(&op, &v, &m, &h, black_box(&body));
+        }
+        best = best.min(start.elapsed().as_secs_f64() * 1e6 / 5.0);
     }
-    let us = start.elapsed().as_secs_f64() * 1e6 / f64::from(iters.max(1));
-    println!("{us:.2}");
+    if iters == 0 {
+        best = 0.0;
+    }
+    println!("{best:.2}");
     black_box(sink);
 }
