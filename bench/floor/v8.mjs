@@ -6,7 +6,7 @@ import { WASI } from "node:wasi";
 
 const [wasmPath, dir, iters = "300"] = process.argv.slice(2);
 const module = await WebAssembly.compile(readFileSync(wasmPath));
-const ops = ["sha256", "verify", "mask", "both"];
+const ops = ["sha256", "verify", "mask", "both", "copy", "floor"];
 for (const body of ["body64k.json", "body1k.json"]) {
   const n = body === "body1k.json" ? String(Number(iters) * 20) : iters;
   const row = [];

@@ -5,7 +5,7 @@
 //! Envoy runs the filter in): see bench/v8/README.md.
 //!
 //! `body_floor <op> <body.json> <iterations>`, op one of
-//! `sha256 | verify | mask | both`; prints µs per iteration (the fastest batch of 5).
+//! `sha256 | verify | mask | both | copy | floor`; prints µs per iteration (the fastest batch of 5).
 //! The bodies are make bench's (bench/cgbench/shapes.py, `json_body`).
 
 // A bench with a broken fixture should stop loudly; it never runs in the VM.
@@ -41,6 +41,10 @@ enum Op {
     Verify,
     Mask,
     Both,
+    /// One pass that any rewriter makes: UTF-8 validation and a copy out.
+    Copy,
+    /// The floor: `sha256` plus `copy`.
+    Floor,
 }
 
 #[inline(never)]
@@ -55,19 +59,27 @@ fn work(op: &Op, v: &Verifier, m: &Masker, h: &Headers, body: &[u8]) -> usize {
             }
             m.mask(body).map(|r| r.body.len()).unwrap_or(0)
         }
+        Op::Copy => copy(body),
+        Op::Floor => Sha256::digest(body).len() + copy(body),
     }
+}
+
+fn copy(body: &[u8]) -> usize {
+    std::str::from_utf8(body).map_or(0, |t| t.as_bytes().to_vec().len())
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let [_, op, file, iters, ..] = args.as_slice() else {
-        panic!("usage: body_floor <sha256|verify|mask|both> <body.json> <iterations>");
+        panic!("usage: body_floor <sha256|verify|mask|both|copy|floor> <body.json> <iterations>");
     };
     let op = match op.as_str() {
         "sha256" => Op::Sha256,
         "verify" => Op::Verify,
         "mask" => Op::Mask,
         "both" => Op::Both,
+        "copy" => Op::Copy,
+        "floor" => Op::Floor,
         other => panic!("unknown op {other}"),
     };
     let iters: u32 = iters.parse().unwrap();
