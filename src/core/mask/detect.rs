@@ -727,3 +727,34 @@ mod tests {
         assert!(!all().wants(7, false), "+4930123 has 7 digits: too short");
     }
 }
+
+/// [`Detectors::wants`] is sound: whatever a detector finds in a text, the
+/// text's digit count and `@` make it wanted, so skipping the others loses
+/// nothing.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod skip_is_sound {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+        #[test]
+        fn a_text_with_a_finding_is_wanted(
+            text in "[+]?[1-9][0-9 ().-]{6,24}[0-9Xx]|[0-9 +()@.Xx_a-]{0,40}|[a-z.]{1,5}@[a-z]{1,4}\\.[a-z]{2,3}",
+            enabled in 1u8..16,
+        ) {
+            let mut d = Detectors::default();
+            for (k, name) in Detector::NAMES.iter().enumerate() {
+                if enabled >> k & 1 == 1 {
+                    d.enable(Detector::parse(name).unwrap_or(Detector::Email));
+                }
+            }
+            let mut found = Vec::new();
+            d.find(&text, &mut Scratch::default(), &mut found);
+            let digits = text.bytes().filter(u8::is_ascii_digit).count();
+            if !found.is_empty() {
+                prop_assert!(d.wants(digits, text.contains('@')), "{text:?} {found:?}");
+            }
+        }
+    }
+}
