@@ -36,6 +36,12 @@ pub const REJECTED_UNSUPPORTED_ENCODING: &str = "unsupported_encoding";
 /// `reason` of `callback_rejected_total`: a delivery-id header repeated or
 /// not ASCII on an unsigned dedup channel (answered `400`).
 pub const REJECTED_BAD_DELIVERY_ID: &str = "bad_delivery_id";
+/// `reason` of `callback_rejected_total`: a body that claims JSON (or must
+/// be JSON, on a `contract` channel) and does not parse (answered `400`).
+pub const REJECTED_BAD_JSON: &str = "bad_json";
+/// `reason` of `callback_rejected_total`: a body that breaks its channel's
+/// `contract` (answered `422`).
+pub const REJECTED_CONTRACT: &str = "contract";
 /// `reason` of `callback_rejected_total`: a retry while another attempt of
 /// the delivery is in flight (answered `409`).
 pub const REJECTED_IN_PROGRESS: &str = "in_progress";

@@ -66,11 +66,14 @@ impl Root {
             for base in [metrics::REQUESTS_TOTAL, metrics::EMPTY_TOTAL] {
                 m.declare_counter(stat_name(base, &[c]));
             }
-            let encoding = ch
-                .mask
-                .is_some()
+            let encoding = (ch.mask.is_some() || ch.contract.is_some())
                 .then_some(metrics::REJECTED_UNSUPPORTED_ENCODING);
-            for reason in ["too_large", "bad_json"].into_iter().chain(encoding) {
+            let contract = ch.contract.is_some().then_some(metrics::REJECTED_CONTRACT);
+            for reason in ["too_large", "bad_json"]
+                .into_iter()
+                .chain(encoding)
+                .chain(contract)
+            {
                 m.declare_counter(stat_name(metrics::REJECTED_TOTAL, &[c, ("reason", reason)]));
             }
             if ch.signature.is_some() {
