@@ -107,7 +107,10 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("contract");
     for (label, size) in [("1KiB", 1 << 10), ("64KiB", 64 << 10)] {
         let input = body(size);
-        assert!(contract.check(&input).is_ok(), "the bench body satisfies it");
+        assert!(
+            contract.check(&input).is_ok(),
+            "the bench body satisfies it"
+        );
         group.throughput(Throughput::Bytes(input.len() as u64));
         group.bench_with_input(BenchmarkId::new("check", label), &input, |b, input| {
             b.iter(|| contract.check(black_box(input)))
@@ -120,9 +123,11 @@ fn bench(c: &mut Criterion) {
             .expect("utf-8")
             .replace("\"amount\": 12999", "\"amount\": -1");
         assert!(contract.check(failing.as_bytes()).is_err());
-        group.bench_with_input(BenchmarkId::new("check_failing", label), &failing, |b, f| {
-            b.iter(|| contract.check(black_box(f.as_bytes())))
-        });
+        group.bench_with_input(
+            BenchmarkId::new("check_failing", label),
+            &failing,
+            |b, f| b.iter(|| contract.check(black_box(f.as_bytes()))),
+        );
     }
     group.finish();
 }

@@ -187,7 +187,7 @@ pub fn inspect_body(
         return reply(refusal, events, verified);
     }
 
-    if let Some((refusal, event)) = check_contract(ch, input.body, events.last()) {
+    if let Some((refusal, event)) = check_contract(ch, input.body) {
         events.push(event);
         return reply(refusal, events, verified);
     }
@@ -266,16 +266,14 @@ pub fn inspect_body(
 }
 
 /// `contract`: every body that reaches this step must be JSON satisfying
-/// the channel's schema. An empty callback forwarded by `empty.action:
-/// forward` (`last` is [`Event::Empty`]) has nothing to satisfy and is
-/// not checked. A content-encoded body never gets here (`415`).
-fn check_contract(
-    ch: &ChannelPolicy,
-    body: &[u8],
-    last: Option<&Event>,
-) -> Option<(LocalReply, Event)> {
+/// the channel's schema. An empty body (no bytes, whitespace, `{}`, `[]`,
+/// `null`) forwarded by `empty.action: forward` has nothing to satisfy and
+/// is not checked; a body with content is checked even when the headers
+/// call it empty (`x-callback-status: 204`). A content-encoded body never
+/// gets here (`415`).
+fn check_contract(ch: &ChannelPolicy, body: &[u8]) -> Option<(LocalReply, Event)> {
     let contract = ch.contract.as_ref()?;
-    if last == Some(&Event::Empty) {
+    if empty::empty_body(body) {
         return None;
     }
     match contract.check(body).err()? {
@@ -657,9 +655,22 @@ mod tests {
         let v = run_with(&ch, GZIP_JSON, GZIP_BYTES);
         assert_eq!(v.events, [Event::Rejected("unsupported_encoding")]);
         // An empty callback forwarded by choice has nothing to satisfy.
-        let v = run(&ch, b"");
-        assert_eq!(v.events, [Event::Empty]);
-        assert!(matches!(v.action, BodyAction::Forward { .. }));
+        for empty in [&b""[..], b" {} ", b"null"] {
+            let v = run(&ch, empty);
+            assert_eq!(v.events, [Event::Empty]);
+            assert!(matches!(v.action, BodyAction::Forward { .. }));
+        }
+        // A body with content is checked even if the headers call it empty.
+        let headers: Headers = [("content-type", "text/plain")].into_iter().collect();
+        let input = BodyInput {
+            headers: &headers,
+            body: b"not json",
+            empty_by_header: true,
+            now_unix_s: 1_700_000_000,
+            admission: None,
+        };
+        let v = inspect_body(&ch, &input, &MemoryStore::new());
+        assert_eq!(v.events, [Event::Empty, Event::Rejected("bad_json")]);
     }
 
     #[cfg(feature = "contract")]
