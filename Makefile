@@ -14,6 +14,9 @@ ENVOY_VERSION ?= 1.40.0
 VENV          ?= .venv
 ENVOY         := $(VENV)/bin/envoy
 WASM          := target/wasm32-wasip1/release/callback_guard.wasm
+# The same module with body contracts (cargo feature `contract`, issue #18),
+# for tests/contract.rs while the feature is not in the default build.
+WASM_CONTRACT := target/wasm32-wasip1/release/callback_guard_contract.wasm
 TOOLS         ?= $(HOME)/.cache/callback-guard
 WBG_VERSION   := $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/"/,"",$$3); print $$3; exit}' Cargo.lock)
 WBG_DIR       := $(TOOLS)/wasm-bindgen-$(WBG_VERSION)
@@ -50,7 +53,7 @@ CARGO_FUZZ_DIR := $(TOOLS)/cargo-fuzz-$(CARGO_FUZZ_VERSION)
 
 export PATH := $(WBG_DIR)/bin:$(CARGO_FUZZ_DIR)/bin:$(PATH)
 
-.PHONY: help setup toolchain envoy wasm-bindgen wasm lint unit wasm-unit e2e test soak run bench bench-core bench-tools noop-wasm clean oci validate schema fuzz fuzz-tools
+.PHONY: help setup toolchain envoy wasm-bindgen wasm wasm-contract lint unit wasm-unit e2e test soak run bench bench-core bench-tools noop-wasm clean oci validate schema fuzz fuzz-tools
 
 help:
 	@echo "Entry points (each installs what it needs):"
@@ -63,6 +66,7 @@ help:
 	@echo "  make setup    - install the pinned Rust toolchain, Envoy $(ENVOY_VERSION) (./$(VENV)) and wasm-bindgen-cli"
 	@echo "  make toolchain / make envoy / make wasm-bindgen - one of those each"
 	@echo "  make wasm     - build $(WASM)"
+	@echo "  make wasm-contract - build $(WASM_CONTRACT) (with body contracts, cargo feature contract)"
 	@echo "  make lint     - rustfmt, clippy (native and wasm32-wasip1)"
 	@echo "  make unit     - native unit tests, doc tests, CLI unit tests"
 	@echo "  make wasm-unit - the core's unit tests compiled to wasm32, run in node"
@@ -105,6 +109,11 @@ wasm: toolchain
 	cargo build --release --target wasm32-wasip1 --lib
 	@ls -l $(WASM) | awk '{print "built $(WASM): " $$5 " bytes"}'
 
+wasm-contract: toolchain
+	cargo build --release --target wasm32-wasip1 --lib --features contract
+	cp $(WASM) $(WASM_CONTRACT)
+	@ls -l $(WASM_CONTRACT) | awk '{print "built $(WASM_CONTRACT): " $$5 " bytes"}'
+
 lint: toolchain
 	cargo fmt --all --check
 	cargo clippy --all-targets --all-features -- -D warnings
@@ -120,8 +129,10 @@ wasm-unit: toolchain wasm-bindgen
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 	  cargo test --target wasm32-unknown-unknown --no-default-features --lib
 
-e2e: wasm envoy
+# wasm-contract before wasm: both build into $(WASM), the default build last.
+e2e: wasm-contract wasm envoy
 	ENVOY_BIN=$(abspath $(ENVOY)) CALLBACK_GUARD_WASM=$(abspath $(WASM)) \
+	  CALLBACK_GUARD_CONTRACT_WASM=$(abspath $(WASM_CONTRACT)) \
 	  cargo test --features cli --test '*' -- --test-threads $(E2E_THREADS)
 
 test: setup lint unit wasm-unit e2e

@@ -4,7 +4,8 @@
 //! is answered `422 contract` naming the failing JSON pointers (never the
 //! values), counted, and never forwarded; a body that is not JSON keeps
 //! the `400 bad_json` answer. Needs a module built with the cargo feature
-//! `contract`.
+//! `contract`: `CALLBACK_GUARD_CONTRACT_WASM` (`make e2e` builds one), else
+//! `CALLBACK_GUARD_WASM`.
 
 mod support;
 
@@ -29,8 +30,16 @@ const PLUGIN: &str = r#"{
   ]
 }"#;
 
+/// The module with the `contract` feature.
+fn contract_wasm() -> std::path::PathBuf {
+    std::env::var_os("CALLBACK_GUARD_CONTRACT_WASM")
+        .map(Into::into)
+        .unwrap_or_else(support::envoy::wasm_path)
+}
+
 fn start(name: &str, up: &Upstream) -> Envoy {
     Envoy::builder(name)
+        .wasm(contract_wasm())
         .plugin(PLUGIN)
         .cluster("upstream", up.port())
         .start()
