@@ -17,17 +17,24 @@
 //! 5. **admission** buckets of a signed channel, drawn only now.
 //! 6. **dedup** after verification, so forged requests cannot plant ids.
 //! 7. **mask** last: it changes the bytes the signature was computed over.
+//!
+//! Steps 5 and 6 ask the state store ([`Query`]); [`BodyCheck`] stops
+//! there and goes on with the answer, so the answer may come later (see
+//! [`crate::core::request`]). [`inspect_body`] runs the whole sequence
+//! with a store that answers at once.
 
-use crate::config::{ChannelPolicy, EmptyAction};
-use crate::core::admission::{self, AdmissionPolicy, ChannelLimit, Decision};
+use crate::core::admission::{AdmissionPolicy, ChannelLimit, Decision};
 use crate::core::contract::Breach;
 use crate::core::dedup::DedupOutcome;
 use crate::core::empty;
 use crate::core::encoding;
 use crate::core::headers::Headers;
 use crate::core::mask::{MaskError, Masker};
-use crate::core::metrics::{self, stat_name};
+use crate::core::metrics::stat_name;
+use crate::core::names::{code, label, metric};
+use crate::core::policy::{ChannelPolicy, EmptyAction};
 use crate::core::reply::LocalReply;
+use crate::core::request::store::{self, Answer, Query, StoreWrite};
 use crate::core::shared::SharedStore;
 use crate::core::signature::FailureReason;
 
@@ -47,21 +54,21 @@ pub enum Event {
 impl Event {
     /// The labelled stat name and increment for this event on `channel`.
     pub fn stat(self, channel: &str) -> (String, u64) {
-        let ch = ("channel", channel);
+        let ch = (label::CHANNEL, channel);
         match self {
-            Self::Empty => (stat_name(metrics::EMPTY_TOTAL, &[ch]), 1),
-            Self::SignatureVerified => (stat_name(metrics::SIGNATURE_VERIFIED_TOTAL, &[ch]), 1),
+            Self::Empty => (stat_name(metric::EMPTY_TOTAL, &[ch]), 1),
+            Self::SignatureVerified => (stat_name(metric::SIGNATURE_VERIFIED_TOTAL, &[ch]), 1),
             Self::SignatureFailed(r) => (
                 stat_name(
-                    metrics::SIGNATURE_FAILED_TOTAL,
+                    metric::SIGNATURE_FAILED_TOTAL,
                     &[ch, ("reason", r.as_str())],
                 ),
                 1,
             ),
-            Self::Duplicate => (stat_name(metrics::DUPLICATES_TOTAL, &[ch]), 1),
-            Self::Masked(n) => (stat_name(metrics::MASKED_FIELDS_TOTAL, &[ch]), n),
+            Self::Duplicate => (stat_name(metric::DUPLICATES_TOTAL, &[ch]), 1),
+            Self::Masked(n) => (stat_name(metric::MASKED_FIELDS_TOTAL, &[ch]), n),
             Self::Rejected(reason) => (
-                stat_name(metrics::REJECTED_TOTAL, &[ch, ("reason", reason)]),
+                stat_name(metric::REJECTED_TOTAL, &[ch, ("reason", reason)]),
                 1,
             ),
             Self::Admission(decision) => (admission_stat(channel, decision), 1),
@@ -72,9 +79,9 @@ impl Event {
 /// The `callback_admission_total` stat of a decision on `channel`.
 pub fn admission_stat(channel: &str, decision: Decision) -> String {
     stat_name(
-        metrics::ADMISSION_TOTAL,
+        metric::ADMISSION_TOTAL,
         &[
-            ("channel", channel),
+            (label::CHANNEL, channel),
             ("priority", decision.priority().as_str()),
             ("decision", decision.as_str()),
         ],
@@ -99,8 +106,6 @@ pub enum BodyAction {
     Forward {
         /// Replacement body (masked), when it changed.
         body: Option<Vec<u8>>,
-        /// The scheme that verified, for `x-verified-signature`.
-        verified: Option<&'static str>,
         /// Remembered by dedup; forgotten again if the upstream fails, so
         /// the provider's retry is not answered as a duplicate.
         dedup_key: Option<String>,
@@ -111,8 +116,12 @@ pub enum BodyAction {
 pub struct BodyVerdict {
     pub action: BodyAction,
     pub events: Vec<Event>,
-    /// Verified scheme also on replies (a duplicate was verified too).
+    /// The scheme that verified (for `x-verified-signature`), also on
+    /// replies (a duplicate was verified too).
     pub verified: Option<&'static str>,
+    /// Refused after dedup remembered the delivery in flight: forget it,
+    /// so a corrected redelivery is not told to wait.
+    pub forget: Option<String>,
 }
 
 /// Input of [`inspect_body`].
@@ -127,141 +136,258 @@ pub struct BodyInput<'a> {
     pub admission: Option<PendingAdmission<'a>>,
 }
 
+/// The body checks in one go, with the state store answering at once:
+/// [`BodyCheck`] driven to its verdict.
 pub fn inspect_body(
     ch: &ChannelPolicy,
     input: &BodyInput<'_>,
     store: &dyn SharedStore,
 ) -> BodyVerdict {
-    let mut events = Vec::new();
-    let reply = |reply: LocalReply, events: Vec<Event>, verified| BodyVerdict {
-        action: BodyAction::Reply(reply),
-        events,
-        verified,
-    };
-
-    let encoded = encoding::is_encoded(input.headers);
-    if let Some(dedup) = &ch.dedup
-        && dedup.id_malformed(input.headers)
-    {
-        // Two ids (or a non-ASCII one): the service could see another copy
-        // than the one deduplicated. Checked before the signature, so a
-        // refused request never counts as verified.
-        if ch.signature.is_some() {
-            events.push(Event::SignatureFailed(FailureReason::Malformed));
-            return reply(signature_reply(FailureReason::Malformed), events, None);
+    let admission = input.admission.and_then(|p| p.admission);
+    let mut check = BodyCheck::new(input);
+    let mut step = check.start(ch, input.headers, input.body);
+    loop {
+        match step {
+            BodyStep::Query(query) => {
+                let answer = store::answer(&query, admission, ch, store);
+                step = check.resume(ch, input.headers, input.body, answer);
+            }
+            BodyStep::Done(verdict) => {
+                if let Some(key) = &verdict.forget {
+                    store::write(&StoreWrite::DedupForget { key: key.clone() }, ch, store);
+                }
+                return verdict;
+            }
         }
-        events.push(Event::Rejected(metrics::REJECTED_BAD_DELIVERY_ID));
-        return reply(
-            LocalReply::new(
+    }
+}
+
+/// The next thing the body checks need: the store's answer to a query,
+/// or nothing more (the verdict).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyStep {
+    Query(Query),
+    Done(BodyVerdict),
+}
+
+/// The body checks of one request as a resumable sequence: [`start`]
+/// runs until the first question to the state store (or the verdict),
+/// [`resume`] takes the answer and goes on from there, never re-running
+/// an earlier step. The headers and body must be the same on every call.
+///
+/// [`start`]: BodyCheck::start
+/// [`resume`]: BodyCheck::resume
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyCheck {
+    now_unix_s: u64,
+    empty_by_header: bool,
+    /// The rules' decision and the time of its draw (signed channels).
+    admission: Option<(Decision, u64)>,
+    events: Vec<Event>,
+    verified: Option<&'static str>,
+    waiting: Waiting,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Waiting {
+    Nothing,
+    Admission(Decision),
+    Dedup(String),
+}
+
+impl BodyCheck {
+    pub fn new(input: &BodyInput<'_>) -> Self {
+        Self {
+            now_unix_s: input.now_unix_s,
+            empty_by_header: input.empty_by_header,
+            admission: input.admission.map(|p| (p.decision, p.now_ms)),
+            events: Vec::new(),
+            verified: None,
+            waiting: Waiting::Nothing,
+        }
+    }
+
+    fn reply(&mut self, reply: LocalReply) -> BodyStep {
+        self.done(BodyAction::Reply(reply), None)
+    }
+
+    fn done(&mut self, action: BodyAction, forget: Option<String>) -> BodyStep {
+        BodyStep::Done(BodyVerdict {
+            action,
+            events: std::mem::take(&mut self.events),
+            verified: self.verified,
+            forget,
+        })
+    }
+
+    /// Runs the checks up to the first query to the store.
+    pub fn start(&mut self, ch: &ChannelPolicy, headers: &Headers, body: &[u8]) -> BodyStep {
+        let encoded = encoding::is_encoded(headers);
+        if let Some(dedup) = &ch.dedup
+            && dedup.id_malformed(headers)
+        {
+            // Two ids (or a non-ASCII one): the service could see another
+            // copy than the one deduplicated. Checked before the signature,
+            // so a refused request never counts as verified.
+            if ch.signature.is_some() {
+                self.events
+                    .push(Event::SignatureFailed(FailureReason::Malformed));
+                return self.reply(signature_reply(FailureReason::Malformed));
+            }
+            self.events
+                .push(Event::Rejected(metric::REJECTED_BAD_DELIVERY_ID));
+            return self.reply(LocalReply::new(
                 400,
-                "bad_delivery_id",
+                code::BAD_DELIVERY_ID,
                 "callback delivery id is repeated or not ASCII",
-            ),
-            events,
-            None,
-        );
-    }
-    let mut verified = None;
-    if let Some(verifier) = &ch.signature {
-        match verifier.verify(input.headers, input.body, input.now_unix_s) {
-            Ok(()) => {
-                events.push(Event::SignatureVerified);
-                verified = Some(verifier.scheme());
-            }
-            Err(reason) => {
-                events.push(Event::SignatureFailed(reason));
-                return reply(signature_reply(reason), events, None);
-            }
+            ));
         }
-    }
-
-    if input.empty_by_header || empty::empty_body_as_sent(input.body, encoded) {
-        events.push(Event::Empty);
-        if ch.empty_action == EmptyAction::Reply {
-            return reply(LocalReply::empty_callback(), events, verified);
-        }
-    }
-
-    if let Some(refusal) = refuse_encoded(ch, encoded) {
-        events.push(Event::Rejected(metrics::REJECTED_UNSUPPORTED_ENCODING));
-        return reply(refusal, events, verified);
-    }
-
-    if let Some((refusal, event)) = check_contract(ch, input.body) {
-        events.push(event);
-        return reply(refusal, events, verified);
-    }
-
-    if let Some(pending) = input.admission {
-        // Shared state unavailable: the rules' verdict stands (fail open).
-        let (decision, _store_error) = admission::draw_all(
-            pending.admission,
-            pending.channel,
-            store,
-            pending.decision,
-            pending.now_ms,
-        );
-        events.push(Event::Admission(decision));
-        if let Some(refusal) = decision.refusal() {
-            return reply(refusal, events, verified);
-        }
-    }
-
-    let mut dedup_key = None;
-    if let Some(dedup) = &ch.dedup
-        && let Some(id) = dedup.delivery_key(input.headers, input.body)
-    {
-        // A store failure must not lose the callback: forward it (fail open).
-        match dedup.check(store, &ch.name, &id, input.now_unix_s) {
-            Ok(DedupOutcome::Duplicate) => {
-                events.push(Event::Duplicate);
-                return reply(LocalReply::duplicate(), events, verified);
-            }
-            Ok(DedupOutcome::InFlight { retry_after_s }) => {
-                events.push(Event::Rejected(metrics::REJECTED_IN_PROGRESS));
-                return reply(LocalReply::in_progress(retry_after_s), events, verified);
-            }
-            Ok(DedupOutcome::First) | Err(_) => {}
-        }
-        dedup_key = Some(id);
-    }
-
-    let mut body = None;
-    if let Some(masker) = &ch.mask
-        && Masker::applies(input.headers.get("content-type"), input.body)
-        && !input.body.is_empty()
-    {
-        match masker.mask(input.body) {
-            Ok(masked) => {
-                if masked.count > 0 {
-                    events.push(Event::Masked(masked.count));
-                    body = Some(masked.body);
+        if let Some(verifier) = &ch.signature {
+            match verifier.verify(headers, body, self.now_unix_s) {
+                Ok(()) => {
+                    self.events.push(Event::SignatureVerified);
+                    self.verified = Some(verifier.scheme());
+                }
+                Err(reason) => {
+                    self.events.push(Event::SignatureFailed(reason));
+                    return self.reply(signature_reply(reason));
                 }
             }
-            Err(err) => {
-                // Refused after dedup remembered it in flight: forget it, so
-                // a corrected redelivery is not told to wait.
-                if let (Some(dedup), Some(key)) = (&ch.dedup, &dedup_key) {
-                    let _ = dedup.forget(store, &ch.name, key);
-                }
-                events.push(Event::Rejected(metrics::REJECTED_BAD_JSON));
-                let detail = match err {
-                    MaskError::BadJson => "callback body claims JSON but does not parse",
-                    MaskError::TooDeep => "callback body nests JSON deeper than the filter accepts",
+        }
+
+        if self.empty_by_header || empty::empty_body_as_sent(body, encoded) {
+            self.events.push(Event::Empty);
+            if ch.empty_action == EmptyAction::Reply {
+                return self.reply(LocalReply::empty_callback());
+            }
+        }
+
+        if let Some(refusal) = refuse_encoded(ch, encoded) {
+            self.events
+                .push(Event::Rejected(metric::REJECTED_UNSUPPORTED_ENCODING));
+            return self.reply(refusal);
+        }
+
+        if let Some((refusal, event)) = check_contract(ch, body) {
+            self.events.push(event);
+            return self.reply(refusal);
+        }
+
+        match self.admission {
+            // Only an admitted decision has buckets to draw from.
+            Some((decision, now_ms)) if decision.admitted().is_some() => {
+                self.waiting = Waiting::Admission(decision);
+                BodyStep::Query(Query::AdmissionDraw { decision, now_ms })
+            }
+            Some((decision, _)) => self.admitted(ch, headers, body, decision),
+            None => self.dedup(ch, headers, body),
+        }
+    }
+
+    /// Goes on with the store's answer to the query `start` or the last
+    /// `resume` returned.
+    pub fn resume(
+        &mut self,
+        ch: &ChannelPolicy,
+        headers: &Headers,
+        body: &[u8],
+        answer: Answer,
+    ) -> BodyStep {
+        match std::mem::replace(&mut self.waiting, Waiting::Nothing) {
+            Waiting::Admission(classified) => {
+                let decision = match answer {
+                    Answer::Admission(decision) => decision,
+                    _ => classified,
                 };
-                return reply(LocalReply::new(400, "bad_json", detail), events, verified);
+                self.admitted(ch, headers, body, decision)
             }
+            Waiting::Dedup(key) => {
+                match answer {
+                    Answer::Dedup(DedupOutcome::Duplicate) => {
+                        self.events.push(Event::Duplicate);
+                        self.reply(LocalReply::duplicate())
+                    }
+                    Answer::Dedup(DedupOutcome::InFlight { retry_after_s }) => {
+                        self.events
+                            .push(Event::Rejected(metric::REJECTED_IN_PROGRESS));
+                        self.reply(LocalReply::in_progress(retry_after_s))
+                    }
+                    // A store failure must not lose the callback: forward
+                    // it (fail open).
+                    _ => self.mask(ch, headers, body, Some(key)),
+                }
+            }
+            // Nothing asked: a stray answer changes nothing.
+            Waiting::Nothing => self.dedup(ch, headers, body),
         }
     }
 
-    BodyVerdict {
-        action: BodyAction::Forward {
-            body,
-            verified,
-            dedup_key,
-        },
-        events,
-        verified,
+    fn admitted(
+        &mut self,
+        ch: &ChannelPolicy,
+        headers: &Headers,
+        body: &[u8],
+        decision: Decision,
+    ) -> BodyStep {
+        self.events.push(Event::Admission(decision));
+        if let Some(refusal) = decision.refusal() {
+            return self.reply(refusal);
+        }
+        self.dedup(ch, headers, body)
+    }
+
+    fn dedup(&mut self, ch: &ChannelPolicy, headers: &Headers, body: &[u8]) -> BodyStep {
+        if let Some(dedup) = &ch.dedup
+            && let Some(key) = dedup.delivery_key(headers, body)
+        {
+            self.waiting = Waiting::Dedup(key.clone());
+            return BodyStep::Query(Query::DedupCheck {
+                key,
+                now_unix_s: self.now_unix_s,
+            });
+        }
+        self.mask(ch, headers, body, None)
+    }
+
+    fn mask(
+        &mut self,
+        ch: &ChannelPolicy,
+        headers: &Headers,
+        body: &[u8],
+        dedup_key: Option<String>,
+    ) -> BodyStep {
+        let mut new_body = None;
+        if let Some(masker) = &ch.mask
+            && Masker::applies(headers.get("content-type"), body)
+            && !body.is_empty()
+        {
+            match masker.mask(body) {
+                Ok(masked) => {
+                    if masked.count > 0 {
+                        self.events.push(Event::Masked(masked.count));
+                        new_body = Some(masked.body);
+                    }
+                }
+                Err(err) => {
+                    self.events.push(Event::Rejected(metric::REJECTED_BAD_JSON));
+                    let detail = match err {
+                        MaskError::BadJson => "callback body claims JSON but does not parse",
+                        MaskError::TooDeep => {
+                            "callback body nests JSON deeper than the filter accepts"
+                        }
+                    };
+                    let reply = LocalReply::new(400, code::BAD_JSON, detail);
+                    return self.done(BodyAction::Reply(reply), dedup_key);
+                }
+            }
+        }
+        self.done(
+            BodyAction::Forward {
+                body: new_body,
+                dedup_key,
+            },
+            None,
+        )
     }
 }
 
@@ -278,12 +404,12 @@ fn check_contract(ch: &ChannelPolicy, body: &[u8]) -> Option<(LocalReply, Event)
     }
     match contract.check(body).err()? {
         Breach::NotJson => Some((
-            LocalReply::new(400, "bad_json", "callback body is not JSON"),
-            Event::Rejected(metrics::REJECTED_BAD_JSON),
+            LocalReply::new(400, code::BAD_JSON, "callback body is not JSON"),
+            Event::Rejected(metric::REJECTED_BAD_JSON),
         )),
         Breach::Violations(v) => Some((
             LocalReply::contract(&v),
-            Event::Rejected(metrics::REJECTED_CONTRACT),
+            Event::Rejected(metric::REJECTED_CONTRACT),
         )),
     }
 }
@@ -366,7 +492,6 @@ mod tests {
             v.action,
             BodyAction::Forward {
                 body: None,
-                verified: None,
                 dedup_key: None
             }
         );
@@ -500,14 +625,8 @@ mod tests {
         headers.push(("x-hub-signature-256", &sig));
         let v = run_with(&ch, &headers, GZIP_BYTES);
         assert_eq!(v.events, [Event::SignatureVerified]);
-        assert!(matches!(
-            v.action,
-            BodyAction::Forward {
-                body: None,
-                verified: Some("github"),
-                ..
-            }
-        ));
+        assert!(matches!(v.action, BodyAction::Forward { body: None, .. }));
+        assert_eq!(v.verified, Some("github"));
         // A bad signature is still a 401 first, also on a masking channel.
         let ch = channel(
             r#"{"name":"a","match":{"path_prefix":"/"},"mask":{"fields":["phone"]},
@@ -578,6 +697,72 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_body_check_stops_at_each_store_question_and_goes_on_from_there() {
+        use crate::core::admission::Priority;
+        let ch = channel(
+            r#"{"name":"a","match":{"path_prefix":"/"},"mask":{"fields":["phone"]},
+                "dedup":{"window_s":60,"allow_unsigned":true}}"#,
+        );
+        let headers: Headers = [("content-type", "application/json"), ("webhook-id", "m1")]
+            .into_iter()
+            .collect();
+        let body = br#"{"phone":"1"}"#;
+        let admitted = Decision::Admitted(Priority::Normal);
+        let input = BodyInput {
+            headers: &headers,
+            body,
+            empty_by_header: false,
+            now_unix_s: 1_700_000_000,
+            admission: Some(PendingAdmission {
+                admission: None,
+                channel: None,
+                decision: admitted,
+                now_ms: 5,
+            }),
+        };
+        let mut check = BodyCheck::new(&input);
+        assert_eq!(
+            check.start(&ch, &headers, body),
+            BodyStep::Query(Query::AdmissionDraw {
+                decision: admitted,
+                now_ms: 5
+            })
+        );
+        let step = check.resume(&ch, &headers, body, Answer::Admission(admitted));
+        let BodyStep::Query(Query::DedupCheck { key, now_unix_s }) = step else {
+            panic!("{step:?}")
+        };
+        assert!(key.starts_with("m1"), "{key}");
+        assert_eq!(now_unix_s, 1_700_000_000);
+        // The store did not answer: fail open, masked and forwarded with
+        // the key (to forget if the upstream fails).
+        let BodyStep::Done(verdict) = check.resume(&ch, &headers, body, Answer::Unavailable) else {
+            panic!()
+        };
+        assert_eq!(
+            verdict.events,
+            [Event::Admission(admitted), Event::Masked(1)]
+        );
+        assert!(matches!(
+            verdict.action,
+            BodyAction::Forward { body: Some(_), dedup_key: Some(ref k), .. } if *k == key
+        ));
+        // A shed answer refuses before dedup is asked.
+        let mut check = BodyCheck::new(&input);
+        check.start(&ch, &headers, body);
+        let shed = Decision::Shed {
+            priority: Priority::Normal,
+            retry_after_s: 2,
+            cause: crate::core::admission::Cause::Capacity,
+        };
+        let BodyStep::Done(verdict) = check.resume(&ch, &headers, body, Answer::Admission(shed))
+        else {
+            panic!()
+        };
+        assert!(matches!(verdict.action, BodyAction::Reply(ref r) if r.status == 429));
+    }
+
     #[cfg(feature = "contract")]
     const CONTRACT_CHANNEL: &str = r#"{"name":"a","match":{"path_prefix":"/"},
         "mask":{"fields":["phone"]},
@@ -639,6 +824,45 @@ mod tests {
 
     #[cfg(feature = "contract")]
     #[test]
+    fn a_body_outside_the_contract_asks_the_store_nothing() {
+        use crate::core::admission::Priority;
+        let ch = channel(CONTRACT_CHANNEL);
+        let headers: Headers = [("content-type", "application/json"), ("webhook-id", "m1")]
+            .into_iter()
+            .collect();
+        let admitted = Decision::Admitted(Priority::Normal);
+        let body: &[u8] = br#"{"amount":1}"#;
+        let input = BodyInput {
+            headers: &headers,
+            body,
+            empty_by_header: false,
+            now_unix_s: 1_700_000_000,
+            admission: Some(PendingAdmission {
+                admission: None,
+                channel: None,
+                decision: admitted,
+                now_ms: 5,
+            }),
+        };
+        // No admission draw (no token taken), no dedup check (no id
+        // planted): the verdict comes at once.
+        let step = BodyCheck::new(&input).start(&ch, &headers, body);
+        let BodyStep::Done(verdict) = step else {
+            panic!("{step:?}")
+        };
+        assert_eq!(verdict.events, [Event::Rejected("contract")]);
+        assert_eq!(verdict.forget, None);
+        // Within the contract, the same request asks for its draw first.
+        let body: &[u8] = br#"{"id":"o1"}"#;
+        let step = BodyCheck::new(&input).start(&ch, &headers, body);
+        assert!(
+            matches!(step, BodyStep::Query(Query::AdmissionDraw { .. })),
+            "{step:?}"
+        );
+    }
+
+    #[cfg(feature = "contract")]
+    #[test]
     fn on_a_contract_channel_every_body_must_be_json() {
         let ch = channel(
             r#"{"name":"a","match":{"path_prefix":"/"},"contract":{"type":"object"},
@@ -690,7 +914,7 @@ mod tests {
     #[test]
     fn event_stat_names() {
         assert_eq!(
-            Event::Rejected("too_large").stat("p"),
+            Event::Rejected(code::TOO_LARGE).stat("p"),
             (
                 "callback_rejected_total_channel=.=p;.;_reason=.=too_large;.;".to_string(),
                 1

@@ -4,6 +4,7 @@
 //! secrets and masked values cannot leak through them.
 
 use crate::core::channel::Refusal;
+use crate::core::names::{code, header};
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +69,7 @@ impl LocalReply {
     pub fn empty_callback() -> Self {
         Self::new(
             204,
-            "empty_callback",
+            code::EMPTY_CALLBACK,
             "empty callback acknowledged by the proxy",
         )
     }
@@ -76,7 +77,7 @@ impl LocalReply {
     pub fn too_large(limit: u64) -> Self {
         Self::new(
             413,
-            "too_large",
+            code::TOO_LARGE,
             format!("callback body exceeds the channel limit of {limit} bytes"),
         )
     }
@@ -98,7 +99,7 @@ impl LocalReply {
     pub fn unsupported_encoding() -> Self {
         Self::new(
             415,
-            "unsupported_encoding",
+            code::UNSUPPORTED_ENCODING,
             "callback body is content-encoded; this channel reads bodies (mask or contract) and accepts only identity (uncompressed) bodies",
         )
         .with_header("accept-encoding", "identity")
@@ -109,7 +110,7 @@ impl LocalReply {
     pub fn contract(violations: &crate::core::contract::Violations) -> Self {
         Self::new(
             422,
-            "contract",
+            code::CONTRACT,
             format!("callback body does not satisfy the channel contract at {violations}"),
         )
     }
@@ -117,8 +118,8 @@ impl LocalReply {
     /// A redelivery of a callback the service already took: not an error,
     /// so the body says `"status": "duplicate"`.
     pub fn duplicate() -> Self {
-        let mut reply = Self::new(200, "duplicate", "duplicate delivery already accepted")
-            .with_header("x-callback-duplicate", "true");
+        let mut reply = Self::new(200, code::DUPLICATE, "duplicate delivery already accepted")
+            .with_header(header::DUPLICATE, "true");
         reply.outcome = true;
         reply
     }
@@ -128,10 +129,10 @@ impl LocalReply {
     pub fn in_progress(retry_after_s: u64) -> Self {
         Self::new(
             409,
-            "in_progress",
+            code::IN_PROGRESS,
             "an attempt of this delivery is still in flight; retry later",
         )
-        .with_header("retry-after", retry_after_s.to_string())
+        .with_header(header::RETRY_AFTER, retry_after_s.to_string())
     }
 }
 
