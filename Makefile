@@ -53,7 +53,7 @@ CARGO_FUZZ_DIR := $(TOOLS)/cargo-fuzz-$(CARGO_FUZZ_VERSION)
 
 export PATH := $(WBG_DIR)/bin:$(CARGO_FUZZ_DIR)/bin:$(PATH)
 
-.PHONY: help setup toolchain envoy wasm-bindgen wasm wasm-contract lint unit wasm-unit e2e test soak run bench bench-core bench-tools noop-wasm hostcall-wasm ext-authz-verifier clean oci validate schema fuzz fuzz-tools
+.PHONY: help setup toolchain envoy wasm-bindgen wasm wasm-contract lint unit wasm-unit e2e test soak run bench bench-core bench-tools noop-wasm hostcall-wasm ext-authz-verifier clean oci oci-contract validate schema fuzz fuzz-tools
 
 help:
 	@echo "Entry points (each installs what it needs):"
@@ -84,7 +84,8 @@ help:
 	@echo "  make validate FILE='policy.json istio/overlays/*/*.yaml envoy/envoy.yaml' [ARGS='--allow-missing-env --format json']"
 	@echo "                - check policies, Istio manifests or Envoy bootstraps with the filter's own parser"
 	@echo "  make schema   - regenerate schema/callback-guard.schema.json from the config types"
-	@echo "  make oci      - the .wasm as an OCI image layout in $(OCI_DIR) (tag $(OCI_TAG))"
+	@echo "  make oci      - the default .wasm (no body contracts) as an OCI image layout in $(OCI_DIR) (tag $(OCI_TAG))"
+	@echo "  make oci-contract - the same for $(WASM_CONTRACT) in $(OCI_DIR)-contract (tag $(OCI_TAG)-contract)"
 	@echo "  make clean    - cargo clean, remove ./$(VENV)"
 	@echo "  make help     - this list (the default target)"
 
@@ -239,6 +240,10 @@ schema: toolchain
 
 oci: wasm
 	$(CLI) oci --wasm $(WASM) --out $(OCI_DIR) --tag $(OCI_TAG)
+
+# The opt-in module with body contracts, as its own image layout and tag.
+oci-contract: wasm-contract
+	$(CLI) oci --wasm $(WASM_CONTRACT) --out $(OCI_DIR)-contract --tag $(OCI_TAG)-contract
 
 clean:
 	cargo clean

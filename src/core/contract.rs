@@ -9,11 +9,12 @@
 //! value of the body is ever copied into it (a `required` failure names
 //! the missing member, which comes from the schema).
 //!
-//! Validator: `jsonschema` without its default features, so no remote or
-//! file `$ref` resolution exists (a schema must be self-contained), and
-//! with the linear-time `regex` engine for `pattern`, so a body cannot
-//! make a pattern backtrack. `format` is an annotation, as draft 2020-12
-//! says by default.
+//! Validator: `boon` (draft 2020-12; passes the official
+//! JSON-Schema-Test-Suite). Its URL loader is replaced by one that loads
+//! nothing, so no remote or file `$ref` resolution exists (a schema must be
+//! self-contained; the standard meta-schemas are built in). `pattern` runs
+//! on the linear-time `regex` crate, so a body cannot make a pattern
+//! backtrack. `format` is an annotation, as draft 2020-12 says by default.
 //!
 //! ```
 //! # #[cfg(feature = "contract")] {
@@ -42,7 +43,8 @@ pub const MAX_POINTER_BYTES: usize = 128;
 /// A channel's compiled contract.
 #[cfg(feature = "contract")]
 pub struct Contract {
-    validator: jsonschema::Validator,
+    schemas: boon::Schemas,
+    root: boon::SchemaIndex,
 }
 
 /// Without the cargo feature `contract` no contract can exist (the
@@ -131,6 +133,23 @@ impl fmt::Display for Breach {
     }
 }
 
+/// Where the schema "lives" for `boon`: relative `$ref`s resolve against
+/// it, and nothing under it (or anywhere) can be loaded.
+#[cfg(feature = "contract")]
+const SCHEMA_URL: &str = "https://contract.callback-guard.invalid/schema.json";
+
+/// The URL loader of every contract: it loads nothing, so a `$ref` outside
+/// the schema (`https:`, `file:`, a relative file) fails to compile.
+#[cfg(feature = "contract")]
+struct NoLoader;
+
+#[cfg(feature = "contract")]
+impl boon::UrlLoader for NoLoader {
+    fn load(&self, url: &str) -> Result<Value, Box<dyn std::error::Error>> {
+        Err(format!("{url}: a contract must be self-contained (no remote or file $ref)").into())
+    }
+}
+
 #[cfg(feature = "contract")]
 impl Contract {
     /// Compiles a draft 2020-12 schema (a `$schema` naming another draft is
@@ -138,15 +157,15 @@ impl Contract {
     /// is not inside the schema, a `pattern` the `regex` engine cannot
     /// compile.
     pub fn compile(schema: &Value) -> Result<Self, SchemaError> {
-        let validator = jsonschema::options()
-            .with_draft(jsonschema::Draft::Draft202012)
-            .with_pattern_options(jsonschema::PatternOptions::regex())
-            .build(schema)
-            .map_err(|e| SchemaError {
-                pointer: e.instance_path().as_str().to_string(),
-                reason: e.to_string(),
-            })?;
-        Ok(Self { validator })
+        let mut compiler = boon::Compiler::new();
+        compiler.set_default_draft(boon::Draft::V2020_12);
+        compiler.use_loader(Box::new(NoLoader));
+        let mut schemas = boon::Schemas::new();
+        let root = compiler
+            .add_resource(SCHEMA_URL, schema.clone())
+            .and_then(|()| compiler.compile(SCHEMA_URL, &mut schemas))
+            .map_err(|e| schema_error(&e))?;
+        Ok(Self { schemas, root })
     }
 
     /// Checks one body.
@@ -157,42 +176,184 @@ impl Contract {
 
     /// Checks an already parsed body.
     pub fn check_value(&self, value: &Value) -> Result<(), Violations> {
-        if self.validator.is_valid(value) {
+        let Err(error) = self.schemas.validate(value, self.root) else {
             return Ok(());
-        }
-        let mut failures = Vec::new();
-        let mut more = 0;
-        for error in self.validator.iter_errors(value) {
-            if failures.len() == MAX_REPORTED {
-                more += 1;
-                continue;
-            }
-            let mut pointer = error.instance_path().as_str().to_string();
-            if let jsonschema::error::ValidationErrorKind::Required {
-                property: Value::String(name),
-            } = error.kind()
-            {
-                // The missing member's own pointer; its name is the schema's.
-                pointer.push('/');
-                pointer.push_str(&name.replace('~', "~0").replace('/', "~1"));
-            }
-            failures.push(Failure {
-                pointer: cut(pointer),
-                keyword: error.kind().keyword().to_string(),
-            });
-        }
+        };
+        let mut found = Found::default();
+        collect(&error, &mut found);
+        let mut failures = found.failures;
         // By pointer, so the answer reads the same whatever the schema's
         // keyword order.
         failures.sort_by(|a, b| (&a.pointer, &a.keyword).cmp(&(&b.pointer, &b.keyword)));
         if failures.is_empty() {
-            // `is_valid` and `iter_errors` disagree: still a failure.
+            // An error without a leaf: still a failure.
             failures.push(Failure {
                 pointer: String::new(),
                 keyword: "schema".to_string(),
             });
         }
-        Err(Violations { failures, more })
+        Err(Violations {
+            failures,
+            more: found.more,
+        })
     }
+}
+
+/// The failures of one body, bounded.
+#[cfg(feature = "contract")]
+#[derive(Default)]
+struct Found {
+    failures: Vec<Failure>,
+    more: usize,
+}
+
+#[cfg(feature = "contract")]
+impl Found {
+    fn push(&mut self, pointer: String, keyword: &str) {
+        if self.failures.len() == MAX_REPORTED {
+            self.more += 1;
+            return;
+        }
+        self.failures.push(Failure {
+            pointer: cut(pointer),
+            keyword: keyword.to_string(),
+        });
+    }
+}
+
+/// The leaves of boon's error tree (one per failing keyword), each as its
+/// instance pointer and keyword. `anyOf`/`oneOf`/`not`/`contains`/
+/// `propertyNames` are reported themselves, not the branches that failed
+/// inside them; `required` names each missing member's own pointer (the
+/// name comes from the schema), `additionalProperties` each extra member's
+/// pointer. Error messages are never used: they quote body values.
+#[cfg(feature = "contract")]
+fn collect(error: &boon::ValidationError<'_, '_>, found: &mut Found) {
+    use boon::ErrorKind as K;
+    let at = error.instance_location.to_string();
+    let member = |name: &str| format!("{at}/{}", name.replace('~', "~0").replace('/', "~1"));
+    match &error.kind {
+        K::Group | K::Schema { .. } | K::Reference { .. } | K::AllOf => {
+            for cause in &error.causes {
+                collect(cause, found);
+            }
+            // A group without a cause to show: report the group itself.
+            if error.causes.is_empty() {
+                found.push(at, keyword(&error.kind));
+            }
+        }
+        K::Required { want } => {
+            for name in want {
+                found.push(member(name), "required");
+            }
+        }
+        K::AdditionalProperties { got } => {
+            for name in got {
+                found.push(member(name), "additionalProperties");
+            }
+        }
+        K::DependentRequired { missing, .. } | K::Dependency { missing, .. }
+            if !missing.is_empty() =>
+        {
+            for name in missing {
+                found.push(member(name), keyword(&error.kind));
+            }
+        }
+        kind => found.push(at, keyword(kind)),
+    }
+}
+
+/// The schema keyword of an error kind.
+#[cfg(feature = "contract")]
+fn keyword(kind: &boon::ErrorKind<'_, '_>) -> &'static str {
+    use boon::ErrorKind as K;
+    match kind {
+        K::FalseSchema => "false",
+        K::AdditionalProperties { .. } => "additionalProperties",
+        K::RefCycle { .. } => "$ref",
+        K::Reference { kw, .. } => kw,
+        other => other.keyword_path().map_or("schema", |p| p.keyword),
+    }
+}
+
+/// A compile error as a pointer into the schema and a reason.
+#[cfg(feature = "contract")]
+fn schema_error(error: &boon::CompileError) -> SchemaError {
+    use boon::CompileError as E;
+    match error {
+        // The schema breaks its meta-schema: where (the first failing
+        // leaf) and what the meta-schema wanted there.
+        E::ValidationError { src, .. } => {
+            let mut leaf = src;
+            while let Some(first) = leaf.causes.first() {
+                if matches!(
+                    leaf.kind,
+                    boon::ErrorKind::AnyOf | boon::ErrorKind::OneOf(_)
+                ) {
+                    break;
+                }
+                leaf = first;
+            }
+            SchemaError {
+                pointer: leaf.instance_location.to_string(),
+                reason: format!("breaks the JSON Schema meta-schema: {}", leaf.kind),
+            }
+        }
+        // Errors naming a place in the schema: the URL's fragment.
+        E::InvalidRegex { url, regex, .. } => SchemaError {
+            pointer: fragment(url),
+            reason: format!(
+                "pattern {regex:?} is not a regular expression the filter can run (linear-time `regex` syntax)"
+            ),
+        },
+        E::JsonPointerNotFound(url) | E::InvalidJsonPointer(url) => SchemaError {
+            pointer: String::new(),
+            reason: format!("$ref to {} finds nothing in the schema", relative(url)),
+        },
+        other => SchemaError {
+            pointer: String::new(),
+            reason: relative(&format!("{other:#}")),
+        },
+    }
+}
+
+/// The JSON pointer in a schema URL's fragment (`…#/properties/a`).
+#[cfg(feature = "contract")]
+fn fragment(url: &str) -> String {
+    let Some((_, fragment)) = url.split_once('#') else {
+        return String::new();
+    };
+    percent_decode(fragment)
+}
+
+/// Undoes the URL fragment's `%XX` escapes (lossy for invalid UTF-8).
+#[cfg(feature = "contract")]
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Messages without the schema's made-up base URL.
+#[cfg(feature = "contract")]
+fn relative(text: &str) -> String {
+    text.replace(SCHEMA_URL, "the schema")
 }
 
 /// At most [`MAX_POINTER_BYTES`], cut on a character boundary, marked `…`.
@@ -350,8 +511,63 @@ mod tests {
         // No resolver: a schema must be self-contained.
         assert!(Contract::compile(&json!({"$ref": "https://example.com/s.json"})).is_err());
         assert!(Contract::compile(&json!({"$ref": "other.json"})).is_err());
+        assert!(Contract::compile(&json!({"$ref": "#/$defs/missing"})).is_err());
         // A pattern the linear-time engine cannot run (look-around).
-        assert!(Contract::compile(&json!({"pattern": "^(?=a)"})).is_err());
+        let err =
+            Contract::compile(&json!({"properties": {"a": {"pattern": "^(?=a)"}}})).unwrap_err();
+        assert_eq!(err.pointer, "/properties/a/pattern", "{err:?}");
+        assert!(err.reason.contains("regex"), "{err:?}");
+    }
+
+    #[test]
+    fn a_pathological_pattern_cannot_backtrack() {
+        // `^(a+)+$` on "aaa…a!" takes exponential time in a backtracking
+        // engine (2^40 paths here); the `regex` crate is linear.
+        let c = Contract::compile(&json!({"properties": {"s": {"pattern": "^(a+)+$"}}})).unwrap();
+        let body = format!(r#"{{"s":"{}!"}}"#, "a".repeat(40));
+        let started = std::time::Instant::now();
+        let v = violations(&c, &body);
+        assert_eq!(v.to_string(), "/s (pattern)");
+        let long = format!(r#"{{"s":"{}!"}}"#, "a".repeat(100_000));
+        assert_eq!(violations(&c, &long).to_string(), "/s (pattern)");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn no_file_is_ever_loaded() {
+        // A schema file that exists: the loader still refuses it.
+        let file = std::env::temp_dir().join("callback-guard-contract-ref.json");
+        std::fs::write(&file, r#"{"type":"string"}"#).unwrap();
+        let url = format!("file://{}", file.display());
+        let err = Contract::compile(&json!({"$ref": url})).unwrap_err();
+        assert!(err.reason.contains("self-contained"), "{err:?}");
+        let err = Contract::compile(&json!({"$ref": file.display().to_string()})).unwrap_err();
+        assert!(err.reason.contains("self-contained"), "{err:?}");
+        let _ = std::fs::remove_file(file);
+    }
+
+    #[test]
+    fn combinators_and_extra_members_are_named_by_pointer() {
+        let c = Contract::compile(&json!({
+            "type": "object",
+            "properties": {
+                "kind": {"anyOf": [{"const": "a"}, {"const": "b"}]},
+                "n": {"not": {"type": "integer"}}
+            },
+            "additionalProperties": false,
+            "dependentRequired": {"kind": ["id"]}
+        }))
+        .unwrap();
+        let v = violations(&c, r#"{"kind":"c","n":1,"x/y":true}"#);
+        assert_eq!(
+            v.to_string(),
+            "/id (dependentRequired), /kind (anyOf), /n (not), /x~1y (additionalProperties)"
+        );
     }
 
     #[test]
