@@ -161,9 +161,11 @@ impl Contract {
         compiler.set_default_draft(boon::Draft::V2020_12);
         compiler.use_loader(Box::new(NoLoader));
         let mut schemas = boon::Schemas::new();
-        let root = compiler
+        compiler
             .add_resource(SCHEMA_URL, schema.clone())
-            .and_then(|()| compiler.compile(SCHEMA_URL, &mut schemas))
+            .map_err(|e| schema_error(&e))?;
+        let root = compiler
+            .compile(SCHEMA_URL, &mut schemas)
             .map_err(|e| schema_error(&e))?;
         Ok(Self { schemas, root })
     }
