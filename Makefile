@@ -133,6 +133,8 @@ wasm-unit: toolchain wasm-bindgen
 	@# Without `rego`: regorus' std timer reads std::time::Instant, which panics on
 	@# wasm32-unknown-unknown, and its rand needs getrandom's js backend; the Rego
 	@# module runs on wasm in the e2e tests (tests/admission_policy.rs, Envoy's V8).
+	@# Without `contract` too: boon's ahash seeds from getrandom, which has no
+	@# wasm32-unknown-unknown backend; contracts run on wasm in tests/contract.rs.
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 	  cargo test --target wasm32-unknown-unknown --no-default-features --lib
 
