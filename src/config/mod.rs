@@ -39,9 +39,9 @@ pub use channel::{ChannelSpec, EmptySpec, MatchSpec};
 pub use deadletter::DeadLetterSpec;
 pub use error::{ConfigError, ConfigErrors, FieldPath};
 pub use log::RefusalLogSpec;
-pub use mask::MaskSpec;
+pub use mask::{MaskSpec, compile_mask};
 pub use routing::{ChannelRoutingSpec, ClusterSpec, RoutingSpec, compile_routing};
-pub use signature::{DedupSpec, SecretSpec, SignatureSpec, compile_dedup};
+pub use signature::{DedupSpec, SecretSpec, SignatureSpec, compile_dedup, compile_signature};
 
 use crate::core::policy::Policy;
 use serde::Deserialize;

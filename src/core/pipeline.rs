@@ -391,11 +391,14 @@ fn refuse_encoded(ch: &ChannelPolicy, encoded: bool) -> Option<LocalReply> {
 
 fn signature_reply(reason: FailureReason) -> LocalReply {
     let (code, detail) = match reason {
-        FailureReason::Missing => ("signature_missing", "callback signature is missing"),
-        FailureReason::Malformed => ("signature_malformed", "callback signature is malformed"),
-        FailureReason::Mismatch => ("signature_mismatch", "callback signature does not verify"),
+        FailureReason::Missing => (code::SIGNATURE_MISSING, "callback signature is missing"),
+        FailureReason::Malformed => (code::SIGNATURE_MALFORMED, "callback signature is malformed"),
+        FailureReason::Mismatch => (
+            code::SIGNATURE_MISMATCH,
+            "callback signature does not verify",
+        ),
         FailureReason::Expired => (
-            "signature_expired",
+            code::SIGNATURE_EXPIRED,
             "callback timestamp is outside the accepted tolerance",
         ),
     };
