@@ -151,6 +151,15 @@ fn schema_names_itself_and_knows_defaults_and_closed_values() {
         json!(["redact", "partial", "hash"])
     );
     assert_eq!(
+        closed("RuleSpec", "priority"),
+        json!(["high", "normal", "low"])
+    );
+    assert_eq!(closed("RuleSpec", "effect"), json!(["allow", "deny"]));
+    assert_eq!(
+        closed("AdmissionSpec", "unauthorized_high"),
+        json!(["demote", "reject"])
+    );
+    assert_eq!(
         closed("SignatureSpec", "scheme"),
         json!([
             "standard-webhooks",
