@@ -408,16 +408,10 @@ fn signature_reply(reason: FailureReason) -> LocalReply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config;
+    use crate::core::policy::testing::{channel, dedup, github, mask};
     use crate::core::shared::MemoryStore;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    fn channel(json: &str) -> ChannelPolicy {
-        let doc = format!(r#"{{"channels":[{json}]}}"#);
-        let mut policy = config::load(doc.as_bytes(), &|_| None).unwrap();
-        policy.channels.remove(0)
-    }
 
     fn run(ch: &ChannelPolicy, body: &[u8]) -> BodyVerdict {
         run_with(ch, &[("content-type", "application/json")], body)
@@ -437,7 +431,7 @@ mod tests {
 
     #[test]
     fn empty_body_is_answered_204_by_default() {
-        let ch = channel(r#"{"name":"a","match":{"path_prefix":"/"}}"#);
+        let ch = channel("a");
         let v = run(&ch, b" {} ");
         assert_eq!(v.events, [Event::Empty]);
         assert!(matches!(v.action, BodyAction::Reply(ref r) if r.status == 204));
@@ -445,8 +439,10 @@ mod tests {
 
     #[test]
     fn empty_body_with_forward_is_counted_and_forwarded() {
-        let ch =
-            channel(r#"{"name":"a","match":{"path_prefix":"/"},"empty":{"action":"forward"}}"#);
+        let ch = ChannelPolicy {
+            empty_action: EmptyAction::Forward,
+            ..channel("a")
+        };
         let v = run(&ch, b"null");
         assert_eq!(v.events, [Event::Empty]);
         assert!(matches!(v.action, BodyAction::Forward { body: None, .. }));
@@ -454,7 +450,7 @@ mod tests {
 
     #[test]
     fn plain_body_is_forwarded_untouched() {
-        let ch = channel(r#"{"name":"a","match":{"path_prefix":"/"}}"#);
+        let ch = channel("a");
         let v = run(&ch, br#"{"a":1}"#);
         assert!(v.events.is_empty());
         assert_eq!(
@@ -487,10 +483,10 @@ mod tests {
 
     #[test]
     fn on_a_signed_channel_the_signature_comes_before_the_empty_check() {
-        let ch = channel(
-            r#"{"name":"gh","match":{"path_prefix":"/"},
-                "signature":{"scheme":"github","secrets":[{"value":"s3cret"}]}}"#,
-        );
+        let ch = ChannelPolicy {
+            signature: Some(github("s3cret")),
+            ..channel("gh")
+        };
         // Forged or unsigned `{}`, or an empty-by-header claim: 401, and
         // nothing is counted as empty.
         for (headers, by_header) in [
@@ -534,10 +530,11 @@ mod tests {
 
     #[test]
     fn encoded_body_on_a_masking_channel_is_refused_415() {
-        let ch = channel(
-            r#"{"name":"a","match":{"path_prefix":"/"},"mask":{"fields":["phone"]},
-                "dedup":{"window_s":60,"id_header":"x-id","allow_unsigned":true}}"#,
-        );
+        let mut ch = ChannelPolicy {
+            mask: Some(mask(&["phone"])),
+            ..channel("a")
+        };
+        ch.dedup = Some(dedup(&ch, 60, Some("x-id")));
         for ct in ["application/json", "text/plain", "application/octet-stream"] {
             let v = run_with(
                 &ch,
@@ -577,10 +574,10 @@ mod tests {
     #[test]
     fn encoded_body_is_verified_as_sent_and_forwarded_unchanged_without_mask() {
         use hmac::{Hmac, Mac};
-        let ch = channel(
-            r#"{"name":"a","match":{"path_prefix":"/"},
-                "signature":{"scheme":"github","secrets":[{"value":"s3cret"}]}}"#,
-        );
+        let ch = ChannelPolicy {
+            signature: Some(github("s3cret")),
+            ..channel("a")
+        };
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
         mac.update(GZIP_BYTES);
         let sig: String = mac
@@ -597,10 +594,11 @@ mod tests {
         assert!(matches!(v.action, BodyAction::Forward { body: None, .. }));
         assert_eq!(v.verified, Some("github"));
         // A bad signature is still a 401 first, also on a masking channel.
-        let ch = channel(
-            r#"{"name":"a","match":{"path_prefix":"/"},"mask":{"fields":["phone"]},
-                "signature":{"scheme":"github","secrets":[{"value":"s3cret"}]}}"#,
-        );
+        let ch = ChannelPolicy {
+            mask: Some(mask(&["phone"])),
+            signature: Some(github("s3cret")),
+            ..channel("a")
+        };
         let v = run_with(&ch, GZIP_JSON, GZIP_BYTES);
         assert!(matches!(v.action, BodyAction::Reply(ref r) if r.status == 401));
         let v = run_with(&ch, &headers, GZIP_BYTES);
@@ -616,7 +614,7 @@ mod tests {
 
     #[test]
     fn an_encoded_body_is_empty_only_without_bytes() {
-        let ch = channel(r#"{"name":"a","match":{"path_prefix":"/"}}"#);
+        let ch = channel("a");
         let v = run_with(&ch, GZIP_JSON, b"");
         assert_eq!(v.events, [Event::Empty]);
         // `{}` under gzip is not `{}`: forwarded as sent.
@@ -627,10 +625,11 @@ mod tests {
 
     #[test]
     fn a_body_refused_after_dedup_is_not_left_in_flight() {
-        let ch = channel(
-            r#"{"name":"a","match":{"path_prefix":"/"},"mask":{"fields":["phone"]},
-                "dedup":{"window_s":60,"allow_unsigned":true}}"#,
-        );
+        let mut ch = ChannelPolicy {
+            mask: Some(mask(&["phone"])),
+            ..channel("a")
+        };
+        ch.dedup = Some(dedup(&ch, 60, None));
         let store = MemoryStore::new();
         let headers: Headers = [("content-type", "application/json"), ("webhook-id", "m1")]
             .into_iter()
@@ -654,7 +653,10 @@ mod tests {
 
     #[test]
     fn json_behind_a_byte_order_mark_never_escapes_masking() {
-        let ch = channel(r#"{"name":"a","match":{"path_prefix":"/"},"mask":{"fields":["phone"]}}"#);
+        let ch = ChannelPolicy {
+            mask: Some(mask(&["phone"])),
+            ..channel("a")
+        };
         let v = run_with(
             &ch,
             &[("content-type", "text/plain")],
@@ -669,10 +671,11 @@ mod tests {
     #[test]
     fn the_body_check_stops_at_each_store_question_and_goes_on_from_there() {
         use crate::core::admission::Priority;
-        let ch = channel(
-            r#"{"name":"a","match":{"path_prefix":"/"},"mask":{"fields":["phone"]},
-                "dedup":{"window_s":60,"allow_unsigned":true}}"#,
-        );
+        let mut ch = ChannelPolicy {
+            mask: Some(mask(&["phone"])),
+            ..channel("a")
+        };
+        ch.dedup = Some(dedup(&ch, 60, None));
         let headers: Headers = [("content-type", "application/json"), ("webhook-id", "m1")]
             .into_iter()
             .collect();
