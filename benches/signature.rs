@@ -36,7 +36,7 @@ fn hex(bytes: &[u8]) -> String {
 
 fn verifier(json: &str) -> Verifier {
     let spec: SignatureSpec = serde_json::from_str(json).unwrap();
-    Verifier::compile(&spec, &FieldPath::root(), &|_| None).unwrap()
+    config::compile_signature(&spec, &FieldPath::root(), &|_| None).unwrap()
 }
 
 /// One signed request per scheme for `body`.

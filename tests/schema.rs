@@ -116,8 +116,51 @@ fn schema_names_itself_and_knows_defaults_and_closed_values() {
         defs["RefusalLogSpec"]["properties"]["level"]["default"],
         "info"
     );
+    // Closed string values are serde enums: the schema lists them.
+    let closed = |spec: &str, field: &str| -> Value {
+        let prop = &defs[spec]["properties"][field];
+        let prop = match &prop["anyOf"] {
+            Value::Array(any) => &any[0],
+            _ if prop["type"] == "array" => &prop["items"],
+            _ => prop,
+        };
+        let name = prop["$ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{spec}.{field}: {prop}"));
+        let def = &defs[name.trim_start_matches("#/$defs/")];
+        // A plain `enum`, or a `oneOf` of documented `const`s.
+        match &def["oneOf"] {
+            Value::Array(variants) => variants.iter().map(|v| v["const"].clone()).collect(),
+            _ => def["enum"].clone(),
+        }
+    };
     assert_eq!(
-        defs["SignatureSpec"]["properties"]["scheme"]["enum"],
+        closed("SignatureSpec", "algorithm"),
+        json!(["sha1", "sha256", "sha512"])
+    );
+    assert_eq!(
+        closed("SignatureSpec", "encoding"),
+        json!(["hex", "base64"])
+    );
+    assert_eq!(
+        closed("MaskSpec", "detectors"),
+        json!(["email", "phone", "card", "cn_id"])
+    );
+    assert_eq!(
+        closed("MaskSpec", "strategy"),
+        json!(["redact", "partial", "hash"])
+    );
+    assert_eq!(
+        closed("RuleSpec", "priority"),
+        json!(["high", "normal", "low"])
+    );
+    assert_eq!(closed("RuleSpec", "effect"), json!(["allow", "deny"]));
+    assert_eq!(
+        closed("AdmissionSpec", "unauthorized_high"),
+        json!(["demote", "reject"])
+    );
+    assert_eq!(
+        closed("SignatureSpec", "scheme"),
         json!([
             "standard-webhooks",
             "svix",

@@ -76,7 +76,7 @@ fn maskers() -> &'static [Masker; 5] {
                 Ok(s) => s,
                 Err(e) => panic!("fuzz mask spec: {e}"),
             };
-            match Masker::compile(&spec, &FieldPath::root().key("mask"), &|_| None) {
+            match callback_guard::config::compile_mask(&spec, &FieldPath::root().key("mask"), &|_| None) {
                 Ok(m) => m,
                 Err(e) => panic!("fuzz mask spec: {e}"),
             }

@@ -119,7 +119,11 @@ fn verifiers() -> &'static [Verifier; 8] {
                 Ok(s) => s,
                 Err(e) => panic!("fuzz signature spec {case:?}: {e}"),
             };
-            match Verifier::compile(&spec, &FieldPath::root().key("signature"), &|_| None) {
+            match callback_guard::config::compile_signature(
+                &spec,
+                &FieldPath::root().key("signature"),
+                &|_| None,
+            ) {
                 Ok(v) => v,
                 Err(e) => panic!("fuzz signature spec {case:?}: {e}"),
             }

@@ -27,8 +27,8 @@ pub struct AdmissionSpec {
     pub rules: Vec<RuleSpec>,
     /// demote (default) | reject
     #[serde(default)]
-    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["demote", "reject", null], "default" = "demote")))]
-    pub unauthorized_high: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(extend("default" = "demote")))]
+    pub unauthorized_high: Option<UnauthorizedHigh>,
     /// One more bucket every admitted request draws from; lower priorities
     /// are shed first.
     #[serde(default)]
@@ -78,16 +78,14 @@ pub struct RegoPolicySpec {
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
     /// high | normal | low
-    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["high", "normal", "low"])))]
-    pub priority: String,
+    pub priority: Priority,
     /// SPIFFE IDs or patterns (`spiffe://td/ns/*/sa/webhook-*`), with or
     /// without the `spiffe://` prefix; `"*"` alone is any identity. May be
     /// empty only when `unauthenticated` is true.
     #[serde(default)]
     pub principals: Vec<String>,
     /// allow | deny
-    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["allow", "deny"])))]
-    pub effect: String,
+    pub effect: Effect,
     /// Extension (not in SPEC): a `deny` rule with `unauthenticated: true`
     /// also matches requests that carry no peer identity (no mTLS client
     /// certificate). Default false: such requests match no rule at all.
@@ -160,15 +158,7 @@ pub fn compile_admission(
         .enumerate()
         .map(|(i, r)| compile_rule(r, &path.key("rules").index(i)))
         .collect::<Result<Vec<_>, _>>()?;
-    let unauthorized_high = match spec.unauthorized_high.as_deref() {
-        None | Some("demote") => UnauthorizedHigh::Demote,
-        Some("reject") => UnauthorizedHigh::Reject,
-        Some(other) => {
-            return Err(path.key("unauthorized_high").error(format!(
-                "unknown value {other:?} (expected demote or reject)"
-            )));
-        }
-    };
+    let unauthorized_high = spec.unauthorized_high.unwrap_or_default();
     let per = spec.limits.as_ref();
     let at = path.key("limits");
     let limits = Limits {
@@ -207,21 +197,7 @@ pub fn compile_admission(
 
 /// `admission.rules[i]`.
 fn compile_rule(spec: &RuleSpec, path: &FieldPath) -> Result<Rule, ConfigError> {
-    let priority = Priority::from_name(&spec.priority).ok_or_else(|| {
-        path.key("priority").error(format!(
-            "unknown priority {:?} (expected high, normal or low)",
-            spec.priority
-        ))
-    })?;
-    let effect = match spec.effect.as_str() {
-        "allow" => Effect::Allow,
-        "deny" => Effect::Deny,
-        other => {
-            return Err(path
-                .key("effect")
-                .error(format!("unknown effect {other:?} (expected allow or deny)")));
-        }
-    };
+    let (priority, effect) = (spec.priority, spec.effect);
     if spec.unauthenticated && effect == Effect::Allow {
         return Err(path.key("unauthenticated").error(
             "only a deny rule can match unauthenticated requests; nothing is allowed without an identity",

@@ -12,9 +12,13 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 const WP: &str = "spiffe://cluster.local/ns/default/sa/webhook-processor";
 const T0: u64 = 1_700_000_000_000;
 
+/// `admission` from JSON: serde's errors (closed values are enums) and
+/// the compile step's, both under the field's path.
 fn compile(json: &str) -> Result<AdmissionPolicy, ConfigError> {
-    let spec: AdmissionSpec = serde_json::from_str(json).unwrap();
-    super::compile_admission(&spec, &FieldPath::root().key("admission"))
+    let value: serde_json::Value = serde_json::from_str(json).unwrap();
+    let path = FieldPath::root().key("admission");
+    let spec: AdmissionSpec = crate::config::parse_value(&value, &path)?;
+    super::compile_admission(&spec, &path)
 }
 
 fn policy(json: &str) -> AdmissionPolicy {
@@ -441,7 +445,7 @@ fn config_errors_name_their_field() {
         ),
         (
             r#"{ "rules": [{ "priority": "urgent", "principals": ["*"], "effect": "allow" }] }"#,
-            "admission.rules[0].priority: unknown priority \"urgent\"",
+            "admission.rules[0].priority: unknown variant `urgent`, expected one of `high`, `normal`, `low`",
         ),
         (
             r#"{ "rules": [{ "priority": "High", "principals": ["*"], "effect": "allow" }] }"#,
@@ -449,7 +453,7 @@ fn config_errors_name_their_field() {
         ),
         (
             r#"{ "rules": [{ "priority": "high", "principals": ["*"], "effect": "permit" }] }"#,
-            "admission.rules[0].effect: unknown effect \"permit\"",
+            "admission.rules[0].effect: unknown variant `permit`, expected `allow` or `deny`",
         ),
         (
             r#"{ "rules": [{ "priority": "high", "principals": [], "effect": "allow" }] }"#,
@@ -461,7 +465,7 @@ fn config_errors_name_their_field() {
         ),
         (
             r#"{ "unauthorized_high": "drop" }"#,
-            "admission.unauthorized_high: unknown value \"drop\"",
+            "admission.unauthorized_high: unknown variant `drop`, expected `demote` or `reject`",
         ),
         (
             r#"{ "capacity": { "rps": 0, "burst": 10 } }"#,

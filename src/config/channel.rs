@@ -136,8 +136,8 @@ fn compile_resign(
         ));
     }
     let secret_path = path.key("secret");
-    let text = crate::core::signature::secret_text(&spec.secret, &secret_path, env)?;
-    let key = crate::core::signature::whsec(&text, &secret_path)?;
+    let text = signature::secret_text(&spec.secret, &secret_path, env)?;
+    let key = crate::core::signature::whsec(&text).map_err(|r| secret_path.error(r))?;
     if key.len() < 16 {
         return Err(secret_path.error("must decode to at least 16 bytes"));
     }
@@ -223,7 +223,11 @@ pub(super) fn compile(
         )));
     }
     let signature = match &spec.signature {
-        Some(s) => Some(signature::compile(s, &path.key("signature"), env)?),
+        Some(s) => Some(signature::compile_signature(
+            s,
+            &path.key("signature"),
+            env,
+        )?),
         None => None,
     };
     let dedup = match &spec.dedup {
@@ -235,7 +239,7 @@ pub(super) fn compile(
         None => None,
     };
     let mask = match &spec.mask {
-        Some(m) => Some(mask::compile(m, &path.key("mask"), env)?),
+        Some(m) => Some(mask::compile_mask(m, &path.key("mask"), env)?),
         None => None,
     };
     let contract = match &spec.contract {

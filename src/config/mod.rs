@@ -40,9 +40,9 @@ pub use channel::{ChannelSpec, EmptySpec, MatchSpec};
 pub use deadletter::DeadLetterSpec;
 pub use error::{ConfigError, ConfigErrors, FieldPath};
 pub use log::RefusalLogSpec;
-pub use mask::MaskSpec;
+pub use mask::{MaskSpec, compile_mask};
 pub use routing::{ChannelRoutingSpec, ClusterSpec, RoutingSpec, compile_routing};
-pub use signature::{DedupSpec, SecretSpec, SignatureSpec, compile_dedup};
+pub use signature::{DedupSpec, SecretSpec, SignatureSpec, compile_dedup, compile_signature};
 
 use crate::core::policy::Policy;
 use serde::Deserialize;
@@ -211,6 +211,24 @@ mod tests {
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn hold_headers_defaults_to_true() {
+        let policy = load(br#"{"channels": []}"#, &|_| None).unwrap();
+        assert!(policy.hold_headers);
+        assert!(load(b"", &|_| None).unwrap().hold_headers);
+        assert!(
+            !load(br#"{"hold_headers": false}"#, &|_| None)
+                .unwrap()
+                .hold_headers
+        );
+    }
+
+    #[test]
+    fn hold_headers_must_be_a_boolean() {
+        let err = load(br#"{"hold_headers": "no"}"#, &|_| None).unwrap_err();
+        assert_eq!(err.path, "hold_headers", "{err}");
+    }
 
     fn all(doc: &str) -> Vec<String> {
         check(doc.as_bytes(), &|_| Some("whsec_cGxhY2Vob2xkZXI=".into()))

@@ -1,9 +1,10 @@
 //! `channels[].signature` and `channels[].dedup`.
 //!
-//! The JSON shape, and [`compile_dedup`], which checks `dedup` and builds
-//! the runtime form with each error naming its field path. The signature's
-//! semantic checks (known scheme, keys that decode, fields that apply to
-//! the scheme) still happen in [`Verifier::compile`] (core).
+//! The JSON shape, [`compile_signature`] and [`compile_dedup`], which
+//! check the sections and build the runtime forms (core's
+//! [`Verifier`] constructors, [`DedupPolicy`]) with each error naming its
+//! field path. Also [`secret_text`], the `{"value"}` / `{"env"}` secret
+//! reader that `mask.hash_key` and `resign.secret` share.
 //!
 //! Extensions beyond SPEC (all optional): `dedup.id_header`, `dedup.max_ids`.
 
@@ -12,7 +13,10 @@ use crate::core::dedup::{
     DEFAULT_IN_FLIGHT_S, DEFAULT_MAX_IDS, DedupPolicy, MAX_IN_FLIGHT_S, MAX_MAX_IDS, MAX_WINDOW_S,
     MIN_MAX_IDS, is_token,
 };
-use crate::core::signature::{Scheme, Verifier};
+use crate::core::signature::{
+    Algorithm, DEFAULT_TOLERANCE_S, Encoding, HmacKey, MAX_KEYS, MAX_TOLERANCE_S, Scheme, Verifier,
+    whpk, whsec,
+};
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 
@@ -21,8 +25,7 @@ use std::fmt;
 #[serde(deny_unknown_fields)]
 pub struct SignatureSpec {
     /// standard-webhooks | svix | stripe | github | slack | shopify | hmac
-    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["standard-webhooks", "svix", "stripe", "github", "slack", "shopify", "hmac"])))]
-    pub scheme: String,
+    pub scheme: Scheme,
     /// Keys; any one that verifies is enough (rotation).
     #[serde(default)]
     pub secrets: Vec<SecretSpec>,
@@ -39,12 +42,12 @@ pub struct SignatureSpec {
     pub header: Option<String>,
     /// Generic `hmac` scheme only: sha256 (default) | sha512 | sha1.
     #[serde(default)]
-    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["sha256", "sha512", "sha1", null], "default" = "sha256")))]
-    pub algorithm: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(extend("default" = "sha256")))]
+    pub algorithm: Option<Algorithm>,
     /// Generic `hmac` scheme only: hex (default) | base64.
     #[serde(default)]
-    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["hex", "base64", null], "default" = "hex")))]
-    pub encoding: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(extend("default" = "hex")))]
+    pub encoding: Option<Encoding>,
     /// Generic `hmac` scheme only: text stripped before decoding (`sha256=`).
     #[serde(default)]
     pub prefix: Option<String>,
@@ -59,7 +62,7 @@ pub struct SignatureSpec {
 #[serde(deny_unknown_fields)]
 pub struct SecretSpec {
     /// The secret inline.
-    #[serde(default, deserialize_with = "secret_text")]
+    #[serde(default, deserialize_with = "secret_value")]
     pub value: Option<String>,
     /// Name of a VM environment variable holding the secret.
     #[serde(default)]
@@ -78,7 +81,7 @@ impl fmt::Debug for SecretSpec {
 /// serde's own type errors quote the offending value (`invalid type:
 /// integer `123`...`); for a secret that would print the secret, so any
 /// non-string is refused with a fixed sentence instead.
-fn secret_text<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
+fn secret_value<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
     match serde_json::Value::deserialize(de)? {
         serde_json::Value::String(s) => Ok(Some(s)),
         serde_json::Value::Null => Ok(None),
@@ -119,12 +122,170 @@ pub struct DedupSpec {
     pub allow_unsigned: bool,
 }
 
-pub(super) fn compile(
+/// Checks `signature` (errors under `path`) and builds its [`Verifier`]:
+/// fields that apply to the scheme only, `tolerance_s` in bounds, at least
+/// one key, each key decoded (`env` resolves `{"env": NAME}` secrets).
+pub fn compile_signature(
     spec: &SignatureSpec,
     path: &FieldPath,
     env: EnvLookup<'_>,
 ) -> Result<Verifier, ConfigError> {
-    Verifier::compile(spec, path, env)
+    let scheme = spec.scheme;
+    if scheme != Scheme::Hmac {
+        for (name, given) in [
+            ("header", spec.header.is_some()),
+            ("algorithm", spec.algorithm.is_some()),
+            ("encoding", spec.encoding.is_some()),
+            ("prefix", spec.prefix.is_some()),
+        ] {
+            if given {
+                return Err(path.key(name).error(format!(
+                    "only applies to scheme \"hmac\", not {:?}",
+                    scheme.as_str()
+                )));
+            }
+        }
+    }
+    if !scheme.has_asymmetric() && !spec.public_keys.is_empty() {
+        return Err(path.key("public_keys").error(format!(
+            "scheme {:?} has no asymmetric (ed25519) variant",
+            scheme.as_str()
+        )));
+    }
+    let tolerance_s = match spec.tolerance_s {
+        Some(_) if !scheme.has_timestamp() => {
+            return Err(path.key("tolerance_s").error(format!(
+                "scheme {:?} signs no timestamp; tolerance_s does not apply",
+                scheme.as_str()
+            )));
+        }
+        Some(t) if !(1..=MAX_TOLERANCE_S).contains(&t) => {
+            return Err(path.key("tolerance_s").error(format!(
+                "must be between 1 and {MAX_TOLERANCE_S} seconds, got {t}"
+            )));
+        }
+        Some(t) => t,
+        None => DEFAULT_TOLERANCE_S,
+    };
+
+    let secrets_path = path.key("secrets");
+    if spec.secrets.len() > MAX_KEYS {
+        return Err(secrets_path.error(format!(
+            "at most {MAX_KEYS} secrets, got {}",
+            spec.secrets.len()
+        )));
+    }
+    let texts = spec
+        .secrets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| secret_text(s, &secrets_path.index(i), env))
+        .collect::<Result<Vec<_>, _>>()?;
+    let keys_path = path.key("public_keys");
+    if spec.public_keys.len() > MAX_KEYS {
+        return Err(keys_path.error(format!(
+            "at most {MAX_KEYS} public keys, got {}",
+            spec.public_keys.len()
+        )));
+    }
+    if texts.is_empty() && spec.public_keys.is_empty() {
+        return Err(secrets_path.error(if scheme.has_asymmetric() {
+            "needs at least one secret or public key"
+        } else {
+            "needs at least one secret"
+        }));
+    }
+
+    // Standard Webhooks / Svix key HMAC-SHA256 with the decoded `whsec_`
+    // bytes; every other scheme with the secret string's own bytes.
+    let algorithm = spec.algorithm.unwrap_or_default();
+    let secrets = texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let item = secrets_path.index(i);
+            let key = if scheme.has_asymmetric() {
+                HmacKey::new(Algorithm::Sha256, &whsec(text).map_err(|r| item.error(r))?)
+            } else {
+                HmacKey::new(algorithm, text.as_bytes())
+            };
+            key.map_err(|r| item.error(r))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let public_keys = spec
+        .public_keys
+        .iter()
+        .enumerate()
+        .map(|(i, text)| whpk(text).map_err(|r| keys_path.index(i).error(r)))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    Ok(match scheme {
+        Scheme::StandardWebhooks => Verifier::standard_webhooks(secrets, public_keys, tolerance_s),
+        Scheme::Svix => Verifier::svix(secrets, public_keys, tolerance_s),
+        Scheme::Stripe => Verifier::stripe(secrets, tolerance_s),
+        Scheme::Slack => Verifier::slack(secrets, tolerance_s),
+        Scheme::Github => Verifier::github(secrets),
+        Scheme::Shopify => Verifier::shopify(secrets),
+        Scheme::Hmac => {
+            let header = match &spec.header {
+                None => return Err(path.key("header").error("is required for scheme \"hmac\"")),
+                Some(h) if !is_token(h) => {
+                    return Err(path
+                        .key("header")
+                        .error(format!("{h:?} is not a header name")));
+                }
+                Some(h) => h,
+            };
+            if spec.prefix.as_deref() == Some("") {
+                return Err(path.key("prefix").error("must not be empty when given"));
+            }
+            Verifier::hmac(
+                header,
+                algorithm,
+                spec.encoding.unwrap_or_default(),
+                spec.prefix.as_deref(),
+                secrets,
+            )
+        }
+    })
+}
+
+/// The text of one secret (`secrets[i]`, `mask.hash_key`,
+/// `resign.secret`), from `value` or from env var `env`. Errors name the
+/// field and, for `env`, the variable, never the secret.
+pub(crate) fn secret_text(
+    spec: &SecretSpec,
+    path: &FieldPath,
+    env: EnvLookup<'_>,
+) -> Result<String, ConfigError> {
+    let text = match (&spec.value, &spec.env) {
+        (Some(_), Some(_)) => {
+            return Err(path.error("give either `value` or `env`, not both"));
+        }
+        (None, None) => return Err(path.error("needs `value` or `env`")),
+        (Some(v), None) => {
+            if v.is_empty() {
+                return Err(path.key("value").error("must not be empty"));
+            }
+            v.clone()
+        }
+        (None, Some(name)) => {
+            if name.is_empty() {
+                return Err(path.key("env").error("must name an environment variable"));
+            }
+            match env(name) {
+                Some(v) if !v.is_empty() => v,
+                Some(_) => return Err(path.error(format!("env var {name} is empty"))),
+                None => return Err(path.error(format!("env var {name} is not set"))),
+            }
+        }
+    };
+    // A trailing newline from a mounted secret file is the classic cause of
+    // "every signature fails"; refuse it loudly instead of trimming a key.
+    if text.trim() != text {
+        return Err(path.error("has leading or trailing whitespace"));
+    }
+    Ok(text)
 }
 
 pub fn compile_dedup(
@@ -166,7 +327,7 @@ pub fn compile_dedup(
             .key("id_header")
             .error(format!("{name:?} is not a header name")));
     }
-    let scheme = signature.and_then(|s| Scheme::parse(&s.scheme));
+    let scheme = signature.map(|s| s.scheme);
     Ok(DedupPolicy::new(
         spec.window_s,
         in_flight_s,
@@ -175,6 +336,10 @@ pub fn compile_dedup(
         scheme,
     ))
 }
+
+#[cfg(test)]
+#[path = "signature_tests.rs"]
+mod signature_tests;
 
 #[cfg(test)]
 mod tests {

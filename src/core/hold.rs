@@ -57,30 +57,22 @@ pub fn body_wait(hold_headers: bool, ch: &ChannelPolicy, headers: &Headers) -> B
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config;
+    use crate::core::policy::testing;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    fn channel(hold: bool, extra: &str) -> (bool, ChannelPolicy) {
-        let doc = format!(
-            r#"{{"hold_headers": {hold}, "channels": [{{"name": "a", "match": {{"path_prefix": "/"}}{extra}}}]}}"#
-        );
-        let mut policy = config::load(doc.as_bytes(), &|_| None).unwrap();
-        (policy.hold_headers, policy.channels.remove(0))
+    /// `hold_headers` and channel `a`, masking `phone` when `mask`.
+    fn channel(hold: bool, mask: bool) -> (bool, ChannelPolicy) {
+        let mut ch = testing::channel("a");
+        ch.mask = mask.then(|| testing::mask(&["phone"]));
+        (hold, ch)
     }
 
     fn headers(pairs: &[(&str, &str)]) -> Headers {
         pairs.iter().copied().collect()
     }
 
-    const MASK: &str = r#", "mask": {"fields": ["phone"]}"#;
-
-    #[test]
-    fn hold_headers_defaults_to_true() {
-        let policy = config::load(br#"{"channels": []}"#, &|_| None).unwrap();
-        assert!(policy.hold_headers);
-        assert!(config::load(b"", &|_| None).unwrap().hold_headers);
-    }
+    const MASK: bool = true;
 
     #[test]
     fn holding_ignores_everything_else() {
@@ -99,7 +91,7 @@ mod tests {
             ("content-length", "9"),
         ]);
         // No mask: the body is forwarded byte for byte.
-        let (hold, ch) = channel(false, "");
+        let (hold, ch) = channel(false, false);
         assert_eq!(
             body_wait(hold, &ch, &json_with_length),
             BodyWait::Stream {
@@ -137,11 +129,5 @@ mod tests {
                 drop_content_length: false
             }
         );
-    }
-
-    #[test]
-    fn hold_headers_must_be_a_boolean() {
-        let err = config::load(br#"{"hold_headers": "no"}"#, &|_| None).unwrap_err();
-        assert_eq!(err.path, "hold_headers", "{err}");
     }
 }

@@ -71,6 +71,12 @@ pub mod code {
     pub const NO_CHANNEL: &str = "no_channel";
     pub const AMBIGUOUS_PATH: &str = "ambiguous_path";
     pub const CONTRACT: &str = "contract";
+    /// The 401s of a failed signature, one per
+    /// [`crate::core::signature::FailureReason`].
+    pub const SIGNATURE_MISSING: &str = "signature_missing";
+    pub const SIGNATURE_MALFORMED: &str = "signature_malformed";
+    pub const SIGNATURE_MISMATCH: &str = "signature_mismatch";
+    pub const SIGNATURE_EXPIRED: &str = "signature_expired";
 }
 
 /// Metric names (see [`crate::core::metrics`] for the label encoding).

@@ -425,11 +425,14 @@ fn refuse_encoded(ch: &ChannelPolicy, encoded: bool) -> Option<LocalReply> {
 
 fn signature_reply(reason: FailureReason) -> LocalReply {
     let (code, detail) = match reason {
-        FailureReason::Missing => ("signature_missing", "callback signature is missing"),
-        FailureReason::Malformed => ("signature_malformed", "callback signature is malformed"),
-        FailureReason::Mismatch => ("signature_mismatch", "callback signature does not verify"),
+        FailureReason::Missing => (code::SIGNATURE_MISSING, "callback signature is missing"),
+        FailureReason::Malformed => (code::SIGNATURE_MALFORMED, "callback signature is malformed"),
+        FailureReason::Mismatch => (
+            code::SIGNATURE_MISMATCH,
+            "callback signature does not verify",
+        ),
         FailureReason::Expired => (
-            "signature_expired",
+            code::SIGNATURE_EXPIRED,
             "callback timestamp is outside the accepted tolerance",
         ),
     };
@@ -439,16 +442,10 @@ fn signature_reply(reason: FailureReason) -> LocalReply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config;
+    use crate::core::policy::testing::{channel, dedup, github, mask};
     use crate::core::shared::MemoryStore;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    fn channel(json: &str) -> ChannelPolicy {
-        let doc = format!(r#"{{"channels":[{json}]}}"#);
-        let mut policy = config::load(doc.as_bytes(), &|_| None).unwrap();
-        policy.channels.remove(0)
-    }
 
     fn run(ch: &ChannelPolicy, body: &[u8]) -> BodyVerdict {
         run_with(ch, &[("content-type", "application/json")], body)
@@ -468,7 +465,7 @@ mod tests {
 
     #[test]
     fn empty_body_is_answered_204_by_default() {
-        let ch = channel(r#"{"name":"a","match":{"path_prefix":"/"}}"#);
+        let ch = channel("a");
         let v = run(&ch, b" {} ");
         assert_eq!(v.events, [Event::Empty]);
         assert!(matches!(v.action, BodyAction::Reply(ref r) if r.status == 204));
@@ -476,8 +473,10 @@ mod tests {
 
     #[test]
     fn empty_body_with_forward_is_counted_and_forwarded() {
-        let ch =
-            channel(r#"{"name":"a","match":{"path_prefix":"/"},"empty":{"action":"forward"}}"#);
+        let ch = ChannelPolicy {
+            empty_action: EmptyAction::Forward,
+            ..channel("a")
+        };
         let v = run(&ch, b"null");
         assert_eq!(v.events, [Event::Empty]);
         assert!(matches!(v.action, BodyAction::Forward { body: None, .. }));
@@ -485,7 +484,7 @@ mod tests {
 
     #[test]
     fn plain_body_is_forwarded_untouched() {
-        let ch = channel(r#"{"name":"a","match":{"path_prefix":"/"}}"#);
+        let ch = channel("a");
         let v = run(&ch, br#"{"a":1}"#);
         assert!(v.events.is_empty());
         assert_eq!(
@@ -518,10 +517,10 @@ mod tests {
 
     #[test]
     fn on_a_signed_channel_the_signature_comes_before_the_empty_check() {
-        let ch = channel(
-            r#"{"name":"gh","match":{"path_prefix":"/"},
-                "signature":{"scheme":"github","secrets":[{"value":"s3cret"}]}}"#,
-        );
+        let ch = ChannelPolicy {
+            signature: Some(github("s3cret")),
+            ..channel("gh")
+        };
         // Forged or unsigned `{}`, or an empty-by-header claim: 401, and
         // nothing is counted as empty.
         for (headers, by_header) in [
@@ -565,10 +564,11 @@ mod tests {
 
     #[test]
     fn encoded_body_on_a_masking_channel_is_refused_415() {
-        let ch = channel(
-            r#"{"name":"a","match":{"path_prefix":"/"},"mask":{"fields":["phone"]},
-                "dedup":{"window_s":60,"id_header":"x-id","allow_unsigned":true}}"#,
-        );
+        let mut ch = ChannelPolicy {
+            mask: Some(mask(&["phone"])),
+            ..channel("a")
+        };
+        ch.dedup = Some(dedup(&ch, 60, Some("x-id")));
         for ct in ["application/json", "text/plain", "application/octet-stream"] {
             let v = run_with(
                 &ch,
@@ -608,10 +608,10 @@ mod tests {
     #[test]
     fn encoded_body_is_verified_as_sent_and_forwarded_unchanged_without_mask() {
         use hmac::{Hmac, Mac};
-        let ch = channel(
-            r#"{"name":"a","match":{"path_prefix":"/"},
-                "signature":{"scheme":"github","secrets":[{"value":"s3cret"}]}}"#,
-        );
+        let ch = ChannelPolicy {
+            signature: Some(github("s3cret")),
+            ..channel("a")
+        };
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
         mac.update(GZIP_BYTES);
         let sig: String = mac
@@ -628,10 +628,11 @@ mod tests {
         assert!(matches!(v.action, BodyAction::Forward { body: None, .. }));
         assert_eq!(v.verified, Some("github"));
         // A bad signature is still a 401 first, also on a masking channel.
-        let ch = channel(
-            r#"{"name":"a","match":{"path_prefix":"/"},"mask":{"fields":["phone"]},
-                "signature":{"scheme":"github","secrets":[{"value":"s3cret"}]}}"#,
-        );
+        let ch = ChannelPolicy {
+            mask: Some(mask(&["phone"])),
+            signature: Some(github("s3cret")),
+            ..channel("a")
+        };
         let v = run_with(&ch, GZIP_JSON, GZIP_BYTES);
         assert!(matches!(v.action, BodyAction::Reply(ref r) if r.status == 401));
         let v = run_with(&ch, &headers, GZIP_BYTES);
@@ -647,7 +648,7 @@ mod tests {
 
     #[test]
     fn an_encoded_body_is_empty_only_without_bytes() {
-        let ch = channel(r#"{"name":"a","match":{"path_prefix":"/"}}"#);
+        let ch = channel("a");
         let v = run_with(&ch, GZIP_JSON, b"");
         assert_eq!(v.events, [Event::Empty]);
         // `{}` under gzip is not `{}`: forwarded as sent.
@@ -658,10 +659,11 @@ mod tests {
 
     #[test]
     fn a_body_refused_after_dedup_is_not_left_in_flight() {
-        let ch = channel(
-            r#"{"name":"a","match":{"path_prefix":"/"},"mask":{"fields":["phone"]},
-                "dedup":{"window_s":60,"allow_unsigned":true}}"#,
-        );
+        let mut ch = ChannelPolicy {
+            mask: Some(mask(&["phone"])),
+            ..channel("a")
+        };
+        ch.dedup = Some(dedup(&ch, 60, None));
         let store = MemoryStore::new();
         let headers: Headers = [("content-type", "application/json"), ("webhook-id", "m1")]
             .into_iter()
@@ -685,7 +687,10 @@ mod tests {
 
     #[test]
     fn json_behind_a_byte_order_mark_never_escapes_masking() {
-        let ch = channel(r#"{"name":"a","match":{"path_prefix":"/"},"mask":{"fields":["phone"]}}"#);
+        let ch = ChannelPolicy {
+            mask: Some(mask(&["phone"])),
+            ..channel("a")
+        };
         let v = run_with(
             &ch,
             &[("content-type", "text/plain")],
@@ -700,10 +705,11 @@ mod tests {
     #[test]
     fn the_body_check_stops_at_each_store_question_and_goes_on_from_there() {
         use crate::core::admission::Priority;
-        let ch = channel(
-            r#"{"name":"a","match":{"path_prefix":"/"},"mask":{"fields":["phone"]},
-                "dedup":{"window_s":60,"allow_unsigned":true}}"#,
-        );
+        let mut ch = ChannelPolicy {
+            mask: Some(mask(&["phone"])),
+            ..channel("a")
+        };
+        ch.dedup = Some(dedup(&ch, 60, None));
         let headers: Headers = [("content-type", "application/json"), ("webhook-id", "m1")]
             .into_iter()
             .collect();
@@ -763,17 +769,31 @@ mod tests {
         assert!(matches!(verdict.action, BodyAction::Reply(ref r) if r.status == 429));
     }
 
+    /// `ch` with `"contract": schema`.
     #[cfg(feature = "contract")]
-    const CONTRACT_CHANNEL: &str = r#"{"name":"a","match":{"path_prefix":"/"},
-        "mask":{"fields":["phone"]},
-        "dedup":{"window_s":60,"allow_unsigned":true},
-        "contract":{"type":"object","required":["id"],
-                    "properties":{"id":{"type":"string"},"amount":{"type":"integer"}}}}"#;
+    fn with_contract(mut ch: ChannelPolicy, schema: serde_json::Value) -> ChannelPolicy {
+        ch.contract = Some(crate::core::contract::Contract::compile(&schema).unwrap());
+        ch
+    }
+
+    /// A channel with a contract (`id` required, `amount` an integer),
+    /// masking `phone` and unsigned dedup.
+    #[cfg(feature = "contract")]
+    fn contract_channel() -> ChannelPolicy {
+        let mut ch = with_contract(
+            channel("a"),
+            serde_json::json!({"type":"object","required":["id"],
+                "properties":{"id":{"type":"string"},"amount":{"type":"integer"}}}),
+        );
+        ch.mask = Some(mask(&["phone"]));
+        ch.dedup = Some(dedup(&ch, 60, None));
+        ch
+    }
 
     #[cfg(feature = "contract")]
     #[test]
     fn a_body_within_the_contract_is_masked_and_forwarded() {
-        let ch = channel(CONTRACT_CHANNEL);
+        let ch = contract_channel();
         let v = run(&ch, br#"{"id":"o1","amount":3,"phone":"+8613812345678"}"#);
         assert_eq!(v.events, [Event::Masked(1)]);
         assert!(matches!(
@@ -785,7 +805,7 @@ mod tests {
     #[cfg(feature = "contract")]
     #[test]
     fn a_body_outside_the_contract_is_422_and_leaves_no_dedup_id() {
-        let ch = channel(CONTRACT_CHANNEL);
+        let ch = contract_channel();
         let store = MemoryStore::new();
         let headers: Headers = [("content-type", "application/json"), ("webhook-id", "m1")]
             .into_iter()
@@ -826,7 +846,7 @@ mod tests {
     #[test]
     fn a_body_outside_the_contract_asks_the_store_nothing() {
         use crate::core::admission::Priority;
-        let ch = channel(CONTRACT_CHANNEL);
+        let ch = contract_channel();
         let headers: Headers = [("content-type", "application/json"), ("webhook-id", "m1")]
             .into_iter()
             .collect();
@@ -864,10 +884,8 @@ mod tests {
     #[cfg(feature = "contract")]
     #[test]
     fn on_a_contract_channel_every_body_must_be_json() {
-        let ch = channel(
-            r#"{"name":"a","match":{"path_prefix":"/"},"contract":{"type":"object"},
-                "empty":{"action":"forward"}}"#,
-        );
+        let mut ch = with_contract(channel("a"), serde_json::json!({"type": "object"}));
+        ch.empty_action = EmptyAction::Forward;
         for ct in ["application/json", "text/plain"] {
             let v = run_with(&ch, &[("content-type", ct)], b"id=1");
             assert_eq!(v.events, [Event::Rejected("bad_json")], "{ct}");
@@ -900,10 +918,8 @@ mod tests {
     #[cfg(feature = "contract")]
     #[test]
     fn the_contract_is_checked_after_the_signature() {
-        let ch = channel(
-            r#"{"name":"gh","match":{"path_prefix":"/"},"contract":false,
-                "signature":{"scheme":"github","secrets":[{"value":"s3cret"}]}}"#,
-        );
+        let mut ch = with_contract(channel("gh"), serde_json::json!(false));
+        ch.signature = Some(github("s3cret"));
         let v = run_signed(&ch, &[], br#"{"a":1}"#, false);
         assert!(
             matches!(v.action, BodyAction::Reply(ref r) if r.status == 401),

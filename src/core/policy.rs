@@ -52,6 +52,58 @@ pub struct ChannelPolicy {
     pub routing: Option<RoutingPolicy>,
 }
 
+/// Channels for core tests, built with the typed constructors (no
+/// configuration layer: `core` never depends on `config`).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::core::dedup::{DEFAULT_IN_FLIGHT_S, DEFAULT_MAX_IDS};
+    use crate::core::signature::{Algorithm, HmacKey};
+
+    /// `{"name": name, "match": {"path_prefix": "/"}}` with every default.
+    pub(crate) fn channel(name: &str) -> ChannelPolicy {
+        ChannelPolicy {
+            name: name.to_string(),
+            methods: Methods::default(),
+            resign: None,
+            limit: None,
+            matcher: ChannelMatch::new("/", false, &[]),
+            max_body_bytes: 1024 * 1024,
+            empty_action: EmptyAction::default(),
+            signature: None,
+            dedup: None,
+            mask: None,
+            contract: None,
+            routing: None,
+        }
+    }
+
+    /// `"signature": {"scheme": "github", "secrets": [{"value": secret}]}`.
+    pub(crate) fn github(secret: &str) -> Verifier {
+        Verifier::github(vec![
+            HmacKey::new(Algorithm::Sha256, secret.as_bytes()).unwrap(),
+        ])
+    }
+
+    /// `"mask": {"fields": [fields...]}`.
+    pub(crate) fn mask(fields: &[&str]) -> Masker {
+        let fields: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
+        Masker::new(&fields, false).unwrap()
+    }
+
+    /// `"dedup": {"window_s": window_s, "id_header": id_header}` on `ch`
+    /// (with `allow_unsigned` when `ch` has no signature).
+    pub(crate) fn dedup(ch: &ChannelPolicy, window_s: u64, id_header: Option<&str>) -> DedupPolicy {
+        DedupPolicy::new(
+            window_s,
+            DEFAULT_IN_FLIGHT_S,
+            DEFAULT_MAX_IDS,
+            id_header,
+            ch.signature.as_ref().map(Verifier::scheme_kind),
+        )
+    }
+}
+
 impl Policy {
     /// Where a request goes: the first channel whose match fits its
     /// canonical path and host, a 404 under a guard prefix, or through

@@ -150,7 +150,10 @@ pub use bucket::Limits;
 pub use bucket::{Cause, ChannelLimit};
 use rules::{Effect, Rule};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A request priority (`admission.rules[].priority`, the priority header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
 pub enum Priority {
     High,
     Normal,
@@ -291,9 +294,13 @@ impl Decision {
     }
 }
 
-/// What happens to a `high` request no `allow` rule admits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What happens to a `high` request no `allow` rule admits
+/// (`admission.unauthorized_high`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
 pub enum UnauthorizedHigh {
+    #[default]
     Demote,
     Reject,
 }

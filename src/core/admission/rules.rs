@@ -4,7 +4,10 @@
 use super::Priority;
 use super::principal::Principal;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `admission.rules[].effect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
 pub enum Effect {
     Allow,
     Deny,

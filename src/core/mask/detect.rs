@@ -31,9 +31,11 @@
 
 use std::ops::Range;
 
-/// One detector, as named in the configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Detector {
+/// One detector, as named in the configuration (`mask.detectors`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Detector {
     Email,
     Phone,
     Card,
@@ -41,9 +43,9 @@ pub(crate) enum Detector {
 }
 
 impl Detector {
-    pub(crate) const NAMES: [&'static str; 4] = ["email", "phone", "card", "cn_id"];
+    pub const NAMES: [&'static str; 4] = ["email", "phone", "card", "cn_id"];
 
-    pub(crate) fn parse(name: &str) -> Option<Self> {
+    pub fn parse(name: &str) -> Option<Self> {
         match name {
             "email" => Some(Self::Email),
             "phone" => Some(Self::Phone),

@@ -1,7 +1,9 @@
 //! PII masking of JSON bodies (SPEC `mask`).
 //!
-//! A [`Masker`] is compiled once from the channel's `mask` configuration and
-//! applied to each complete JSON body with [`Masker::mask`]:
+//! A [`Masker`] is built once from the channel's `mask` configuration
+//! (`config::compile_mask` checks it and calls [`Masker::new`] and the
+//! `with_*` setters) and applied to each complete JSON body with
+//! [`Masker::mask`]:
 //!
 //! - `fields` select values by key name at any depth (`phone`) or by a
 //!   dotted path from the root with `[*]` for array elements
@@ -20,13 +22,10 @@
 //! [`MaskError::TooDeep`].
 //!
 //! ```
-//! use callback_guard::config::{FieldPath, MaskSpec};
-//! use callback_guard::core::mask::Masker;
+//! use callback_guard::core::mask::{Detector, Masker};
 //!
-//! let spec: MaskSpec = serde_json::from_str(
-//!     r#"{"fields": ["customer.email", "items[*].card_number"], "detectors": ["phone"]}"#,
-//! ).unwrap();
-//! let masker = Masker::compile(&spec, &FieldPath::root().key("mask"), &|_| None).unwrap();
+//! let fields = ["customer.email".to_string(), "items[*].card_number".to_string()];
+//! let masker = Masker::new(&fields, false).unwrap().with_detectors(&[Detector::Phone]);
 //! let body = br#"{"customer": {"email": "a@b.io", "note": "call +8613812345678 now"},
 //!                "items": [{"card_number": 4111111111111111, "qty": 1.50}]}"#;
 //! let masked = masker.mask(body).unwrap();
@@ -51,9 +50,9 @@ pub use strategy::{
     PARTIAL_MIN_CHARS,
 };
 
-use crate::config::{ConfigError, EnvLookup, FieldPath, MaskSpec};
-use crate::core::signature::secret_text;
-use detect::{Detector, Detectors};
+pub use detect::Detector;
+
+use detect::Detectors;
 use select::Selectors;
 use std::fmt;
 use strategy::{HashKey, Strategy};
@@ -120,72 +119,92 @@ pub struct Masker {
     max_depth: usize,
 }
 
+/// `mask.strategy`, as named in the configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum StrategyName {
+    /// The `replacement` (default `***`).
+    #[default]
+    Redact,
+    /// The last 4 characters kept.
+    Partial,
+    /// `hmac-sha256:` + 32 hex under the `hash_key`.
+    Hash,
+}
+
+impl StrategyName {
+    /// The configuration name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Redact => "redact",
+            Self::Partial => "partial",
+            Self::Hash => "hash",
+        }
+    }
+}
+
+impl Detector {
+    /// The configuration name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Phone => "phone",
+            Self::Card => "card",
+            Self::CnId => "cn_id",
+        }
+    }
+}
+
 impl Masker {
-    /// Validates `spec`; errors name the offending field under `path`
-    /// (`channels[0].mask.fields[2]: …`). `env` resolves an `{"env": …}`
-    /// `hash_key`.
-    pub fn compile(
-        spec: &MaskSpec,
-        path: &FieldPath,
-        env: EnvLookup<'_>,
-    ) -> Result<Self, ConfigError> {
-        let selectors = Selectors::new(&spec.fields, spec.case_sensitive.unwrap_or(false))
-            .map_err(|(i, reason)| path.key("fields").index(i).error(reason))?;
-
-        let mut detectors = Detectors::default();
-        for (i, name) in spec.detectors.iter().enumerate() {
-            let dpath = path.key("detectors").index(i);
-            let d = Detector::parse(name).ok_or_else(|| {
-                dpath.error(format!(
-                    "unknown detector {name:?}, expected one of {}",
-                    Detector::NAMES.join(", ")
-                ))
-            })?;
-            if !detectors.enable(d) {
-                return Err(dpath.error(format!("duplicate detector {name:?}")));
-            }
-        }
-
-        let name = spec.strategy.as_deref().unwrap_or("redact");
-        if spec.replacement.is_some() && name != "redact" {
-            return Err(path
-                .key("replacement")
-                .error(format!("only used by strategy \"redact\", not {name:?}")));
-        }
-        if !Strategy::NAMES.contains(&name) {
-            return Err(path.key("strategy").error(format!(
-                "unknown strategy {name:?}, expected one of {}",
-                Strategy::NAMES.join(", ")
-            )));
-        }
-        let hash_key = compile_hash_key(spec, name, &path.key("hash_key"), env)?;
-        let strategy =
-            Strategy::parse(name, spec.replacement.as_deref(), hash_key).ok_or_else(|| {
-                path.key("strategy")
-                    .error(format!("invalid strategy {name:?}"))
-            })?;
-
-        let max_depth = match spec.max_depth {
-            None => DEFAULT_MAX_DEPTH,
-            Some(d) => match usize::try_from(d) {
-                Ok(d) if (1..=MAX_MAX_DEPTH).contains(&d) => d,
-                _ => {
-                    return Err(path
-                        .key("max_depth")
-                        .error(format!("must be between 1 and {MAX_MAX_DEPTH}, got {d}")));
-                }
-            },
-        };
-
-        if selectors.is_empty() && detectors.is_empty() {
-            return Err(path.error("nothing to mask: set fields or detectors"));
-        }
+    /// A masker of the `fields` selectors (keys compared case-insensitively
+    /// unless `case_sensitive`), no detectors, strategy `redact` with the
+    /// default replacement, nesting limit [`DEFAULT_MAX_DEPTH`]. An error
+    /// is the index of the offending selector in `fields` and the reason.
+    pub fn new(fields: &[String], case_sensitive: bool) -> Result<Self, (usize, String)> {
         Ok(Self {
-            selectors,
-            detectors,
-            strategy,
-            max_depth,
+            selectors: Selectors::new(fields, case_sensitive)?,
+            detectors: Detectors::default(),
+            strategy: Strategy::Redact(DEFAULT_REPLACEMENT.into()),
+            max_depth: DEFAULT_MAX_DEPTH,
         })
+    }
+
+    /// Also looks inside strings with these detectors (a repeated one is
+    /// enabled once).
+    pub fn with_detectors(mut self, detectors: &[Detector]) -> Self {
+        for d in detectors {
+            self.detectors.enable(*d);
+        }
+        self
+    }
+
+    /// Replaces selected values and findings by `strategy`: `replacement`
+    /// is `redact`'s text (default [`DEFAULT_REPLACEMENT`]), `hash_key`
+    /// `hash`'s key. The error is a reason without a field path: `hash`
+    /// needs a key of at least [`MIN_HASH_KEY_BYTES`] bytes.
+    pub fn with_strategy(
+        mut self,
+        strategy: StrategyName,
+        replacement: Option<&str>,
+        hash_key: Option<&[u8]>,
+    ) -> Result<Self, &'static str> {
+        let key = hash_key.and_then(HashKey::new);
+        self.strategy = Strategy::parse(strategy.as_str(), replacement, key)
+            .ok_or("needs a hash key of at least 16 bytes")?;
+        Ok(self)
+    }
+
+    /// Refuses bodies nested deeper than `max_depth` (the caller bounds
+    /// it, see [`MAX_MAX_DEPTH`]).
+    pub fn with_max_depth(mut self, max_depth: usize) -> Self {
+        self.max_depth = max_depth;
+        self
+    }
+
+    /// Whether it masks nothing at all (no selector, no detector).
+    pub fn is_empty(&self) -> bool {
+        self.selectors.is_empty() && self.detectors.is_empty()
     }
 
     /// True for the JSON media types: `application/json`, the legacy
@@ -223,35 +242,6 @@ impl Masker {
     /// for byte as it came.
     pub fn mask(&self, body: &[u8]) -> Result<Masked, MaskError> {
         json::rewrite(self, body)
-    }
-}
-
-/// `hash_key`: required by strategy `hash`, refused with any other.
-fn compile_hash_key(
-    spec: &MaskSpec,
-    strategy: &str,
-    path: &FieldPath,
-    env: EnvLookup<'_>,
-) -> Result<Option<HashKey>, ConfigError> {
-    match (&spec.hash_key, strategy == "hash") {
-        (None, true) => Err(path.error(format!(
-            "required with strategy \"hash\": an unkeyed hash of a phone or card number is reversed by \
-             hashing every possible number (well under a second for a phone plan); give a secret of at \
-             least {MIN_HASH_KEY_BYTES} bytes ({{\"env\": NAME}} or {{\"value\": ...}})"
-        ))),
-        (None, false) => Ok(None),
-        (Some(secret), true) => {
-            let text = secret_text(secret, path, env)?;
-            HashKey::new(text.as_bytes()).map(Some).ok_or_else(|| {
-                path.error(format!(
-                    "must be at least {MIN_HASH_KEY_BYTES} bytes long, got {}",
-                    text.len()
-                ))
-            })
-        }
-        (Some(_), false) => Err(path.error(format!(
-            "only used by strategy \"hash\", not {strategy:?}"
-        ))),
     }
 }
 

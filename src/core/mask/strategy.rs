@@ -91,8 +91,6 @@ pub(crate) enum Raw {
 }
 
 impl Strategy {
-    pub(crate) const NAMES: [&'static str; 3] = ["redact", "partial", "hash"];
-
     /// The strategy `name`; `hash` needs `hash_key` (None without one).
     pub(crate) fn parse(
         name: &str,

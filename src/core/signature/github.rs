@@ -6,14 +6,20 @@
 //! SHA-1 `X-Hub-Signature` is not accepted.
 
 use super::hmac_generic::{Encoding, HmacGeneric};
-use crate::config::{ConfigError, FieldPath};
+use super::keys::{Algorithm, HmacKey};
 
 const HEADER: &str = crate::core::names::header::GITHUB_SIGNATURE_256;
 const PREFIX: &str = "sha256=";
 
 /// GitHub's scheme: hex HMAC-SHA256 of the body after `sha256=`.
-pub(super) fn body_hmac(secrets: &[String], path: &FieldPath) -> Result<HmacGeneric, ConfigError> {
-    HmacGeneric::preset(HEADER, Some(PREFIX), Encoding::Hex, secrets, path)
+pub(super) fn body_hmac(secrets: Vec<HmacKey>) -> HmacGeneric {
+    HmacGeneric::new(
+        HEADER,
+        Algorithm::Sha256,
+        Encoding::Hex,
+        Some(PREFIX),
+        secrets,
+    )
 }
 
 #[cfg(test)]

@@ -3,16 +3,20 @@
 //! sha256 (default) | sha512 | sha1, `encoding` hex (default) | base64,
 //! after an optional literal `prefix` (e.g. `sha256=`). Keyed by the secret
 //! string; no timestamp. `github` and `shopify` are fixed presets of it
-//! ([`HmacGeneric::preset`]).
+//! (see `github.rs`, `shopify.rs`).
 
 use super::FailureReason;
 use super::compare::{self, header};
 use super::keys::{self, Algorithm, HmacKey};
-use crate::config::{ConfigError, FieldPath, SignatureSpec};
 use crate::core::headers::Headers;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Encoding {
+/// How the tag is written in the header (`signature.encoding` of scheme
+/// `hmac`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    #[default]
     Hex,
     Base64,
 }
@@ -25,81 +29,30 @@ pub(super) struct HmacGeneric {
     secrets: Vec<HmacKey>,
 }
 
-/// RFC 9110 token characters.
-fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 impl HmacGeneric {
     /// The header the signature comes in.
     pub(super) fn header(&self) -> &str {
         &self.header
     }
 
-    pub(super) fn compile(
-        spec: &SignatureSpec,
-        secrets: &[String],
-        path: &FieldPath,
-    ) -> Result<Self, ConfigError> {
-        let header = match &spec.header {
-            None => return Err(path.key("header").error("is required for scheme \"hmac\"")),
-            Some(h) if !is_token(h) => {
-                return Err(path
-                    .key("header")
-                    .error(format!("{h:?} is not a header name")));
-            }
-            Some(h) => h.to_ascii_lowercase(),
-        };
-        let algorithm = match spec.algorithm.as_deref() {
-            None => Algorithm::Sha256,
-            Some(name) => Algorithm::parse(name).ok_or_else(|| {
-                path.key("algorithm")
-                    .error(format!("{name:?} is not one of sha256, sha512, sha1"))
-            })?,
-        };
-        let encoding = match spec.encoding.as_deref() {
-            None | Some("hex") => Encoding::Hex,
-            Some("base64") => Encoding::Base64,
-            Some(other) => {
-                return Err(path
-                    .key("encoding")
-                    .error(format!("{other:?} is not one of hex, base64")));
-            }
-        };
-        let prefix = match &spec.prefix {
-            Some(p) if p.is_empty() => {
-                return Err(path.key("prefix").error("must not be empty when given"));
-            }
-            other => other.clone(),
-        };
-        Ok(Self {
-            header,
-            algorithm,
-            encoding,
-            prefix,
-            secrets: keys::raw_hmac_keys(secrets, algorithm, &path.key("secrets"))?,
-        })
-    }
-
-    /// A provider's fixed body-HMAC scheme (`github`, `shopify`).
-    pub(super) fn preset(
-        header: &'static str,
-        prefix: Option<&'static str>,
+    /// `header` (matched case-insensitively), tags of `algorithm` written
+    /// in `encoding` after the literal `prefix`; `secrets` are keyed for
+    /// `algorithm` (a key of another one never verifies: its tag has the
+    /// wrong length).
+    pub(super) fn new(
+        header: &str,
+        algorithm: Algorithm,
         encoding: Encoding,
-        secrets: &[String],
-        path: &FieldPath,
-    ) -> Result<Self, ConfigError> {
-        let algorithm = Algorithm::Sha256;
-        Ok(Self {
-            header: header.to_string(),
+        prefix: Option<&str>,
+        secrets: Vec<HmacKey>,
+    ) -> Self {
+        Self {
+            header: header.to_ascii_lowercase(),
             algorithm,
             encoding,
             prefix: prefix.map(str::to_string),
-            secrets: keys::raw_hmac_keys(secrets, algorithm, &path.key("secrets"))?,
-        })
+            secrets,
+        }
     }
 
     pub(super) fn secret_count(&self) -> usize {
@@ -219,42 +172,5 @@ mod tests {
             r#"{"scheme":"hmac","secrets":[{"value":"Joe"},{"value":"Jefe"}],"header":"x-signature"}"#,
         );
         assert_eq!(rotated.verify(&h(SHA256_HEX), BODY, 0), Ok(()));
-    }
-
-    #[test]
-    fn config_errors() {
-        let base = r#""scheme":"hmac","secrets":[{"value":"k"}]"#;
-        let e = compile_err(&format!("{{{base}}}"));
-        assert_eq!(
-            e,
-            "channels[0].signature.header: is required for scheme \"hmac\""
-        );
-        let e = compile_err(&format!(r#"{{{base},"header":"x sig"}}"#));
-        assert_eq!(
-            e,
-            "channels[0].signature.header: \"x sig\" is not a header name"
-        );
-        let e = compile_err(&format!(r#"{{{base},"header":"x-sig","algorithm":"md5"}}"#));
-        assert_eq!(
-            e,
-            "channels[0].signature.algorithm: \"md5\" is not one of sha256, sha512, sha1"
-        );
-        let e = compile_err(&format!(
-            r#"{{{base},"header":"x-sig","encoding":"base32"}}"#
-        ));
-        assert_eq!(
-            e,
-            "channels[0].signature.encoding: \"base32\" is not one of hex, base64"
-        );
-        let e = compile_err(&format!(r#"{{{base},"header":"x-sig","prefix":""}}"#));
-        assert_eq!(
-            e,
-            "channels[0].signature.prefix: must not be empty when given"
-        );
-        let e = compile_err(r#"{"scheme":"hmac","header":"x-sig"}"#);
-        assert_eq!(
-            e,
-            "channels[0].signature.secrets: needs at least one secret"
-        );
     }
 }

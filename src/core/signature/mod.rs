@@ -1,7 +1,9 @@
 //! Webhook signature verification (SPEC `signature`).
 //!
-//! [`Verifier::compile`] turns a `signature` section into decoded keys (the
-//! configuration is refused with a field path when anything is off);
+//! `config::compile_signature` checks a `signature` section and builds a
+//! [`Verifier`] through its typed constructors ([`Verifier::github`], ...)
+//! from keys decoded here ([`whsec`], [`whpk`], [`HmacKey::new`], each
+//! failing with a reason that config puts under the field's path);
 //! [`Verifier::verify`] checks one request's headers and complete raw body.
 //!
 //! | scheme | header(s) | signed content | encoding |
@@ -30,14 +32,11 @@
 //! verifies.
 //!
 //! ```
-//! use callback_guard::config::{FieldPath, SignatureSpec};
 //! use callback_guard::core::headers::Headers;
-//! use callback_guard::core::signature::{FailureReason, Verifier};
+//! use callback_guard::core::signature::{Algorithm, FailureReason, HmacKey, Verifier};
 //!
-//! let spec: SignatureSpec = serde_json::from_str(
-//!     r#"{"scheme":"github","secrets":[{"value":"It's a Secret to Everybody"}]}"#,
-//! ).unwrap();
-//! let verifier = Verifier::compile(&spec, &FieldPath::root(), &|_| None).unwrap();
+//! let key = HmacKey::new(Algorithm::Sha256, b"It's a Secret to Everybody").unwrap();
+//! let verifier = Verifier::github(vec![key]);
 //! // GitHub's documented example.
 //! let headers: Headers = [(
 //!     "X-Hub-Signature-256",
@@ -53,16 +52,14 @@ mod github;
 mod hmac_generic;
 mod keys;
 
-/// Reads one `{"value"}` / `{"env"}` secret (also used by `mask.hash_key`).
-pub(crate) use keys::{secret_text, whsec};
 mod shopify;
 mod slack;
 mod standard_webhooks;
 mod stripe;
 
-pub use keys::MAX_KEYS;
+pub use hmac_generic::Encoding;
+pub use keys::{Algorithm, HmacKey, MAX_KEYS, PublicKey, whpk, whsec};
 
-use crate::config::{ConfigError, EnvLookup, FieldPath, SignatureSpec};
 use crate::core::headers::Headers;
 use crate::core::names::header;
 use std::fmt;
@@ -109,7 +106,9 @@ impl FailureReason {
 }
 
 /// The signature schemes of SPEC `signature.scheme`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "kebab-case")]
 pub enum Scheme {
     StandardWebhooks,
     Svix,
@@ -197,98 +196,86 @@ impl fmt::Debug for Verifier {
 }
 
 impl Verifier {
-    /// Validates `spec` (field paths under `path`) and decodes its keys;
-    /// `env` resolves `{"env": NAME}` secrets.
-    pub fn compile(
-        spec: &SignatureSpec,
-        path: &FieldPath,
-        env: EnvLookup<'_>,
-    ) -> Result<Self, ConfigError> {
-        let scheme = Scheme::parse(&spec.scheme).ok_or_else(|| {
-            let known: Vec<&str> = Scheme::ALL.iter().map(|s| s.as_str()).collect();
-            path.key("scheme").error(format!(
-                "unknown scheme {:?} (expected one of: {})",
-                spec.scheme,
-                known.join(", ")
-            ))
-        })?;
+    /// `standard-webhooks`: `secrets` are HMAC-SHA256 keys of decoded
+    /// `whsec_` secrets ([`whsec`]), `public_keys` verify `v1a` entries.
+    pub fn standard_webhooks(
+        secrets: Vec<HmacKey>,
+        public_keys: Vec<PublicKey>,
+        tolerance_s: u64,
+    ) -> Self {
+        Self {
+            scheme: Scheme::StandardWebhooks,
+            inner: Inner::StandardWebhooks(standard_webhooks::StandardWebhooks::new(
+                false,
+                secrets,
+                public_keys,
+                tolerance_s,
+            )),
+        }
+    }
 
-        if scheme != Scheme::Hmac {
-            for (name, given) in [
-                ("header", spec.header.is_some()),
-                ("algorithm", spec.algorithm.is_some()),
-                ("encoding", spec.encoding.is_some()),
-                ("prefix", spec.prefix.is_some()),
-            ] {
-                if given {
-                    return Err(path.key(name).error(format!(
-                        "only applies to scheme \"hmac\", not {:?}",
-                        scheme.as_str()
-                    )));
-                }
-            }
+    /// `svix`: [`Verifier::standard_webhooks`] under the `svix-` header
+    /// names.
+    pub fn svix(secrets: Vec<HmacKey>, public_keys: Vec<PublicKey>, tolerance_s: u64) -> Self {
+        Self {
+            scheme: Scheme::Svix,
+            inner: Inner::StandardWebhooks(standard_webhooks::StandardWebhooks::new(
+                true,
+                secrets,
+                public_keys,
+                tolerance_s,
+            )),
         }
-        if !scheme.has_asymmetric() && !spec.public_keys.is_empty() {
-            return Err(path.key("public_keys").error(format!(
-                "scheme {:?} has no asymmetric (ed25519) variant",
-                scheme.as_str()
-            )));
-        }
-        let tolerance_s = match spec.tolerance_s {
-            Some(_) if !scheme.has_timestamp() => {
-                return Err(path.key("tolerance_s").error(format!(
-                    "scheme {:?} signs no timestamp; tolerance_s does not apply",
-                    scheme.as_str()
-                )));
-            }
-            Some(t) if !(1..=MAX_TOLERANCE_S).contains(&t) => {
-                return Err(path.key("tolerance_s").error(format!(
-                    "must be between 1 and {MAX_TOLERANCE_S} seconds, got {t}"
-                )));
-            }
-            Some(t) => t,
-            None => DEFAULT_TOLERANCE_S,
-        };
+    }
 
-        let secrets_path = path.key("secrets");
-        let texts = keys::secret_texts(&spec.secrets, &secrets_path, env)?;
-        if spec.public_keys.len() > MAX_KEYS {
-            return Err(path.key("public_keys").error(format!(
-                "at most {MAX_KEYS} public keys, got {}",
-                spec.public_keys.len()
-            )));
+    /// `stripe`: `secrets` are HMAC-SHA256 keys of the secret strings.
+    pub fn stripe(secrets: Vec<HmacKey>, tolerance_s: u64) -> Self {
+        Self {
+            scheme: Scheme::Stripe,
+            inner: Inner::Stripe(keys::TimestampedKeys::new(secrets, tolerance_s)),
         }
-        if texts.is_empty() && spec.public_keys.is_empty() {
-            return Err(secrets_path.error(if scheme.has_asymmetric() {
-                "needs at least one secret or public key"
-            } else {
-                "needs at least one secret"
-            }));
-        }
+    }
 
-        let inner = match scheme {
-            Scheme::StandardWebhooks | Scheme::Svix => {
-                Inner::StandardWebhooks(standard_webhooks::StandardWebhooks::compile(
-                    scheme,
-                    &texts,
-                    &spec.public_keys,
-                    path,
-                    tolerance_s,
-                )?)
-            }
-            Scheme::Stripe => {
-                Inner::Stripe(keys::TimestampedKeys::compile(&texts, path, tolerance_s)?)
-            }
-            Scheme::Github => Inner::BodyHmac(github::body_hmac(&texts, path)?),
-            Scheme::Slack => {
-                Inner::Slack(keys::TimestampedKeys::compile(&texts, path, tolerance_s)?)
-            }
-            Scheme::Shopify => Inner::BodyHmac(shopify::body_hmac(&texts, path)?),
-            Scheme::Hmac => {
-                Inner::BodyHmac(hmac_generic::HmacGeneric::compile(spec, &texts, path)?)
-            }
-        };
-        Ok(Self { scheme, inner })
+    /// `slack`: `secrets` are HMAC-SHA256 keys of the signing secrets.
+    pub fn slack(secrets: Vec<HmacKey>, tolerance_s: u64) -> Self {
+        Self {
+            scheme: Scheme::Slack,
+            inner: Inner::Slack(keys::TimestampedKeys::new(secrets, tolerance_s)),
+        }
+    }
+
+    /// `github`: `secrets` are HMAC-SHA256 keys of the secret strings.
+    pub fn github(secrets: Vec<HmacKey>) -> Self {
+        Self {
+            scheme: Scheme::Github,
+            inner: Inner::BodyHmac(github::body_hmac(secrets)),
+        }
+    }
+
+    /// `shopify`: `secrets` are HMAC-SHA256 keys of the client secrets.
+    pub fn shopify(secrets: Vec<HmacKey>) -> Self {
+        Self {
+            scheme: Scheme::Shopify,
+            inner: Inner::BodyHmac(shopify::body_hmac(secrets)),
+        }
+    }
+
+    /// `hmac`: the tag of `algorithm` over the body, written in `encoding`
+    /// after the literal `prefix`, in `header` (a valid header name; matched
+    /// case-insensitively). `secrets` are keys of `algorithm`.
+    pub fn hmac(
+        header: &str,
+        algorithm: Algorithm,
+        encoding: Encoding,
+        prefix: Option<&str>,
+        secrets: Vec<HmacKey>,
+    ) -> Self {
+        Self {
+            scheme: Scheme::Hmac,
+            inner: Inner::BodyHmac(hmac_generic::HmacGeneric::new(
+                header, algorithm, encoding, prefix, secrets,
+            )),
+        }
     }
 
     /// The SPEC scheme name, the value of `x-verified-signature`.
@@ -331,22 +318,77 @@ impl Verifier {
     }
 }
 
-/// Test helpers shared by the scheme modules.
+/// Test helpers shared by the scheme modules: verifiers from a small JSON
+/// description in the `signature` shape, built with the typed constructors
+/// (no configuration layer; the config checks are tested in
+/// `config::signature`).
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
-    use crate::config::SignatureSpec;
+    use serde_json::Value;
 
-    pub(crate) fn path() -> FieldPath {
-        FieldPath::root().key("channels").index(0).key("signature")
-    }
-
-    pub(crate) fn spec(json: &str) -> SignatureSpec {
-        serde_json::from_str(json).unwrap()
-    }
-
+    /// A verifier from `{"scheme", "secrets":[{"value"}], "public_keys",
+    /// "tolerance_s", "header", "algorithm", "encoding", "prefix"}`; panics
+    /// on anything it does not understand.
     pub(crate) fn compile(json: &str) -> Verifier {
-        Verifier::compile(&spec(json), &path(), &|_| None).unwrap()
+        let v: Value = serde_json::from_str(json).unwrap();
+        let scheme: Scheme = serde_json::from_value(v["scheme"].clone()).unwrap();
+        let texts: Vec<String> = v["secrets"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|s| s["value"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let public_keys: Vec<PublicKey> = v["public_keys"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|k| whpk(k.as_str().unwrap()).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let tolerance_s = v["tolerance_s"].as_u64().unwrap_or(DEFAULT_TOLERANCE_S);
+        let algorithm: Algorithm = match &v["algorithm"] {
+            Value::Null => Algorithm::Sha256,
+            a => serde_json::from_value(a.clone()).unwrap(),
+        };
+        let raw = |algorithm| -> Vec<HmacKey> {
+            texts
+                .iter()
+                .map(|t| HmacKey::new(algorithm, t.as_bytes()).unwrap())
+                .collect()
+        };
+        let whsec_keys = || -> Vec<HmacKey> {
+            texts
+                .iter()
+                .map(|t| HmacKey::new(Algorithm::Sha256, &whsec(t).unwrap()).unwrap())
+                .collect()
+        };
+        match scheme {
+            Scheme::StandardWebhooks => {
+                Verifier::standard_webhooks(whsec_keys(), public_keys, tolerance_s)
+            }
+            Scheme::Svix => Verifier::svix(whsec_keys(), public_keys, tolerance_s),
+            Scheme::Stripe => Verifier::stripe(raw(Algorithm::Sha256), tolerance_s),
+            Scheme::Slack => Verifier::slack(raw(Algorithm::Sha256), tolerance_s),
+            Scheme::Github => Verifier::github(raw(Algorithm::Sha256)),
+            Scheme::Shopify => Verifier::shopify(raw(Algorithm::Sha256)),
+            Scheme::Hmac => {
+                let encoding: Encoding = match &v["encoding"] {
+                    Value::Null => Encoding::Hex,
+                    e => serde_json::from_value(e.clone()).unwrap(),
+                };
+                Verifier::hmac(
+                    v["header"].as_str().unwrap(),
+                    algorithm,
+                    encoding,
+                    v["prefix"].as_str(),
+                    raw(algorithm),
+                )
+            }
+        }
     }
 
     /// A verifier of `scheme` with these inline secrets.
@@ -361,22 +403,12 @@ pub(crate) mod testing {
         ))
     }
 
-    pub(crate) fn compile_err(json: &str) -> String {
-        compile_err_env(json, &|_| None)
-    }
-
-    pub(crate) fn compile_err_env(json: &str, env: EnvLookup<'_>) -> String {
-        Verifier::compile(&spec(json), &path(), env)
-            .map(|v| format!("unexpectedly compiled: {v:?}"))
-            .unwrap_or_else(|e| e.to_string())
-    }
-
     pub(crate) fn headers(pairs: &[(&str, &str)]) -> Headers {
         pairs.iter().copied().collect()
     }
 
     pub(crate) fn hmac_sha256_hex(key: &[u8], parts: &[&[u8]]) -> String {
-        keys::HmacKey::new(keys::Algorithm::Sha256, key, &path())
+        HmacKey::new(Algorithm::Sha256, key)
             .unwrap()
             .tag(parts)
             .iter()
@@ -401,114 +433,10 @@ mod tests {
     }
 
     #[test]
-    fn unknown_scheme_is_refused_with_its_path() {
-        let e = compile_err(r#"{"scheme":"paypal","secrets":[{"value":"x"}]}"#);
-        assert!(
-            e.starts_with("channels[0].signature.scheme: unknown scheme \"paypal\""),
-            "{e}"
+    fn debug_never_shows_secrets() {
+        let v = compile(
+            r#"{"scheme":"svix","secrets":[{"value":"whsec_c3VwZXItc2VjcmV0LWJ5dGVz"},{"value":"whsec_ZW52LXNlY3JldC1ieXRlcw=="}]}"#,
         );
-    }
-
-    #[test]
-    fn schemes_need_keys() {
-        for scheme in ["stripe", "github", "slack", "shopify"] {
-            let e = compile_err(&format!(r#"{{"scheme":"{scheme}"}}"#));
-            assert_eq!(
-                e,
-                "channels[0].signature.secrets: needs at least one secret"
-            );
-        }
-        let e = compile_err(r#"{"scheme":"svix"}"#);
-        assert_eq!(
-            e,
-            "channels[0].signature.secrets: needs at least one secret or public key"
-        );
-    }
-
-    #[test]
-    fn fields_that_do_not_apply_are_refused() {
-        let e = compile_err(r#"{"scheme":"stripe","secrets":[{"value":"x"}],"header":"x-sig"}"#);
-        assert!(
-            e.starts_with("channels[0].signature.header: only applies to scheme \"hmac\""),
-            "{e}"
-        );
-        let e = compile_err(
-            r#"{"scheme":"github","secrets":[{"value":"x"}],
-                "public_keys":["whpk_ZlN4eg7dSSqi0moX9hQUk3orrOouK3QVQSlJa248c/g="]}"#,
-        );
-        assert!(
-            e.starts_with("channels[0].signature.public_keys: scheme \"github\" has no asymmetric"),
-            "{e}"
-        );
-        let e = compile_err(r#"{"scheme":"shopify","secrets":[{"value":"x"}],"tolerance_s":60}"#);
-        assert!(
-            e.starts_with(
-                "channels[0].signature.tolerance_s: scheme \"shopify\" signs no timestamp"
-            ),
-            "{e}"
-        );
-        let e = compile_err(r#"{"scheme":"stripe","secrets":[{"value":"x"}],"tolerance_s":0}"#);
-        assert_eq!(
-            e,
-            "channels[0].signature.tolerance_s: must be between 1 and 3600 seconds, got 0"
-        );
-        for t in ["3601", "18446744073709551615"] {
-            let e = compile_err(&format!(
-                r#"{{"scheme":"stripe","secrets":[{{"value":"x"}}],"tolerance_s":{t}}}"#
-            ));
-            assert!(
-                e.starts_with("channels[0].signature.tolerance_s: must be between 1 and 3600"),
-                "{e}"
-            );
-        }
-        // Negative, fractional and out-of-u64 values fail in serde, with the path.
-        for t in ["-1", "1.5", "1e400"] {
-            let doc = format!(
-                r#"{{"channels":[{{"name":"a","match":{{"path_prefix":"/"}},
-                    "signature":{{"scheme":"stripe","secrets":[{{"value":"x"}}],"tolerance_s":{t}}}}}]}}"#
-            );
-            let e = crate::config::load(doc.as_bytes(), &|_| None).unwrap_err();
-            assert_eq!(e.path, "channels[0].signature.tolerance_s", "{t}: {e}");
-        }
-    }
-
-    #[test]
-    fn secret_errors_carry_the_item_path() {
-        let e = compile_err(
-            r#"{"scheme":"standard-webhooks","secrets":[{"value":"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},{"env":"PAYMENTS_SECRET"}]}"#,
-        );
-        assert_eq!(
-            e,
-            "channels[0].signature.secrets[1]: env var PAYMENTS_SECRET is not set"
-        );
-        let e = compile_err(r#"{"scheme":"stripe","secrets":[{"value":"a","env":"B"}]}"#);
-        assert_eq!(
-            e,
-            "channels[0].signature.secrets[0]: give either `value` or `env`, not both"
-        );
-        let e = compile_err(r#"{"scheme":"stripe","secrets":[{}]}"#);
-        assert_eq!(
-            e,
-            "channels[0].signature.secrets[0]: needs `value` or `env`"
-        );
-    }
-
-    #[test]
-    fn too_many_keys_are_refused() {
-        let many = [r#"{"value":"k"}"#; MAX_KEYS + 1].join(",");
-        let e = compile_err(&format!(r#"{{"scheme":"github","secrets":[{many}]}}"#));
-        assert!(e.contains("secrets: at most 8 secrets"), "{e}");
-    }
-
-    #[test]
-    fn debug_and_errors_never_show_secrets() {
-        let env = |_: &str| Some("whsec_ZW52LXNlY3JldC1ieXRlcw==".to_string());
-        let v = Verifier::compile(
-            &spec(r#"{"scheme":"svix","secrets":[{"value":"whsec_c3VwZXItc2VjcmV0LWJ5dGVz"},{"env":"E"}]}"#),
-            &path(),
-            &env,
-        )
-        .unwrap();
         let shown = format!("{v:?}");
         for needle in ["c3VwZXI", "ZW52LX", "super", "env-secret"] {
             assert!(!shown.contains(needle), "{shown}");
@@ -517,10 +445,6 @@ mod tests {
             shown.contains("<redacted>") && shown.contains("svix"),
             "{shown}"
         );
-
-        let e = compile_err(r#"{"scheme":"svix","secrets":[{"value":"whsec_sup3r$ecret!"}]}"#);
-        assert!(!e.contains("sup3r"), "{e}");
-        assert!(e.starts_with("channels[0].signature.secrets[0]: "), "{e}");
     }
 
     #[test]

@@ -4,13 +4,13 @@
 //! the app's client secret string. No timestamp is signed.
 
 use super::hmac_generic::{Encoding, HmacGeneric};
-use crate::config::{ConfigError, FieldPath};
+use super::keys::{Algorithm, HmacKey};
 
 const HEADER: &str = crate::core::names::header::SHOPIFY_HMAC;
 
 /// Shopify's scheme: base64 HMAC-SHA256 of the body, no prefix.
-pub(super) fn body_hmac(secrets: &[String], path: &FieldPath) -> Result<HmacGeneric, ConfigError> {
-    HmacGeneric::preset(HEADER, None, Encoding::Base64, secrets, path)
+pub(super) fn body_hmac(secrets: Vec<HmacKey>) -> HmacGeneric {
+    HmacGeneric::new(HEADER, Algorithm::Sha256, Encoding::Base64, None, secrets)
 }
 
 #[cfg(test)]

@@ -9,9 +9,8 @@
 //! versions are skipped (the spec reserves them for future use).
 
 use super::compare::{self, header};
-use super::keys::{self, Algorithm, HmacKey};
-use super::{FailureReason, MAX_SIGNATURE_ENTRIES, Scheme};
-use crate::config::{ConfigError, FieldPath};
+use super::keys::{self, HmacKey};
+use super::{FailureReason, MAX_SIGNATURE_ENTRIES};
 use crate::core::headers::Headers;
 use crate::core::names;
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -47,38 +46,20 @@ pub(super) struct StandardWebhooks {
 }
 
 impl StandardWebhooks {
-    pub(super) fn compile(
-        scheme: Scheme,
-        secrets: &[String],
-        public_keys: &[String],
-        path: &FieldPath,
+    /// `secrets`: HMAC-SHA256 keys of the decoded `whsec_` secrets;
+    /// `svix` picks the `svix-` header names.
+    pub(super) fn new(
+        svix: bool,
+        secrets: Vec<HmacKey>,
+        public_keys: Vec<VerifyingKey>,
         tolerance_s: u64,
-    ) -> Result<Self, ConfigError> {
-        let secrets_path = path.key("secrets");
-        let secrets = secrets
-            .iter()
-            .enumerate()
-            .map(|(i, text)| {
-                let item = secrets_path.index(i);
-                HmacKey::new(Algorithm::Sha256, &keys::whsec(text, &item)?, &item)
-            })
-            .collect::<Result<_, _>>()?;
-        let keys_path = path.key("public_keys");
-        let public_keys = public_keys
-            .iter()
-            .enumerate()
-            .map(|(i, text)| keys::whpk(text, &keys_path.index(i)))
-            .collect::<Result<_, _>>()?;
-        Ok(Self {
-            names: if scheme == Scheme::Svix {
-                SVIX
-            } else {
-                STANDARD
-            },
+    ) -> Self {
+        Self {
+            names: if svix { SVIX } else { STANDARD },
             secrets,
             public_keys,
             tolerance_s,
-        })
+        }
     }
 
     /// The id, timestamp and signature header names of this flavour.
@@ -398,26 +379,5 @@ mod tests {
             ]);
             assert_eq!(both.verify(&h, PAYLOAD, TS), Ok(()), "{sig}");
         }
-    }
-
-    #[test]
-    fn key_config_errors() {
-        let e = compile_err(r#"{"scheme":"standard-webhooks","secrets":[{"value":"whsec_%%%"}]}"#);
-        assert!(
-            e.starts_with("channels[0].signature.secrets[0]: is not a whsec_ secret"),
-            "{e}"
-        );
-        let e = compile_err(
-            r#"{"scheme":"standard-webhooks","public_keys":["whsk_ZlN4eg7dSSqi0moX9hQUk3orrOouK3QVQSlJa248c/g="]}"#,
-        );
-        assert_eq!(
-            e,
-            "channels[0].signature.public_keys[0]: must start with `whpk_`"
-        );
-        let e = compile_err(r#"{"scheme":"standard-webhooks","public_keys":["whpk_AAAA"]}"#);
-        assert!(
-            e.starts_with("channels[0].signature.public_keys[0]: must be `whpk_` + base64"),
-            "{e}"
-        );
     }
 }
