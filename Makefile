@@ -50,7 +50,7 @@ CARGO_FUZZ_DIR := $(TOOLS)/cargo-fuzz-$(CARGO_FUZZ_VERSION)
 
 export PATH := $(WBG_DIR)/bin:$(CARGO_FUZZ_DIR)/bin:$(PATH)
 
-.PHONY: help setup toolchain envoy wasm-bindgen wasm lint unit wasm-unit e2e test soak run bench bench-core bench-tools noop-wasm clean oci validate schema fuzz fuzz-tools
+.PHONY: help setup toolchain envoy wasm-bindgen wasm lint unit wasm-unit e2e test soak run bench bench-core bench-tools noop-wasm clean oci validate schema fuzz fuzz-tools state-tools
 
 help:
 	@echo "Entry points (each installs what it needs):"
@@ -71,6 +71,7 @@ help:
 	@echo "  make bench    - Envoy benchmark (plain / no-op wasm / callback-guard scenarios) -> BENCHMARKS.md"
 	@echo "  make bench-core - criterion benchmarks of the pure core"
 	@echo "  make bench-tools - install wrk (for make bench)"
+	@echo "  make state-tools - install redis-server and webdis (fleet-state e2e tests; make e2e runs it)"
 	@echo "  make noop-wasm - build the no-op control filter of make bench"
 	@echo "  make fuzz     - run each cargo-fuzz target (nightly) for FUZZ_RUNS ($(FUZZ_RUNS)) executions or"
 	@echo "                  FUZZ_SECONDS ($(FUZZ_SECONDS)) each -> fuzz section of RELIABILITY.md [FUZZ_TARGETS='mask trace']"
@@ -120,7 +121,7 @@ wasm-unit: toolchain wasm-bindgen
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 	  cargo test --target wasm32-unknown-unknown --no-default-features --lib
 
-e2e: wasm envoy
+e2e: wasm envoy state-tools
 	ENVOY_BIN=$(abspath $(ENVOY)) CALLBACK_GUARD_WASM=$(abspath $(WASM)) \
 	  cargo test --features cli --test '*' -- --test-threads $(E2E_THREADS)
 
@@ -196,6 +197,16 @@ bench-tools:
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq wrk; }
 	@command -v taskset >/dev/null || echo "taskset not found: the benchmark runs unpinned"
+
+# Fleet state (issue #15): the e2e tests start redis-server and webdis (its
+# HTTP front) as processes on loopback ports of their own, so only the
+# binaries are needed; Debian packages, installed once (root or sudo).
+state-tools:
+	@command -v redis-server >/dev/null && command -v webdis >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "redis-server and webdis are required (apt-get not found: install them yourself)"; exit 1; }; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq redis-server webdis; }
+	@redis-server --version
 
 # Criterion benchmarks of the pure core.
 bench-core:
