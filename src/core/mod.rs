@@ -21,4 +21,5 @@ pub mod rng;
 pub mod routing;
 pub mod shared;
 pub mod signature;
+pub mod state;
 pub mod trace;
