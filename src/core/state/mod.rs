@@ -103,7 +103,7 @@ pub enum Fallback {
 /// The HTTP front the store is reached through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
-    /// webdis (JSON over HTTP, `POST /` with `EVALSHA/...` in the body).
+    /// webdis (JSON over HTTP, `GET /EVALSHA/...`).
     Webdis,
 }
 

@@ -18,8 +18,13 @@ fn policy() -> StatePolicy {
     }
 }
 
-fn body(req: &HttpRequest) -> String {
-    String::from_utf8(req.body.clone()).unwrap()
+fn path(req: &HttpRequest) -> String {
+    assert!(req.body.is_empty());
+    req.headers
+        .iter()
+        .find(|(k, _)| k == ":path")
+        .map(|(_, v)| v.clone())
+        .unwrap()
 }
 
 #[test]
@@ -46,7 +51,7 @@ fn keys_are_prefixed_hashed_and_tagged() {
 }
 
 #[test]
-fn a_query_becomes_a_webdis_post_with_every_argument_encoded() {
+fn a_query_becomes_a_webdis_get_with_every_argument_encoded() {
     let p = policy();
     let q = Query::DedupBegin {
         key: "cg:dedup:a:00".into(),
@@ -58,8 +63,8 @@ fn a_query_becomes_a_webdis_post_with_every_argument_encoded() {
         req.headers[..3],
         [
             (":authority".to_string(), "webdis".to_string()),
-            (":method".to_string(), "POST".to_string()),
-            (":path".to_string(), "/".to_string()),
+            (":method".to_string(), "GET".to_string()),
+            (":path".to_string(), path(&req)),
         ]
     );
     assert!(
@@ -67,15 +72,15 @@ fn a_query_becomes_a_webdis_post_with_every_argument_encoded() {
             .contains(&("authorization".into(), "Basic Y2c6cHc=".into()))
     );
     assert_eq!(
-        body(&req),
+        path(&req),
         format!(
-            "EVALSHA/{}/1/cg%3Adedup%3Aa%3A00/t%2F1%2Ex%2By/60000",
+            "/EVALSHA/{}/1/cg%3Adedup%3Aa%3A00/t%2F1%2Ex%2By/60000",
             DEDUP_BEGIN.sha1_hex()
         )
     );
-    let full = body(&p.request(&q, true));
-    assert!(full.starts_with("EVAL/--%20callback-guard"), "{full}");
-    let source = &full["EVAL/".len()..full.find("/1/cg%3A").unwrap()];
+    let full = path(&p.request(&q, true));
+    assert!(full.starts_with("/EVAL/--%20callback-guard"), "{full}");
+    let source = &full["/EVAL/".len()..full.find("/1/cg%3A").unwrap()];
     assert!(!source.contains(['/', '.', '+', ' ', '\n']), "{source}");
     assert!(full.ends_with("/1/cg%3Adedup%3Aa%3A00/t%2F1%2Ex%2By/60000"));
 }

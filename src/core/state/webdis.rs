@@ -1,6 +1,12 @@
-//! The webdis front: `POST /` with `EVALSHA/<sha1>/<numkeys>/<key>.../<arg>...`
-//! in the body (or `EVAL/<source>/...` to load a script), answered with
-//! JSON `{"EVALSHA": <reply>}`.
+//! The webdis front: `GET /EVALSHA/<sha1>/<numkeys>/<key>.../<arg>...` (or
+//! `/EVAL/<source>/...` to load a script), answered with JSON
+//! `{"EVALSHA": <reply>}`.
+//!
+//! `GET` with the command in the path, not `POST /` with it in the body:
+//! webdis 0.1.9 never answers a `POST` whose body arrives in a later read
+//! than its headers (checked: the request hangs until the client gives
+//! up), and a proxy may well write headers and body separately. A path of
+//! several KiB (`EVAL` with a script's source) is read fine.
 //!
 //! Checked against webdis 0.1.9 (Debian bookworm) and Redis 7.0:
 //! - `/` separates arguments and a trailing `.ext` picks the output format,
@@ -24,27 +30,23 @@ const MAX_ERROR_LEN: usize = 160;
 
 impl Front for Webdis {
     fn request(&self, call: &Call, full: bool) -> HttpRequest {
-        let mut body = String::new();
+        let mut path = String::new();
         if full {
-            body.push_str("EVAL/");
-            encode_into(&mut body, call.script.source);
+            path.push_str("/EVAL/");
+            encode_into(&mut path, call.script.source);
         } else {
-            body.push_str("EVALSHA/");
-            body.push_str(&call.script.sha1_hex());
+            path.push_str("/EVALSHA/");
+            path.push_str(&call.script.sha1_hex());
         }
-        body.push('/');
-        body.push_str(&call.keys.len().to_string());
+        path.push('/');
+        path.push_str(&call.keys.len().to_string());
         for part in call.keys.iter().chain(&call.args) {
-            body.push('/');
-            encode_into(&mut body, part);
+            path.push('/');
+            encode_into(&mut path, part);
         }
         HttpRequest {
-            headers: vec![
-                (":method".into(), "POST".into()),
-                (":path".into(), "/".into()),
-                ("content-type".into(), "text/plain".into()),
-            ],
-            body: body.into_bytes(),
+            headers: vec![(":method".into(), "GET".into()), (":path".into(), path)],
+            body: Vec::new(),
         }
     }
 
