@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Fleet state against a real Redis behind webdis (issue #15): the lock-down
 //! holds, and the Lua scripts of `core::state` do the atomic thing under
 //! concurrency. No Envoy here: the queries go from `core::state` straight to
