@@ -33,6 +33,7 @@ mod mask;
 mod policy;
 mod routing;
 mod signature;
+mod state;
 
 pub use admission::AdmissionSpec;
 pub use channel::{ChannelSpec, EmptyAction, EmptySpec, MatchSpec};
@@ -43,6 +44,7 @@ pub use mask::MaskSpec;
 pub use policy::{ChannelPolicy, DEFAULT_CLUSTER_HEADER, Policy};
 pub use routing::{ChannelRoutingSpec, ClusterSpec, RoutingSpec};
 pub use signature::{DedupSpec, SecretSpec, SignatureSpec};
+pub use state::StateSpec;
 
 use serde::Deserialize;
 
@@ -94,6 +96,10 @@ pub struct ConfigSpec {
         schemars(length(max = 64), inner(regex(pattern = r"^/")))
     )]
     pub reject_unmatched: Option<Vec<String>>,
+    /// *Extension* (issue #15). Fleet-wide dedup and limits in Redis,
+    /// through an HTTP front in an Envoy cluster.
+    #[serde(default)]
+    pub state: Option<StateSpec>,
 }
 
 /// Step 1: JSON to the serde model. An empty document means "no channels".

@@ -29,6 +29,8 @@ pub struct Policy {
     pub dead_letter: Option<crate::core::deadletter::DeadLetterPolicy>,
     /// `reject_unmatched`: canonical, lower-case guard prefixes.
     pub guards: Vec<String>,
+    /// `state`: fleet-wide dedup and limits (issue #15).
+    pub state: Option<crate::core::state::StatePolicy>,
 }
 
 /// One channel, compiled.
@@ -149,6 +151,11 @@ pub(super) fn compile(
             .map_err(|e| errors.push(e))
             .ok()
     });
+    let state = spec.state.as_ref().and_then(|s| {
+        super::state::compile(s, &root.key("state"), env)
+            .map_err(|e| errors.push(e))
+            .ok()
+    });
     if let Some(errors) = ConfigErrors::from_vec(errors) {
         return Err(errors);
     }
@@ -160,6 +167,7 @@ pub(super) fn compile(
         refusal_log,
         dead_letter,
         guards,
+        state,
     })
 }
 
