@@ -26,6 +26,10 @@ pub const DURATION_MS: &str = "callback_duration_ms";
 /// Dead-letter copies, by `channel` and `result` (`sent`, `failed`,
 /// `dropped`; see [`crate::core::deadletter`]).
 pub const DEADLETTER_TOTAL: &str = "callback_deadletter_total";
+/// Fleet-state store calls that failed (timeout, front or Redis down, an
+/// error answer), by `op` ([`crate::core::state::OPS`]); the configured
+/// `state.on_unavailable` fallback decided instead.
+pub const STATE_ERRORS_TOTAL: &str = "callback_state_errors_total";
 /// Requests refused by channel selection (label `reason`: `no_channel`,
 /// `ambiguous_path`; see [`crate::core::channel::Refusal`]).
 pub const UNMATCHED_TOTAL: &str = "callback_unmatched_total";
