@@ -363,3 +363,61 @@ fn numbers_are_written_as_lua_reads_them() {
     assert_eq!(number(2.5), "2.5");
     assert_eq!(number(1.0 / 3.0), "0.333333");
 }
+
+#[cfg(not(target_arch = "wasm32"))]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// webdis's own decoding: `%XX` to a byte, `+` to a space.
+    fn decode(s: &str) -> Vec<u8> {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'%' => {
+                    let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap();
+                    out.push(u8::from_str_radix(hex, 16).unwrap());
+                    i += 3;
+                }
+                b'+' => {
+                    out.push(b' ');
+                    i += 1;
+                }
+                c => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn any_answer_is_a_typed_result_never_a_panic(
+            status in prop_oneof![Just(200u32), 0u32..1000],
+            body in proptest::collection::vec(any::<u8>(), 0..64),
+            values in proptest::collection::vec(any::<i64>(), 0..4),
+        ) {
+            let p = policy();
+            let json = format!(r#"{{"EVALSHA":{values:?}}}"#);
+            for q in [
+                Query::DedupBegin { key: "k".into(), token: "t".into(), in_flight_ms: 1 },
+                Query::DedupForget { key: "k".into(), token: "t".into() },
+                Query::Lease { buckets: Vec::new(), want: 2 },
+            ] {
+                let _ = p.answer(&q, status, &body);
+                let _ = p.answer(&q, 200, json.as_bytes());
+            }
+        }
+
+        #[test]
+        fn every_argument_reaches_redis_byte_for_byte(arg in ".*") {
+            let encoded = webdis::encode(&arg);
+            prop_assert!(!encoded.contains(['/', '.', '+', '?', '#', ' ']));
+            prop_assert_eq!(decode(&encoded), arg.as_bytes());
+        }
+    }
+}
