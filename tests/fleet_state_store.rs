@@ -52,6 +52,21 @@ fn smoke_set_nx_ex_through_webdis_and_the_lock_down() {
     assert!(store.get(&other).body_str().contains("NOPERM"));
 }
 
+#[test]
+fn the_state_section_compiles_to_the_policy_the_store_is_tested_with() {
+    let store = Store::start();
+    let doc = serde_json::json!({ "state": store.state_config("fleet-state") });
+    let policy = callback_guard::config::load(doc.to_string().as_bytes(), &|_| None).unwrap();
+    assert_eq!(policy.state, Some(store.policy()));
+    // And that policy talks to the store.
+    let p = policy.state.unwrap();
+    let key = p.dedup_key("payments", "msg_config");
+    assert_eq!(
+        store.run(&p, &begin(&key, "a")),
+        Ok(Answer::Dedup(DedupOutcome::First))
+    );
+}
+
 fn begin(key: &str, token: &str) -> Query {
     Query::DedupBegin {
         key: key.into(),

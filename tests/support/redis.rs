@@ -190,7 +190,19 @@ impl Store {
             .unwrap_or_else(|e| panic!("webdis {command}: {e}\n{}", self.logs()))
     }
 
-    /// A state policy for this store (the cluster name is unused natively).
+    /// The policy's `state` section for an Envoy whose cluster `cluster`
+    /// points at [`Self::webdis_port`] (`EnvoyBuilder::cluster`).
+    pub fn state_config(&self, cluster: &str) -> serde_json::Value {
+        serde_json::json!({
+            "cluster": cluster,
+            "authority": "webdis",
+            "timeout_ms": 1000,
+            "basic_auth": {"value": WEBDIS_USER},
+        })
+    }
+
+    /// A state policy for this store (the cluster name is unused natively):
+    /// what [`Self::state_config`] compiles to.
     pub fn policy(&self) -> StatePolicy {
         StatePolicy {
             cluster: "fleet-state".into(),
