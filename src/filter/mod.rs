@@ -5,7 +5,7 @@
 
 mod http_context;
 mod root_context;
-#[allow(dead_code)] // wired into the request flow in the next step of issue #15
+#[allow(dead_code)] // the request flow uses it in the next step of issue #15
 pub(crate) mod state;
 mod worker;
 
