@@ -50,7 +50,7 @@ CARGO_FUZZ_DIR := $(TOOLS)/cargo-fuzz-$(CARGO_FUZZ_VERSION)
 
 export PATH := $(WBG_DIR)/bin:$(CARGO_FUZZ_DIR)/bin:$(PATH)
 
-.PHONY: help setup toolchain envoy wasm-bindgen wasm lint unit wasm-unit e2e test soak run bench bench-core bench-tools noop-wasm clean oci validate schema fuzz fuzz-tools state-tools
+.PHONY: help setup toolchain envoy wasm-bindgen wasm lint unit wasm-unit e2e test soak run bench bench-core bench-tools noop-wasm hostcall-wasm ext-authz-verifier clean oci validate schema fuzz fuzz-tools state-tools
 
 help:
 	@echo "Entry points (each installs what it needs):"
@@ -68,11 +68,13 @@ help:
 	@echo "  make wasm-unit - the core's unit tests compiled to wasm32, run in node"
 	@echo "  make e2e      - tests against a real Envoy (E2E_THREADS=$(E2E_THREADS))"
 	@echo "  make soak     - 1 M mixed requests against a 2-worker Envoy -> the soak section of RELIABILITY.md"
-	@echo "  make bench    - Envoy benchmark (plain / no-op wasm / callback-guard scenarios) -> BENCHMARKS.md"
+	@echo "  make bench    - Envoy benchmark (plain / no-op / callback-guard / Lua and ext_authz peers) -> BENCHMARKS.md"
+	@echo "                  BENCH_QUICK=1: seconds per scenario -> target/bench/BENCHMARKS.quick.md"
 	@echo "  make bench-core - criterion benchmarks of the pure core"
 	@echo "  make bench-tools - install wrk (for make bench)"
 	@echo "  make state-tools - install redis-server and webdis (fleet-state e2e tests; make e2e runs it)"
-	@echo "  make noop-wasm - build the no-op control filter of make bench"
+	@echo "  make noop-wasm / hostcall-wasm / ext-authz-verifier - the pieces make bench builds"
+	@echo "                  (no-op control filter, host-call counting build, ext_authz peer's verifier)"
 	@echo "  make fuzz     - run each cargo-fuzz target (nightly) for FUZZ_RUNS ($(FUZZ_RUNS)) executions or"
 	@echo "                  FUZZ_SECONDS ($(FUZZ_SECONDS)) each -> fuzz section of RELIABILITY.md [FUZZ_TARGETS='mask trace']"
 	@echo "  make fuzz-tools - install nightly and cargo-fuzz $(CARGO_FUZZ_VERSION) (for make fuzz)"
@@ -181,15 +183,28 @@ fuzz: fuzz-tools
 	  --targets "$(FUZZ_TARGETS)" --sanitizer $(FUZZ_SANITIZER)
 
 # The Envoy benchmark: single-worker proxies (plain, no-op wasm control,
-# callback-guard scenarios) in front of a direct_response upstream, loaded by
-# wrk; writes BENCHMARKS.md. Knobs: BENCH_DURATION, BENCH_ROUNDS, BENCH_WARMUP,
-# BENCH_CONNECTIONS (see bench/run.py). Under 10 minutes on 2 cores.
-bench: wasm noop-wasm envoy bench-tools
+# callback-guard scenarios, the Lua and ext_authz peers) in front of a
+# direct_response upstream, loaded by wrk; host calls per request from the
+# hostcall-count build; writes BENCHMARKS.md. BENCH_QUICK=1: a few seconds
+# per scenario, report in target/bench/BENCHMARKS.quick.md (proves the
+# harness, numbers are noise). Knobs: BENCH_DURATION, BENCH_ROUNDS,
+# BENCH_WARMUP, BENCH_CONNECTIONS, BENCH_ONLY, ... (python3 bench/run.py --help).
+# About 12 minutes on 2 cores, plus the builds.
+bench: wasm hostcall-wasm noop-wasm ext-authz-verifier envoy bench-tools
 	python3 bench/run.py
+
+# The filter with the hostcall-count feature (counts every host call), in
+# its own target dir so the shipped build is untouched.
+hostcall-wasm: toolchain
+	cargo build --release --target wasm32-wasip1 --lib --features hostcall-count --target-dir target/hostcall-count
 
 # The no-op proxy-wasm filter the benchmark uses as its control.
 noop-wasm: toolchain
 	cargo build --release --target wasm32-wasip1 --manifest-path bench/noop/Cargo.toml --target-dir target/noop
+
+# The ext_authz peer's signature verifier (a native Rust service).
+ext-authz-verifier: toolchain
+	cargo build --release --locked --manifest-path bench/ext-authz-verifier/Cargo.toml --target-dir target/ext-authz-verifier
 
 bench-tools:
 	@command -v wrk >/dev/null || { \

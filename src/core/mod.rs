@@ -16,6 +16,7 @@ pub mod mask;
 pub mod metrics;
 pub mod pipeline;
 pub mod reply;
+pub mod request;
 pub mod resign;
 pub mod rng;
 pub mod routing;

@@ -13,9 +13,14 @@
 //! 4. **admission** buckets of a signed channel, drawn only now.
 //! 5. **dedup** after verification, so forged requests cannot plant ids.
 //! 6. **mask** last: it changes the bytes the signature was computed over.
+//!
+//! Steps 4 and 5 ask the state store ([`Query`]); [`BodyCheck`] stops
+//! there and goes on with the answer, so the answer may come later (see
+//! [`crate::core::request`]). [`inspect_body`] runs the whole sequence
+//! with a store that answers at once.
 
 use crate::config::{ChannelPolicy, EmptyAction};
-use crate::core::admission::{self, AdmissionPolicy, ChannelLimit, Decision};
+use crate::core::admission::{AdmissionPolicy, ChannelLimit, Decision};
 use crate::core::dedup::DedupOutcome;
 use crate::core::empty;
 use crate::core::encoding;
@@ -23,6 +28,7 @@ use crate::core::headers::Headers;
 use crate::core::mask::{MaskError, Masker};
 use crate::core::metrics::{self, stat_name};
 use crate::core::reply::LocalReply;
+use crate::core::request::store::{self, Answer, Query, StoreWrite};
 use crate::core::shared::SharedStore;
 use crate::core::signature::FailureReason;
 
@@ -94,8 +100,6 @@ pub enum BodyAction {
     Forward {
         /// Replacement body (masked), when it changed.
         body: Option<Vec<u8>>,
-        /// The scheme that verified, for `x-verified-signature`.
-        verified: Option<&'static str>,
         /// Remembered by dedup; forgotten again if the upstream fails, so
         /// the provider's retry is not answered as a duplicate.
         dedup_key: Option<String>,
@@ -106,8 +110,12 @@ pub enum BodyAction {
 pub struct BodyVerdict {
     pub action: BodyAction,
     pub events: Vec<Event>,
-    /// Verified scheme also on replies (a duplicate was verified too).
+    /// The scheme that verified (for `x-verified-signature`), also on
+    /// replies (a duplicate was verified too).
     pub verified: Option<&'static str>,
+    /// Refused after dedup remembered the delivery in flight: forget it,
+    /// so a corrected redelivery is not told to wait.
+    pub forget: Option<String>,
 }
 
 /// Input of [`inspect_body`].
@@ -122,136 +130,253 @@ pub struct BodyInput<'a> {
     pub admission: Option<PendingAdmission<'a>>,
 }
 
+/// The body checks in one go, with the state store answering at once:
+/// [`BodyCheck`] driven to its verdict.
 pub fn inspect_body(
     ch: &ChannelPolicy,
     input: &BodyInput<'_>,
     store: &dyn SharedStore,
 ) -> BodyVerdict {
-    let mut events = Vec::new();
-    let reply = |reply: LocalReply, events: Vec<Event>, verified| BodyVerdict {
-        action: BodyAction::Reply(reply),
-        events,
-        verified,
-    };
-
-    let encoded = encoding::is_encoded(input.headers);
-    if let Some(dedup) = &ch.dedup
-        && dedup.id_malformed(input.headers)
-    {
-        // Two ids (or a non-ASCII one): the service could see another copy
-        // than the one deduplicated. Checked before the signature, so a
-        // refused request never counts as verified.
-        if ch.signature.is_some() {
-            events.push(Event::SignatureFailed(FailureReason::Malformed));
-            return reply(signature_reply(FailureReason::Malformed), events, None);
+    let admission = input.admission.and_then(|p| p.admission);
+    let mut check = BodyCheck::new(input);
+    let mut step = check.start(ch, input.headers, input.body);
+    loop {
+        match step {
+            BodyStep::Query(query) => {
+                let answer = store::answer(&query, admission, ch, store);
+                step = check.resume(ch, input.headers, input.body, answer);
+            }
+            BodyStep::Done(verdict) => {
+                if let Some(key) = &verdict.forget {
+                    store::write(&StoreWrite::DedupForget { key: key.clone() }, ch, store);
+                }
+                return verdict;
+            }
         }
-        events.push(Event::Rejected(metrics::REJECTED_BAD_DELIVERY_ID));
-        return reply(
-            LocalReply::new(
+    }
+}
+
+/// The next thing the body checks need: the store's answer to a query,
+/// or nothing more (the verdict).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyStep {
+    Query(Query),
+    Done(BodyVerdict),
+}
+
+/// The body checks of one request as a resumable sequence: [`start`]
+/// runs until the first question to the state store (or the verdict),
+/// [`resume`] takes the answer and goes on from there, never re-running
+/// an earlier step. The headers and body must be the same on every call.
+///
+/// [`start`]: BodyCheck::start
+/// [`resume`]: BodyCheck::resume
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyCheck {
+    now_unix_s: u64,
+    empty_by_header: bool,
+    /// The rules' decision and the time of its draw (signed channels).
+    admission: Option<(Decision, u64)>,
+    events: Vec<Event>,
+    verified: Option<&'static str>,
+    waiting: Waiting,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Waiting {
+    Nothing,
+    Admission(Decision),
+    Dedup(String),
+}
+
+impl BodyCheck {
+    pub fn new(input: &BodyInput<'_>) -> Self {
+        Self {
+            now_unix_s: input.now_unix_s,
+            empty_by_header: input.empty_by_header,
+            admission: input.admission.map(|p| (p.decision, p.now_ms)),
+            events: Vec::new(),
+            verified: None,
+            waiting: Waiting::Nothing,
+        }
+    }
+
+    fn reply(&mut self, reply: LocalReply) -> BodyStep {
+        self.done(BodyAction::Reply(reply), None)
+    }
+
+    fn done(&mut self, action: BodyAction, forget: Option<String>) -> BodyStep {
+        BodyStep::Done(BodyVerdict {
+            action,
+            events: std::mem::take(&mut self.events),
+            verified: self.verified,
+            forget,
+        })
+    }
+
+    /// Runs the checks up to the first query to the store.
+    pub fn start(&mut self, ch: &ChannelPolicy, headers: &Headers, body: &[u8]) -> BodyStep {
+        let encoded = encoding::is_encoded(headers);
+        if let Some(dedup) = &ch.dedup
+            && dedup.id_malformed(headers)
+        {
+            // Two ids (or a non-ASCII one): the service could see another
+            // copy than the one deduplicated. Checked before the signature,
+            // so a refused request never counts as verified.
+            if ch.signature.is_some() {
+                self.events
+                    .push(Event::SignatureFailed(FailureReason::Malformed));
+                return self.reply(signature_reply(FailureReason::Malformed));
+            }
+            self.events
+                .push(Event::Rejected(metrics::REJECTED_BAD_DELIVERY_ID));
+            return self.reply(LocalReply::new(
                 400,
                 "bad_delivery_id",
                 "callback delivery id is repeated or not ASCII",
-            ),
-            events,
-            None,
-        );
-    }
-    let mut verified = None;
-    if let Some(verifier) = &ch.signature {
-        match verifier.verify(input.headers, input.body, input.now_unix_s) {
-            Ok(()) => {
-                events.push(Event::SignatureVerified);
-                verified = Some(verifier.scheme());
-            }
-            Err(reason) => {
-                events.push(Event::SignatureFailed(reason));
-                return reply(signature_reply(reason), events, None);
-            }
+            ));
         }
-    }
-
-    if input.empty_by_header || empty::empty_body_as_sent(input.body, encoded) {
-        events.push(Event::Empty);
-        if ch.empty_action == EmptyAction::Reply {
-            return reply(LocalReply::empty_callback(), events, verified);
-        }
-    }
-
-    if let Some(refusal) = refuse_encoded(ch, encoded) {
-        events.push(Event::Rejected(metrics::REJECTED_UNSUPPORTED_ENCODING));
-        return reply(refusal, events, verified);
-    }
-
-    if let Some(pending) = input.admission {
-        // Shared state unavailable: the rules' verdict stands (fail open).
-        let (decision, _store_error) = admission::draw_all(
-            pending.admission,
-            pending.channel,
-            store,
-            pending.decision,
-            pending.now_ms,
-        );
-        events.push(Event::Admission(decision));
-        if let Some(refusal) = decision.refusal() {
-            return reply(refusal, events, verified);
-        }
-    }
-
-    let mut dedup_key = None;
-    if let Some(dedup) = &ch.dedup
-        && let Some(id) = dedup.delivery_key(input.headers, input.body)
-    {
-        // A store failure must not lose the callback: forward it (fail open).
-        match dedup.check(store, &ch.name, &id, input.now_unix_s) {
-            Ok(DedupOutcome::Duplicate) => {
-                events.push(Event::Duplicate);
-                return reply(LocalReply::duplicate(), events, verified);
-            }
-            Ok(DedupOutcome::InFlight { retry_after_s }) => {
-                events.push(Event::Rejected(metrics::REJECTED_IN_PROGRESS));
-                return reply(LocalReply::in_progress(retry_after_s), events, verified);
-            }
-            Ok(DedupOutcome::First) | Err(_) => {}
-        }
-        dedup_key = Some(id);
-    }
-
-    let mut body = None;
-    if let Some(masker) = &ch.mask
-        && Masker::applies(input.headers.get("content-type"), input.body)
-        && !input.body.is_empty()
-    {
-        match masker.mask(input.body) {
-            Ok(masked) => {
-                if masked.count > 0 {
-                    events.push(Event::Masked(masked.count));
-                    body = Some(masked.body);
+        if let Some(verifier) = &ch.signature {
+            match verifier.verify(headers, body, self.now_unix_s) {
+                Ok(()) => {
+                    self.events.push(Event::SignatureVerified);
+                    self.verified = Some(verifier.scheme());
+                }
+                Err(reason) => {
+                    self.events.push(Event::SignatureFailed(reason));
+                    return self.reply(signature_reply(reason));
                 }
             }
-            Err(err) => {
-                // Refused after dedup remembered it in flight: forget it, so
-                // a corrected redelivery is not told to wait.
-                if let (Some(dedup), Some(key)) = (&ch.dedup, &dedup_key) {
-                    let _ = dedup.forget(store, &ch.name, key);
-                }
-                events.push(Event::Rejected("bad_json"));
-                let detail = match err {
-                    MaskError::BadJson => "callback body claims JSON but does not parse",
-                    MaskError::TooDeep => "callback body nests JSON deeper than the filter accepts",
+        }
+
+        if self.empty_by_header || empty::empty_body_as_sent(body, encoded) {
+            self.events.push(Event::Empty);
+            if ch.empty_action == EmptyAction::Reply {
+                return self.reply(LocalReply::empty_callback());
+            }
+        }
+
+        if let Some(refusal) = refuse_encoded(ch, encoded) {
+            self.events
+                .push(Event::Rejected(metrics::REJECTED_UNSUPPORTED_ENCODING));
+            return self.reply(refusal);
+        }
+
+        match self.admission {
+            // Only an admitted decision has buckets to draw from.
+            Some((decision, now_ms)) if decision.admitted().is_some() => {
+                self.waiting = Waiting::Admission(decision);
+                BodyStep::Query(Query::AdmissionDraw { decision, now_ms })
+            }
+            Some((decision, _)) => self.admitted(ch, headers, body, decision),
+            None => self.dedup(ch, headers, body),
+        }
+    }
+
+    /// Goes on with the store's answer to the query `start` or the last
+    /// `resume` returned.
+    pub fn resume(
+        &mut self,
+        ch: &ChannelPolicy,
+        headers: &Headers,
+        body: &[u8],
+        answer: Answer,
+    ) -> BodyStep {
+        match std::mem::replace(&mut self.waiting, Waiting::Nothing) {
+            Waiting::Admission(classified) => {
+                let decision = match answer {
+                    Answer::Admission(decision) => decision,
+                    _ => classified,
                 };
-                return reply(LocalReply::new(400, "bad_json", detail), events, verified);
+                self.admitted(ch, headers, body, decision)
             }
+            Waiting::Dedup(key) => {
+                match answer {
+                    Answer::Dedup(DedupOutcome::Duplicate) => {
+                        self.events.push(Event::Duplicate);
+                        self.reply(LocalReply::duplicate())
+                    }
+                    Answer::Dedup(DedupOutcome::InFlight { retry_after_s }) => {
+                        self.events
+                            .push(Event::Rejected(metrics::REJECTED_IN_PROGRESS));
+                        self.reply(LocalReply::in_progress(retry_after_s))
+                    }
+                    // A store failure must not lose the callback: forward
+                    // it (fail open).
+                    _ => self.mask(ch, headers, body, Some(key)),
+                }
+            }
+            // Nothing asked: a stray answer changes nothing.
+            Waiting::Nothing => self.dedup(ch, headers, body),
         }
     }
 
-    BodyVerdict {
-        action: BodyAction::Forward {
-            body,
-            verified,
-            dedup_key,
-        },
-        events,
-        verified,
+    fn admitted(
+        &mut self,
+        ch: &ChannelPolicy,
+        headers: &Headers,
+        body: &[u8],
+        decision: Decision,
+    ) -> BodyStep {
+        self.events.push(Event::Admission(decision));
+        if let Some(refusal) = decision.refusal() {
+            return self.reply(refusal);
+        }
+        self.dedup(ch, headers, body)
+    }
+
+    fn dedup(&mut self, ch: &ChannelPolicy, headers: &Headers, body: &[u8]) -> BodyStep {
+        if let Some(dedup) = &ch.dedup
+            && let Some(key) = dedup.delivery_key(headers, body)
+        {
+            self.waiting = Waiting::Dedup(key.clone());
+            return BodyStep::Query(Query::DedupCheck {
+                key,
+                now_unix_s: self.now_unix_s,
+            });
+        }
+        self.mask(ch, headers, body, None)
+    }
+
+    fn mask(
+        &mut self,
+        ch: &ChannelPolicy,
+        headers: &Headers,
+        body: &[u8],
+        dedup_key: Option<String>,
+    ) -> BodyStep {
+        let mut new_body = None;
+        if let Some(masker) = &ch.mask
+            && Masker::applies(headers.get("content-type"), body)
+            && !body.is_empty()
+        {
+            match masker.mask(body) {
+                Ok(masked) => {
+                    if masked.count > 0 {
+                        self.events.push(Event::Masked(masked.count));
+                        new_body = Some(masked.body);
+                    }
+                }
+                Err(err) => {
+                    self.events.push(Event::Rejected("bad_json"));
+                    let detail = match err {
+                        MaskError::BadJson => "callback body claims JSON but does not parse",
+                        MaskError::TooDeep => {
+                            "callback body nests JSON deeper than the filter accepts"
+                        }
+                    };
+                    let reply = LocalReply::new(400, "bad_json", detail);
+                    return self.done(BodyAction::Reply(reply), dedup_key);
+                }
+            }
+        }
+        self.done(
+            BodyAction::Forward {
+                body: new_body,
+                dedup_key,
+            },
+            None,
+        )
     }
 }
 
@@ -332,7 +457,6 @@ mod tests {
             v.action,
             BodyAction::Forward {
                 body: None,
-                verified: None,
                 dedup_key: None
             }
         );
@@ -466,14 +590,8 @@ mod tests {
         headers.push(("x-hub-signature-256", &sig));
         let v = run_with(&ch, &headers, GZIP_BYTES);
         assert_eq!(v.events, [Event::SignatureVerified]);
-        assert!(matches!(
-            v.action,
-            BodyAction::Forward {
-                body: None,
-                verified: Some("github"),
-                ..
-            }
-        ));
+        assert!(matches!(v.action, BodyAction::Forward { body: None, .. }));
+        assert_eq!(v.verified, Some("github"));
         // A bad signature is still a 401 first, also on a masking channel.
         let ch = channel(
             r#"{"name":"a","match":{"path_prefix":"/"},"mask":{"fields":["phone"]},
@@ -542,6 +660,72 @@ mod tests {
             matches!(v.action, BodyAction::Reply(ref r) if r.status == 400),
             "{v:?}"
         );
+    }
+
+    #[test]
+    fn the_body_check_stops_at_each_store_question_and_goes_on_from_there() {
+        use crate::core::admission::Priority;
+        let ch = channel(
+            r#"{"name":"a","match":{"path_prefix":"/"},"mask":{"fields":["phone"]},
+                "dedup":{"window_s":60,"allow_unsigned":true}}"#,
+        );
+        let headers: Headers = [("content-type", "application/json"), ("webhook-id", "m1")]
+            .into_iter()
+            .collect();
+        let body = br#"{"phone":"1"}"#;
+        let admitted = Decision::Admitted(Priority::Normal);
+        let input = BodyInput {
+            headers: &headers,
+            body,
+            empty_by_header: false,
+            now_unix_s: 1_700_000_000,
+            admission: Some(PendingAdmission {
+                admission: None,
+                channel: None,
+                decision: admitted,
+                now_ms: 5,
+            }),
+        };
+        let mut check = BodyCheck::new(&input);
+        assert_eq!(
+            check.start(&ch, &headers, body),
+            BodyStep::Query(Query::AdmissionDraw {
+                decision: admitted,
+                now_ms: 5
+            })
+        );
+        let step = check.resume(&ch, &headers, body, Answer::Admission(admitted));
+        let BodyStep::Query(Query::DedupCheck { key, now_unix_s }) = step else {
+            panic!("{step:?}")
+        };
+        assert!(key.starts_with("m1"), "{key}");
+        assert_eq!(now_unix_s, 1_700_000_000);
+        // The store did not answer: fail open, masked and forwarded with
+        // the key (to forget if the upstream fails).
+        let BodyStep::Done(verdict) = check.resume(&ch, &headers, body, Answer::Unavailable) else {
+            panic!()
+        };
+        assert_eq!(
+            verdict.events,
+            [Event::Admission(admitted), Event::Masked(1)]
+        );
+        assert!(matches!(
+            verdict.action,
+            BodyAction::Forward { body: Some(_), dedup_key: Some(ref k), .. } if *k == key
+        ));
+        // A shed answer refuses before dedup is asked.
+        let mut check = BodyCheck::new(&input);
+        check.start(&ch, &headers, body);
+        let shed = Decision::Shed {
+            priority: Priority::Normal,
+            retry_after_s: 2,
+            cause: crate::core::admission::Cause::Capacity,
+        };
+        let BodyStep::Done(verdict) = check.resume(&ch, &headers, body, Answer::Admission(shed))
+        else {
+            panic!()
+        };
+        assert!(matches!(verdict.action, BodyAction::Reply(ref r) if r.status == 429));
     }
 
     #[test]

@@ -282,11 +282,13 @@ fn owned(data: *mut u8, size: usize) -> Option<Vec<u8>> {
 }
 
 pub fn log(level: u32, message: &str) -> HostResult<()> {
+    count(Call::Log);
     // SAFETY: pointer and length of a live `&str`.
     check(unsafe { proxy_log(level, message.as_ptr(), message.len()) })
 }
 
 pub fn current_time_ns() -> HostResult<u64> {
+    count(Call::CurrentTime);
     let mut t = 0u64;
     // SAFETY: `t` outlives the call.
     check(unsafe { proxy_get_current_time_nanoseconds(&mut t) })?;
@@ -294,12 +296,14 @@ pub fn current_time_ns() -> HostResult<u64> {
 }
 
 pub fn set_tick_period_ms(period: u32) -> HostResult<()> {
+    count(Call::SetTickPeriod);
     // SAFETY: no pointers.
     check(unsafe { proxy_set_tick_period_milliseconds(period) })
 }
 
 /// Bytes `start..start+max` of a buffer; `Ok(None)` when there is none.
 pub fn get_buffer(buffer: u32, start: usize, max: usize) -> HostResult<Option<Vec<u8>>> {
+    count(Call::GetBuffer);
     let mut data = null_mut();
     let mut size = 0usize;
     // SAFETY: out-pointers to live locals.
@@ -312,12 +316,14 @@ pub fn get_buffer(buffer: u32, start: usize, max: usize) -> HostResult<Option<Ve
 }
 
 pub fn set_buffer(buffer: u32, start: usize, size: usize, value: &[u8]) -> HostResult<()> {
+    count(Call::SetBuffer);
     // SAFETY: pointer and length of a live slice.
     check(unsafe { proxy_set_buffer_bytes(buffer, start, size, value.as_ptr(), value.len()) })
 }
 
 /// Every pair of a header map, names and values as raw bytes.
 pub fn get_map_pairs(map: u32) -> HostResult<Vec<(Vec<u8>, Vec<u8>)>> {
+    count(Call::GetMapPairs);
     let mut data = null_mut();
     let mut size = 0usize;
     // SAFETY: out-pointers to live locals.
@@ -329,6 +335,7 @@ pub fn get_map_pairs(map: u32) -> HostResult<Vec<(Vec<u8>, Vec<u8>)>> {
 
 /// One header's value as raw bytes; `Ok(None)` when absent.
 pub fn get_map_value(map: u32, key: &str) -> HostResult<Option<Vec<u8>>> {
+    count(Call::GetMapValue);
     let mut data = null_mut();
     let mut size = 0usize;
     // SAFETY: key slice is live; out-pointers to live locals.
@@ -342,6 +349,7 @@ pub fn get_map_value(map: u32, key: &str) -> HostResult<Option<Vec<u8>>> {
 }
 
 pub fn replace_map_value(map: u32, key: &str, value: &[u8]) -> HostResult<()> {
+    count(Call::ReplaceMapValue);
     // SAFETY: pointers and lengths of live slices.
     check(unsafe {
         proxy_replace_header_map_value(map, key.as_ptr(), key.len(), value.as_ptr(), value.len())
@@ -349,12 +357,14 @@ pub fn replace_map_value(map: u32, key: &str, value: &[u8]) -> HostResult<()> {
 }
 
 pub fn remove_map_value(map: u32, key: &str) -> HostResult<()> {
+    count(Call::RemoveMapValue);
     // SAFETY: pointer and length of a live slice.
     check(unsafe { proxy_remove_header_map_value(map, key.as_ptr(), key.len()) })
 }
 
 /// A property's raw value; `Ok(None)` when the host has none.
 pub fn get_property(path: &[&str]) -> HostResult<Option<Vec<u8>>> {
+    count(Call::GetProperty);
     let serialized = serialize_path(path);
     let mut data = null_mut();
     let mut size = 0usize;
@@ -371,6 +381,7 @@ pub fn get_property(path: &[&str]) -> HostResult<Option<Vec<u8>>> {
 /// Sets a property of the stream; Envoy keeps it as filter state under
 /// `wasm.<path>`, readable by access logs (`%FILTER_STATE(wasm.<path>:PLAIN)%`).
 pub fn set_property(path: &[&str], value: &[u8]) -> HostResult<()> {
+    count(Call::SetProperty);
     let serialized = serialize_path(path);
     // SAFETY: pointers and lengths of live buffers.
     check(unsafe {
@@ -384,6 +395,7 @@ pub fn set_property(path: &[&str], value: &[u8]) -> HostResult<()> {
 }
 
 pub fn send_local_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()> {
+    count(Call::SendLocalResponse);
     let serialized = serialize_map(headers);
     let (body_ptr, body_len) = if body.is_empty() {
         (null(), 0)
@@ -407,6 +419,7 @@ pub fn send_local_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -
 
 /// A shared-data value and its CAS token; `Ok(None)` when the key is absent.
 pub fn get_shared_data(key: &str) -> HostResult<Option<(Vec<u8>, u32)>> {
+    count(Call::GetSharedData);
     let mut data = null_mut();
     let mut size = 0usize;
     let mut cas = 0u32;
@@ -422,6 +435,7 @@ pub fn get_shared_data(key: &str) -> HostResult<Option<(Vec<u8>, u32)>> {
 
 /// Writes a shared-data value; `cas` 0 is unconditional.
 pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> HostResult<()> {
+    count(Call::SetSharedData);
     // SAFETY: pointers and lengths of live slices.
     check(unsafe {
         proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
@@ -429,6 +443,7 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> HostResult<()> {
 }
 
 pub fn define_metric(kind: u32, name: &str) -> HostResult<u32> {
+    count(Call::DefineMetric);
     let mut id = 0u32;
     // SAFETY: name slice is live; out-pointer to a live local.
     check(unsafe { proxy_define_metric(kind, name.as_ptr(), name.len(), &mut id) })?;
@@ -436,11 +451,13 @@ pub fn define_metric(kind: u32, name: &str) -> HostResult<u32> {
 }
 
 pub fn increment_metric(id: u32, by: i64) -> HostResult<()> {
+    count(Call::IncrementMetric);
     // SAFETY: no pointers.
     check(unsafe { proxy_increment_metric(id, by) })
 }
 
 pub fn record_metric(id: u32, value: u64) -> HostResult<()> {
+    count(Call::RecordMetric);
     // SAFETY: no pointers.
     check(unsafe { proxy_record_metric(id, value) })
 }
@@ -448,6 +465,92 @@ pub fn record_metric(id: u32, value: u64) -> HostResult<()> {
 /// Resumes a stream the filter paused (`STREAM_HTTP_REQUEST` after an
 /// outgoing call answered, e.g. the fleet-state store).
 pub fn continue_stream(stream: u32) -> HostResult<()> {
+    count(Call::ContinueStream);
     // SAFETY: no pointers.
     check(unsafe { proxy_continue_stream(stream) })
+}
+
+// ---- host call counting (cargo feature `hostcall-count`, off by default) ----
+//
+// `make bench` builds a variant with this feature to report host calls per
+// request per scenario (BENCHMARKS.md). Every public function above counts
+// itself once per call, under its ABI import's name, in an Envoy counter
+// `cg_hostcall.<import>` (all VMs of one Envoy add to the same stat). The
+// counter updates are raw imports, so they do not count themselves. Without
+// the feature `count` is an empty inline function: the default build is
+// unchanged.
+
+/// The ABI imports wrapped above, one per public function.
+#[derive(Debug, Clone, Copy)]
+enum Call {
+    Log,
+    CurrentTime,
+    SetTickPeriod,
+    GetBuffer,
+    SetBuffer,
+    GetMapPairs,
+    GetMapValue,
+    ReplaceMapValue,
+    RemoveMapValue,
+    GetProperty,
+    SetProperty,
+    SendLocalResponse,
+    GetSharedData,
+    SetSharedData,
+    DefineMetric,
+    IncrementMetric,
+    RecordMetric,
+    ContinueStream,
+}
+
+#[cfg(not(feature = "hostcall-count"))]
+#[inline(always)]
+fn count(_: Call) {}
+
+#[cfg(feature = "hostcall-count")]
+impl Call {
+    const ALL: usize = Call::ContinueStream as usize + 1;
+
+    fn import_name(self) -> &'static str {
+        match self {
+            Call::Log => "proxy_log",
+            Call::CurrentTime => "proxy_get_current_time_nanoseconds",
+            Call::SetTickPeriod => "proxy_set_tick_period_milliseconds",
+            Call::GetBuffer => "proxy_get_buffer_bytes",
+            Call::SetBuffer => "proxy_set_buffer_bytes",
+            Call::GetMapPairs => "proxy_get_header_map_pairs",
+            Call::GetMapValue => "proxy_get_header_map_value",
+            Call::ReplaceMapValue => "proxy_replace_header_map_value",
+            Call::RemoveMapValue => "proxy_remove_header_map_value",
+            Call::GetProperty => "proxy_get_property",
+            Call::SetProperty => "proxy_set_property",
+            Call::SendLocalResponse => "proxy_send_local_response",
+            Call::GetSharedData => "proxy_get_shared_data",
+            Call::SetSharedData => "proxy_set_shared_data",
+            Call::DefineMetric => "proxy_define_metric",
+            Call::IncrementMetric => "proxy_increment_metric",
+            Call::RecordMetric => "proxy_record_metric",
+            Call::ContinueStream => "proxy_continue_stream",
+        }
+    }
+}
+
+#[cfg(feature = "hostcall-count")]
+fn count(call: Call) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const UNDEFINED: u32 = u32::MAX;
+    static IDS: [AtomicU32; Call::ALL] = [const { AtomicU32::new(UNDEFINED) }; Call::ALL];
+    let slot = &IDS[call as usize];
+    let mut id = slot.load(Ordering::Relaxed);
+    if id == UNDEFINED {
+        let name = format!("cg_hostcall.{}", call.import_name());
+        // SAFETY: name slice is live; out-pointer to a live local.
+        if unsafe { proxy_define_metric(METRIC_COUNTER, name.as_ptr(), name.len(), &mut id) } != OK
+        {
+            return;
+        }
+        slot.store(id, Ordering::Relaxed);
+    }
+    // SAFETY: no pointers.
+    let _ = unsafe { proxy_increment_metric(id, 1) };
 }

@@ -1,0 +1,16 @@
+"""The Envoy benchmark of callback-guard (`make bench`, bench/run.py).
+
+Modules, in the order a run uses them:
+  common     paths, errors, the loopback HTTP client
+  signer     Standard Webhooks signing (envoy/sign.py's, the one Python signer)
+  shapes     the request shapes (bodies, headers) and their wrk Lua scripts
+  scenarios  proxies and scenarios as named dataclasses, and what each probe expects
+  envoy      Envoy bootstraps (plain / wasm / Lua / ext_authz proxies) and the Envoy process
+  upstream   the fast direct_response upstream, the probe echo server, the ext_authz verifier
+  load       wrk runs and the CPU accounting around them
+  hostcalls  host calls per request, from the `hostcall-count` build
+  system     machine description and CPU pinning
+  report     the BENCHMARKS.md writer
+  main       the run itself
+Standard library only.
+"""

@@ -1,0 +1,1121 @@
+//! One request, from its headers to the end of its stream, as a state
+//! machine: the filter hands it each thing the host reports (request
+//! headers, a body chunk, trailers, response headers, the end of the
+//! stream) and applies what comes back; every decision is made here.
+//!
+//! ```text
+//!   host event ──► Request::on_* ──► Output { effects, step }
+//!                                        │         │
+//!             filter applies in order ◄──┘         ├ Continue / Pause
+//!   (headers, reply, metrics, decision record,     ├ ReplaceBody ─► body_replaced(ok)
+//!    routing feedback, dead letter, store marks)   └ Query ───────► resume(answer)
+//! ```
+//!
+//! - [`Output::effects`]: what to do now, in order: request/response
+//!   header changes, a local reply, counts, the decision record, routing
+//!   feedback, a dead-letter envelope, marks in the state store.
+//! - [`Step`]: what the host callback returns, or what the machine waits
+//!   for. [`Step::ReplaceBody`] asks the host to swap the request body and
+//!   report whether it could ([`Request::body_replaced`]).
+//!   [`Step::Query`] asks the state store a question whose answer decides
+//!   the request (the bucket draw of admission, the dedup check, see
+//!   [`store`]); the machine goes on with [`Request::resume`] from exactly
+//!   where it stopped, never re-running an earlier step.
+//! - [`Env`]: what the machine reads from the host when it needs it
+//!   (clock, random numbers, the peer identity, the request body, the
+//!   response status, properties): only what each step uses is read.
+//!
+//! **Answering a query later.** Today the filter answers every
+//! [`Step::Query`] at once from proxy-wasm shared data
+//! ([`Request::answer_locally`]) and resumes in the same host callback. A
+//! remote store (issue #15) needs only the filter to change: on
+//! `Step::Query` it dispatches the call and returns `Pause`; in
+//! `on_http_call_response` it resumes the machine with the answer, or
+//! with [`store::Answer::Unavailable`] on failure or timeout (every query
+//! fails open), applies the output and resumes the host stream. Body
+//! chunks that arrive meanwhile are buffered (the machine answers `Pause`
+//! and remembers the end of the body; see [`Request::on_request_body`]).
+//!
+//! The filter's state is the machine's [`Phase`].
+
+pub mod store;
+
+use crate::config::{ChannelPolicy, Policy};
+use crate::core::admission::{Decision, Priority};
+use crate::core::channel::Route;
+use crate::core::deadletter::{self, Envelope};
+use crate::core::decision::{DecisionRecord, LogLevel, Verdict};
+use crate::core::dedup::DeliveryIdSource;
+use crate::core::headers::Headers;
+use crate::core::hold::{self, BodyWait};
+use crate::core::metrics::{self, stat_name};
+use crate::core::pipeline::{
+    self, BodyAction, BodyCheck, BodyInput, BodyStep, BodyVerdict, Event, PendingAdmission,
+};
+use crate::core::reply::LocalReply;
+use crate::core::routing::Observation;
+use crate::core::shared::SharedStore;
+use crate::core::{empty, trace};
+use std::rc::Rc;
+use store::{Answer, Query, StoreWrite};
+
+/// Headers a client must never set itself (SPEC "Headers").
+pub const SPOOFABLE: [&str; 3] = [
+    VERIFIED_HEADER,
+    "x-callback-cluster",
+    PRIORITY_ADMITTED_HEADER,
+];
+pub const VERIFIED_HEADER: &str = "x-verified-signature";
+pub const PRIORITY_ADMITTED_HEADER: &str = "x-callback-priority-admitted";
+pub const TRACE_ID_HEADER: &str = "x-callback-trace-id";
+
+/// What the machine reads from the host, when a step needs it.
+pub trait Env {
+    fn now_ms(&self) -> u64;
+    fn random_u64(&self) -> u64;
+    fn random_f64(&self) -> f64;
+    /// The peer's SPIFFE id (from its certificate), if any.
+    fn peer_spiffe_id(&self) -> Option<String>;
+    /// A host property as a string (`["response", "code_details"]`).
+    fn property(&self, path: &[&str]) -> Option<String>;
+    /// The first `size` bytes of the buffered request body.
+    fn request_body(&self, size: usize) -> Option<Vec<u8>>;
+    fn response_header(&self, name: &str) -> Option<String>;
+    /// Shared data for reading routing weights (may be a cached view,
+    /// see [`crate::core::shared::ReadCache`]).
+    fn routing_store(&self, now_ms: u64) -> Box<dyn SharedStore + '_>;
+}
+
+/// Where the request is. Passthrough → (Holding | Streaming) → (Replied |
+/// Forwarded); a request the filter does not govern stays Passthrough.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Not a channel request (or no policy): the filter only adds its
+    /// trace headers.
+    Passthrough,
+    /// Channel request: the headers wait with the body until it is checked.
+    Holding,
+    /// Channel request in stream mode (`core::hold`): the headers are
+    /// upstream, the body waits.
+    Streaming {
+        /// The upstream headers declare the original `content-length`, so
+        /// the body must go out unchanged.
+        length_kept: bool,
+    },
+    /// The filter answered the request itself.
+    Replied,
+    /// The checked request went upstream.
+    Forwarded {
+        /// In stream mode (its headers went before the body was checked).
+        streamed: bool,
+    },
+}
+
+/// What the host callback returns, or what the machine waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Continue,
+    Pause,
+    /// Replace the request body (`size` bytes buffered) with `body`, then
+    /// call [`Request::body_replaced`].
+    ReplaceBody {
+        size: usize,
+        body: Vec<u8>,
+    },
+    /// Ask the state store, then call [`Request::resume`] with the answer.
+    Query(Query),
+}
+
+/// One thing to do, in the order given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    RemoveRequestHeader(String),
+    SetRequestHeader(String, String),
+    SetResponseHeader(String, String),
+    /// Send a local reply.
+    Reply {
+        status: u32,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// Add to a counter.
+    Count(String, u64),
+    /// Record a value in a histogram.
+    Histogram(String, u64),
+    /// Store the decision record (filter state); for a refusal, also log
+    /// `refusal` at its level within the worker's refusal-log budget.
+    Decision {
+        record: Vec<u8>,
+        refusal: Option<(LogLevel, String)>,
+    },
+    /// A warning line.
+    Warn(String),
+    /// A warning line within the worker's refusal-log budget.
+    BudgetedWarn(String),
+    /// Routing feedback for the channel at index `channel`.
+    Route {
+        channel: usize,
+        observation: Observation,
+    },
+    /// Queue a dead-letter copy (`policy.dead_letter`).
+    DeadLetter {
+        channel: String,
+        envelope: Vec<u8>,
+    },
+    /// Leave a mark in the state store (see [`Request::write_locally`]).
+    Store(StoreWrite),
+}
+
+/// The answer to one host event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub effects: Vec<Effect>,
+    pub step: Step,
+}
+
+/// What the machine waits for before it can go on.
+#[derive(Debug, Default)]
+enum Wait {
+    #[default]
+    Nothing,
+    /// The bucket draw of an unsigned channel, at the request headers.
+    HeadersDraw {
+        classified: Decision,
+        end_of_stream: bool,
+    },
+    /// The body checks' query.
+    Check {
+        check: BodyCheck,
+        body: Vec<u8>,
+        size: usize,
+    },
+    /// The host replacing the body with `len` bytes.
+    Rewrite {
+        len: usize,
+        dedup_key: Option<String>,
+    },
+}
+
+/// One request's state.
+#[derive(Debug)]
+pub struct Request {
+    policy: Option<Rc<Policy>>,
+    phase: Phase,
+    wait: Wait,
+    /// The whole body is in (it ended while the machine waited).
+    body_ended: bool,
+    effects: Vec<Effect>,
+    /// Index into `policy.channels` once matched.
+    channel: Option<usize>,
+    headers: Headers,
+    trace_id: String,
+    start_ms: u64,
+    /// `x-callback-status: 204`: empty by the headers (decided with the
+    /// body, after the signature).
+    empty_by_header: bool,
+    verified: Option<&'static str>,
+    cluster: Option<String>,
+    dedup_key: Option<String>,
+    response_status: Option<u32>,
+    /// Request body bytes buffered so far.
+    body_size: usize,
+    /// Signed channel: the rules admitted the request at its headers; the
+    /// bucket draw happens once the signature verified.
+    pending_admission: Option<Decision>,
+    /// The provider's delivery id (for the decision record).
+    delivery_id: Option<String>,
+    /// The priority admission granted (for the decision record).
+    priority_admitted: Option<Priority>,
+    /// The body as forwarded, kept for a dead-letter copy (only with
+    /// `dead_letter`, and only up to its `max_body_bytes`).
+    forwarded_body: Option<Vec<u8>>,
+    /// The Rego policy's `reason` (reply body, decision record).
+    admission_reason: Option<String>,
+    /// When the complete request went upstream: routing latency counts
+    /// from here (a caller's slow upload is not the cluster's latency).
+    upstream_start_ms: u64,
+}
+
+impl Request {
+    pub fn new(policy: Option<Rc<Policy>>) -> Self {
+        Self {
+            policy,
+            phase: Phase::Passthrough,
+            wait: Wait::Nothing,
+            body_ended: false,
+            effects: Vec::new(),
+            channel: None,
+            headers: Headers::default(),
+            trace_id: String::new(),
+            start_ms: 0,
+            empty_by_header: false,
+            verified: None,
+            cluster: None,
+            dedup_key: None,
+            response_status: None,
+            body_size: 0,
+            pending_admission: None,
+            delivery_id: None,
+            priority_admitted: None,
+            forwarded_body: None,
+            admission_reason: None,
+            upstream_start_ms: 0,
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    pub fn policy(&self) -> Option<&Rc<Policy>> {
+        self.policy.as_ref()
+    }
+
+    fn channel_policy(&self) -> Option<(Rc<Policy>, usize)> {
+        let policy = self.policy.clone()?;
+        let index = self.channel?;
+        policy.channels.get(index)?;
+        Some((policy, index))
+    }
+
+    fn out(&mut self, step: Step) -> Output {
+        Output {
+            effects: std::mem::take(&mut self.effects),
+            step,
+        }
+    }
+
+    fn effect(&mut self, effect: Effect) {
+        self.effects.push(effect);
+    }
+
+    fn count(&mut self, name: String, by: u64) {
+        self.effect(Effect::Count(name, by));
+    }
+
+    fn count_event(&mut self, channel: &str, event: Event) {
+        let (name, by) = event.stat(channel);
+        self.count(name, by);
+    }
+
+    fn set_header(&mut self, name: &str, value: &str) {
+        self.effect(Effect::SetRequestHeader(
+            name.to_string(),
+            value.to_string(),
+        ));
+    }
+
+    fn remove_header(&mut self, name: &str) {
+        self.effect(Effect::RemoveRequestHeader(name.to_string()));
+    }
+
+    fn waiting(&self) -> bool {
+        !matches!(self.wait, Wait::Nothing)
+    }
+
+    /// Answers a query from `store` now (the synchronous path).
+    pub fn answer_locally(&self, query: &Query, store: &dyn SharedStore) -> Answer {
+        match self.channel_policy() {
+            Some((policy, index)) => match policy.channels.get(index) {
+                Some(ch) => store::answer(query, policy.admission.as_ref(), ch, store),
+                None => Answer::Unavailable,
+            },
+            None => Answer::Unavailable,
+        }
+    }
+
+    /// Applies a [`Effect::Store`] mark to `store` now.
+    pub fn write_locally(&self, write: &StoreWrite, store: &dyn SharedStore) {
+        if let Some((policy, index)) = self.channel_policy()
+            && let Some(ch) = policy.channels.get(index)
+        {
+            store::write(write, ch, store);
+        }
+    }
+
+    // ---- request headers ------------------------------------------------
+
+    pub fn on_request_headers(
+        &mut self,
+        headers: Headers,
+        end_of_stream: bool,
+        env: &dyn Env,
+    ) -> Output {
+        let Some(policy) = self.policy.clone() else {
+            return self.out(Step::Continue);
+        };
+        self.start_ms = env.now_ms();
+        self.headers = headers;
+
+        for name in SPOOFABLE
+            .iter()
+            .copied()
+            .chain(std::iter::once(policy.cluster_header.as_str()))
+        {
+            if self.headers.contains(name) {
+                self.remove_header(name);
+            }
+        }
+
+        let tp = trace::ensure(self.headers.get("traceparent"), || {
+            (env.random_u64(), env.random_u64(), env.random_u64())
+        });
+        if tp.generated {
+            self.set_header("traceparent", &tp.header);
+        }
+        self.trace_id = tp.trace_id;
+
+        let path = self.headers.get(":path").unwrap_or("/");
+        let authority = self.headers.get(":authority").unwrap_or("");
+        let index = match policy.route(path, authority) {
+            Route::Channel(index) => index,
+            Route::Pass => return self.out(Step::Continue),
+            Route::Refuse(why) => {
+                self.count(
+                    stat_name(metrics::UNMATCHED_TOTAL, &[("reason", why.as_str())]),
+                    1,
+                );
+                return self.reply(&LocalReply::unmatched(why));
+            }
+        };
+        let Some(ch) = policy.channels.get(index) else {
+            return self.out(Step::Continue);
+        };
+        // A body-less request with a method callbacks do not use (a GET
+        // verification handshake) is not a callback: it passes through.
+        let method = self.headers.get(":method").unwrap_or("");
+        if !ch.methods.is_callback(method, !end_of_stream) {
+            return self.out(Step::Continue);
+        }
+        self.channel = Some(index);
+        self.phase = Phase::Holding;
+        self.delivery_id = delivery_id_of(ch, &self.headers, &[]);
+        self.count(
+            stat_name(metrics::REQUESTS_TOTAL, &[("channel", &ch.name)]),
+            1,
+        );
+
+        match self.admit(&policy, ch, env) {
+            Some(classified) if classified.admitted().is_some() => {
+                // The bucket draw (unsigned channels).
+                self.wait = Wait::HeadersDraw {
+                    classified,
+                    end_of_stream,
+                };
+                let query = Query::AdmissionDraw {
+                    decision: classified,
+                    now_ms: self.start_ms,
+                };
+                self.out(Step::Query(query))
+            }
+            Some(refused) => self.headers_drawn(&policy, ch, refused, end_of_stream, env),
+            None => self.after_admission(&policy, ch, end_of_stream, env),
+        }
+    }
+
+    /// Admission for a channel request: the decision whose buckets are to
+    /// be drawn now, or `None` when nothing is drawn now. The rules decide
+    /// here (their verdict needs no body, and the admitted priority must be
+    /// on the headers before they may leave in stream mode); on a signed
+    /// channel the bucket draw waits until the signature verified
+    /// (`pending_admission`), so forged floods cannot spend the tokens of
+    /// verified callbacks.
+    fn admit(&mut self, policy: &Policy, ch: &ChannelPolicy, env: &dyn Env) -> Option<Decision> {
+        let signed = ch.signature.is_some();
+        let Some(admission) = policy.admission.as_ref() else {
+            // No admission: only the channel's own limit, if any.
+            ch.limit.as_ref()?;
+            let classified = Decision::Admitted(Priority::Normal);
+            if signed {
+                self.pending_admission = Some(classified);
+                return None;
+            }
+            return Some(classified);
+        };
+        // A repeated or non-ASCII priority is ignored (normal), never guessed.
+        let requested = self
+            .headers
+            .single_token(admission.priority_header())
+            .ok()
+            .flatten()
+            .map(str::to_string);
+        let requested = requested.as_deref();
+        // A property lookup per request only when a rule can use it.
+        let identity = admission
+            .needs_identity(requested)
+            .then(|| env.peer_spiffe_id())
+            .flatten();
+        #[cfg(feature = "rego")]
+        let classified = match self.policy_classify(admission, &ch.name, requested, env) {
+            Some((decision, reason)) => {
+                self.admission_reason = reason;
+                decision
+            }
+            None => admission.classify(requested, identity.as_deref()),
+        };
+        #[cfg(not(feature = "rego"))]
+        let classified = admission.classify(requested, identity.as_deref());
+        if let Some(admitted) = classified.admitted() {
+            self.set_header(PRIORITY_ADMITTED_HEADER, admitted.as_str());
+            self.priority_admitted = Some(admitted);
+            if signed {
+                self.pending_admission = Some(classified);
+                return None;
+            }
+        }
+        Some(classified)
+    }
+
+    /// The Rego policy's verdict (`admission.policy`), when it applies to
+    /// the requested priority; `None` leaves the request to the rules.
+    #[cfg(feature = "rego")]
+    fn policy_classify(
+        &mut self,
+        admission: &crate::core::admission::AdmissionPolicy,
+        channel: &str,
+        requested: Option<&str>,
+        env: &dyn Env,
+    ) -> Option<(Decision, Option<String>)> {
+        use crate::core::admission::{principal, rego};
+        let policy = admission
+            .rego()
+            .filter(|p| p.applies_to(Priority::from_header(requested)))?;
+        let peer = env.peer_spiffe_id();
+        let identity = peer.as_deref().and_then(principal::spiffe_id);
+        let input = rego::PolicyInput {
+            requested,
+            identity,
+            channel,
+            method: self.headers.get(":method").unwrap_or(""),
+            path: self.headers.get(":path").unwrap_or(""),
+            host: self.headers.get(":authority").unwrap_or(""),
+            headers: &self.headers,
+            scheme: None,
+            delivery_id: None,
+        };
+        let outcome = rego::classify(admission, policy, &input);
+        self.count(outcome.stat(policy), 1);
+        if let Some(error) = &outcome.error {
+            self.effect(Effect::BudgetedWarn(format!(
+                "callback-guard: admission policy failed channel={channel}: {}",
+                error.0
+            )));
+        }
+        Some((outcome.decision, outcome.reason))
+    }
+
+    /// The bucket draw at the request headers is done: refuse, or go on.
+    fn headers_drawn(
+        &mut self,
+        policy: &Policy,
+        ch: &ChannelPolicy,
+        decision: Decision,
+        end_of_stream: bool,
+        env: &dyn Env,
+    ) -> Output {
+        self.count(pipeline::admission_stat(&ch.name, decision), 1);
+        if let Some(mut refusal) = decision.refusal() {
+            if let (Decision::Denied(_), Some(reason)) = (decision, &self.admission_reason) {
+                refusal.detail = format!("{}: {reason}", refusal.detail);
+            }
+            return self.reply(&refusal);
+        }
+        self.after_admission(policy, ch, end_of_stream, env)
+    }
+
+    /// The rest of the headers phase: empty by header, declared length,
+    /// route, hold or stream.
+    fn after_admission(
+        &mut self,
+        policy: &Policy,
+        ch: &ChannelPolicy,
+        end_of_stream: bool,
+        env: &dyn Env,
+    ) -> Output {
+        // Decided with the body (after the signature, on a signed channel):
+        // the body is read first anyway, since answering while the caller
+        // is still sending makes Envoy close the connection under it.
+        self.empty_by_header = empty::empty_by_header(self.headers.get(empty::STATUS_HEADER));
+
+        let declared = self
+            .headers
+            .get("content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|len| len > ch.max_body_bytes) {
+            return self.too_large(ch);
+        }
+
+        if let Some(routing) = &ch.routing {
+            let random = env.random_f64();
+            // Never fails: without usable shared state it uses the
+            // configured weights.
+            let cluster = {
+                let weights = env.routing_store(self.start_ms);
+                routing
+                    .choose(weights.as_ref(), &ch.name, self.start_ms, random)
+                    .to_string()
+            };
+            self.set_header(&policy.cluster_header, &cluster);
+            self.cluster = Some(cluster);
+        }
+
+        if end_of_stream {
+            return self.finish(0, env);
+        }
+        match hold::body_wait(policy.hold_headers, ch, &self.headers) {
+            // Hold the headers until the whole body is in and checked.
+            BodyWait::Hold => {
+                if self.body_ended {
+                    // The body ended while the draw was being answered.
+                    return self.finish(self.body_size, env);
+                }
+                self.out(Step::Pause)
+            }
+            // Headers upstream now; the body phase holds the body.
+            BodyWait::Stream {
+                drop_content_length,
+            } => {
+                if drop_content_length {
+                    self.remove_header("content-length");
+                }
+                self.phase = Phase::Streaming {
+                    length_kept: !drop_content_length && self.headers.contains("content-length"),
+                };
+                self.upstream_start_ms = self.start_ms;
+                if self.body_ended {
+                    // The body ended while the draw was being answered (the
+                    // headers waited with it).
+                    return self.finish(self.body_size, env);
+                }
+                self.out(Step::Continue)
+            }
+        }
+    }
+
+    /// `413`: declared or buffered beyond the channel's `max_body_bytes`.
+    fn too_large(&mut self, ch: &ChannelPolicy) -> Output {
+        self.count_event(&ch.name, Event::Rejected("too_large"));
+        self.reply(&LocalReply::too_large(ch.max_body_bytes))
+    }
+
+    // ---- request body -------------------------------------------------------
+
+    /// A body chunk: `body_size` is the total buffered so far.
+    pub fn on_request_body(
+        &mut self,
+        body_size: usize,
+        end_of_stream: bool,
+        env: &dyn Env,
+    ) -> Output {
+        let Some((policy, index)) = self.channel_policy() else {
+            return self.out(Step::Continue);
+        };
+        if !matches!(self.phase, Phase::Holding | Phase::Streaming { .. }) {
+            return self.out(Step::Continue);
+        }
+        let Some(ch) = policy.channels.get(index) else {
+            return self.out(Step::Continue);
+        };
+        self.body_size = body_size;
+        if u64::try_from(body_size).unwrap_or(u64::MAX) > ch.max_body_bytes {
+            return self.too_large(ch);
+        }
+        if self.waiting() {
+            // Buffer while the store answers; the answer goes on from here.
+            self.body_ended |= end_of_stream;
+            return self.out(Step::Pause);
+        }
+        if !end_of_stream {
+            // Keep buffering.
+            return self.out(Step::Pause);
+        }
+        self.finish(body_size, env)
+    }
+
+    /// Trailers end the request instead of a body callback with
+    /// `end_of_stream`: the body is complete now, check it here or it would
+    /// be forwarded unchecked.
+    pub fn on_request_trailers(&mut self, env: &dyn Env) -> Output {
+        if !matches!(self.phase, Phase::Holding | Phase::Streaming { .. }) {
+            return self.out(Step::Continue);
+        }
+        if self.waiting() {
+            self.body_ended = true;
+            return self.out(Step::Pause);
+        }
+        self.finish(self.body_size, env)
+    }
+
+    /// Runs the body checks on the complete body.
+    fn finish(&mut self, body_size: usize, env: &dyn Env) -> Output {
+        self.body_ended = false;
+        let Some((policy, index)) = self.channel_policy() else {
+            return self.out(Step::Continue);
+        };
+        let Some(ch) = policy.channels.get(index) else {
+            return self.out(Step::Continue);
+        };
+        let Some(body) = env.request_body(body_size) else {
+            // Never forward what we could not check.
+            self.effect(Effect::Warn(
+                "callback-guard: request body unavailable to the filter".to_string(),
+            ));
+            return self.reply(&LocalReply::new(
+                500,
+                "internal",
+                "callback body could not be inspected",
+            ));
+        };
+        self.delivery_id = delivery_id_of(ch, &self.headers, &body);
+        let input = BodyInput {
+            headers: &self.headers,
+            body: &body,
+            empty_by_header: self.empty_by_header,
+            now_unix_s: env.now_ms() / 1000,
+            admission: self.pending_admission.map(|decision| PendingAdmission {
+                admission: policy.admission.as_ref(),
+                channel: ch.limit.as_ref(),
+                decision,
+                now_ms: env.now_ms(),
+            }),
+        };
+        let mut check = BodyCheck::new(&input);
+        let step = check.start(ch, &self.headers, &body);
+        self.checked(&policy, ch, check, step, body, body_size, env)
+    }
+
+    /// Goes on with the store's answer to the last [`Step::Query`].
+    pub fn resume(&mut self, answer: Answer, env: &dyn Env) -> Output {
+        let Some((policy, index)) = self.channel_policy() else {
+            return self.out(Step::Continue);
+        };
+        let Some(ch) = policy.channels.get(index) else {
+            return self.out(Step::Continue);
+        };
+        match std::mem::take(&mut self.wait) {
+            Wait::HeadersDraw {
+                classified,
+                end_of_stream,
+            } => {
+                let decision = match answer {
+                    Answer::Admission(decision) => decision,
+                    // Shared state unavailable: the rules still apply, the
+                    // buckets fail open (dropping callbacks because of our
+                    // own state would lose data).
+                    _ => classified,
+                };
+                self.headers_drawn(&policy, ch, decision, end_of_stream, env)
+            }
+            Wait::Check {
+                mut check,
+                body,
+                size,
+            } => {
+                let step = check.resume(ch, &self.headers, &body, answer);
+                self.checked(&policy, ch, check, step, body, size, env)
+            }
+            other => {
+                // Nothing asked: keep waiting for what was.
+                self.wait = other;
+                self.out(Step::Pause)
+            }
+        }
+    }
+
+    /// Applies a step of the body checks.
+    #[allow(clippy::too_many_arguments)]
+    fn checked(
+        &mut self,
+        policy: &Policy,
+        ch: &ChannelPolicy,
+        check: BodyCheck,
+        step: BodyStep,
+        body: Vec<u8>,
+        size: usize,
+        env: &dyn Env,
+    ) -> Output {
+        let verdict = match step {
+            BodyStep::Query(query) => {
+                self.wait = Wait::Check { check, body, size };
+                return self.out(Step::Query(query));
+            }
+            BodyStep::Done(verdict) => verdict,
+        };
+        let BodyVerdict {
+            action,
+            events,
+            verified,
+            forget,
+        } = verdict;
+        for event in events {
+            self.count_event(&ch.name, event);
+        }
+        if let Some(key) = forget {
+            self.effect(Effect::Store(StoreWrite::DedupForget { key }));
+        }
+        self.verified = verified;
+        match action {
+            BodyAction::Reply(reply) => self.reply(&reply),
+            BodyAction::Forward {
+                body: new_body,
+                dedup_key,
+            } => self.forward(policy, ch, body, size, new_body, dedup_key, env),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &mut self,
+        policy: &Policy,
+        ch: &ChannelPolicy,
+        body: Vec<u8>,
+        size: usize,
+        new_body: Option<Vec<u8>>,
+        dedup_key: Option<String>,
+        env: &dyn Env,
+    ) -> Output {
+        let streamed = matches!(self.phase, Phase::Streaming { .. });
+        // `resign` (hold mode only, checked at load): the provider's
+        // signature headers go, the mesh signature of exactly the bytes
+        // forwarded comes.
+        if let (Some(resigner), Some(verifier), false) = (&ch.resign, &ch.signature, streamed) {
+            let forwarded = new_body.as_deref().unwrap_or(&body);
+            let id = self
+                .delivery_id
+                .clone()
+                .unwrap_or_else(|| format!("msg_{}", self.trace_id));
+            for name in verifier.signature_headers() {
+                self.remove_header(name);
+            }
+            for (name, value) in resigner.headers(&id, env.now_ms() / 1000, forwarded) {
+                self.set_header(name, &value);
+            }
+        }
+        if let Some(dead_letter) = &policy.dead_letter {
+            let forwarded = new_body.as_deref().unwrap_or(&body);
+            if forwarded.len() <= dead_letter.max_body_bytes {
+                self.forwarded_body = Some(forwarded.to_vec());
+            }
+        }
+        let Some(new_body) = new_body else {
+            return self.forwarded(ch, dedup_key, env);
+        };
+        // A rewritten body under a stale length must not go out
+        // (`core::hold` drops the length whenever masking can apply, so
+        // this is only a guard).
+        if matches!(self.phase, Phase::Streaming { length_kept: true }) {
+            return self.body_replaced(false, env);
+        }
+        self.wait = Wait::Rewrite {
+            len: new_body.len(),
+            dedup_key,
+        };
+        self.out(Step::ReplaceBody {
+            size,
+            body: new_body,
+        })
+    }
+
+    /// The host replaced the body (`ok`) or could not.
+    pub fn body_replaced(&mut self, ok: bool, env: &dyn Env) -> Output {
+        let Some((policy, index)) = self.channel_policy() else {
+            return self.out(Step::Continue);
+        };
+        let Some(ch) = policy.channels.get(index) else {
+            return self.out(Step::Continue);
+        };
+        let (len, dedup_key) = match std::mem::take(&mut self.wait) {
+            Wait::Rewrite { len, dedup_key } => (len, dedup_key),
+            _ => (0, None),
+        };
+        if !ok {
+            // Never forward unmasked data we promised to mask.
+            return self.reply(&LocalReply::new(
+                500,
+                "internal",
+                "callback body could not be rewritten",
+            ));
+        }
+        if self.phase == Phase::Holding {
+            self.set_header("content-length", &len.to_string());
+        }
+        self.forwarded(ch, dedup_key, env)
+    }
+
+    fn forwarded(
+        &mut self,
+        ch: &ChannelPolicy,
+        dedup_key: Option<String>,
+        env: &dyn Env,
+    ) -> Output {
+        let streamed = matches!(self.phase, Phase::Streaming { .. });
+        // In stream mode the headers are upstream already: the verdict
+        // reaches the caller's response only.
+        if let Some(scheme) = self.verified
+            && !streamed
+        {
+            self.set_header(VERIFIED_HEADER, scheme);
+        }
+        self.dedup_key = dedup_key;
+        self.phase = Phase::Forwarded { streamed };
+        self.upstream_start_ms = env.now_ms();
+        self.record(Verdict::Forwarded, None);
+        if let Some(cluster) = &self.cluster {
+            let name = stat_name(
+                metrics::ROUTED_TOTAL,
+                &[("channel", &ch.name), ("cluster", cluster)],
+            );
+            self.count(name, 1);
+        }
+        self.out(Step::Continue)
+    }
+
+    fn reply(&mut self, reply: &LocalReply) -> Output {
+        let body = reply.body(&self.trace_id);
+        let mut headers: Vec<(String, String)> = Vec::with_capacity(4 + reply.headers.len());
+        if !body.is_empty() {
+            headers.push(("content-type".into(), "application/json".into()));
+        }
+        if !self.trace_id.is_empty() {
+            headers.push((TRACE_ID_HEADER.into(), self.trace_id.clone()));
+        }
+        if let Some(scheme) = self.verified {
+            headers.push((VERIFIED_HEADER.into(), scheme.into()));
+        }
+        headers.extend(reply.headers.iter().cloned());
+        self.effect(Effect::Reply {
+            status: reply.status,
+            headers,
+            body,
+        });
+        self.phase = Phase::Replied;
+        self.wait = Wait::Nothing;
+        self.record(Verdict::of_reply(reply.status), Some(reply));
+        self.out(Step::Pause)
+    }
+
+    /// The decision record for the access log and, for a refusal, a log
+    /// line (rate-limited by the filter).
+    fn record(&mut self, verdict: Verdict, reply: Option<&LocalReply>) {
+        let Some((policy, index)) = self.channel_policy() else {
+            return;
+        };
+        let Some(ch) = policy.channels.get(index) else {
+            return;
+        };
+        let record = DecisionRecord {
+            channel: &ch.name,
+            verdict,
+            reason: reply.map(|r| r.code),
+            status: reply.map(|r| r.status),
+            scheme: self.verified,
+            delivery_id: self.delivery_id.as_deref(),
+            cluster: self.cluster.as_deref(),
+            priority: self.priority_admitted.map(Priority::as_str),
+            admission_reason: self.admission_reason.as_deref(),
+            trace_id: &self.trace_id,
+        };
+        let level = policy.refusal_log.level;
+        let refusal = (verdict == Verdict::Refused && level != LogLevel::Off)
+            .then(|| (level, record.log_line()));
+        let effect = Effect::Decision {
+            record: record.to_json(),
+            refusal,
+        };
+        self.effect(effect);
+    }
+
+    // ---- response and end of stream --------------------------------------------
+
+    pub fn on_response_headers(&mut self, env: &dyn Env) -> Output {
+        if self.phase == Phase::Replied || self.policy.is_none() {
+            return self.out(Step::Continue);
+        }
+        if !self.trace_id.is_empty() {
+            let value = self.trace_id.clone();
+            self.effect(Effect::SetResponseHeader(TRACE_ID_HEADER.into(), value));
+        }
+        if let Some(scheme) = self.verified {
+            self.effect(Effect::SetResponseHeader(
+                VERIFIED_HEADER.into(),
+                scheme.into(),
+            ));
+        }
+        // The status matters only for callbacks this filter forwarded, or
+        // whose headers it let go upstream (stream mode: a cluster that
+        // refuses the connection answers before the body is checked).
+        if matches!(
+            self.phase,
+            Phase::Forwarded { .. } | Phase::Streaming { .. }
+        ) && let Some((policy, index)) = self.channel_policy()
+            && let Some(ch) = policy.channels.get(index)
+        {
+            let status = env
+                .response_header(":status")
+                .and_then(|s| s.parse::<u32>().ok())
+                .unwrap_or(0);
+            self.response_status = Some(status);
+            let failed = status >= 500;
+            self.observe_route(index, ch, failed, env);
+            if failed {
+                self.upstream_failed(&policy, ch, Some(status), &status.to_string(), env);
+            } else if (200..300).contains(&status) {
+                self.delivered(ch, env);
+            } else {
+                // Not delivered: the provider retries a non-2xx.
+                self.forget_delivery(ch);
+            }
+        }
+        self.out(Step::Continue)
+    }
+
+    /// The stream ended (Envoy's `on_log`).
+    pub fn on_end(&mut self, env: &dyn Env) -> Output {
+        let Some((policy, index)) = self.channel_policy() else {
+            return self.out(Step::Continue);
+        };
+        let Some(ch) = policy.channels.get(index) else {
+            return self.out(Step::Continue);
+        };
+        if matches!(self.phase, Phase::Forwarded { .. }) && self.response_status.is_none() {
+            // No response headers: Envoy answers the caller itself when the
+            // upstream fails (503/504, seen above), so this is mostly the
+            // caller hanging up. Only an upstream cause counts against the
+            // cluster; either way the provider got no answer and will
+            // retry, so dedup lets that retry through.
+            let details = env.property(&["response", "code_details"]);
+            if let Some(details) = details.as_deref().filter(|d| upstream_caused(d)) {
+                self.observe_route(index, ch, true, env);
+                self.upstream_failed(&policy, ch, None, details, env);
+            } else {
+                self.forget_delivery(ch);
+            }
+        }
+        let elapsed = env.now_ms().saturating_sub(self.start_ms);
+        self.effect(Effect::Histogram(
+            stat_name(metrics::DURATION_MS, &[("channel", &ch.name)]),
+            elapsed,
+        ));
+        self.out(Step::Continue)
+    }
+
+    /// The upstream failed (5xx, reset, timeout): count it, let the
+    /// provider's retry through dedup, and queue a dead-letter copy of a
+    /// callback the filter forwarded.
+    fn upstream_failed(
+        &mut self,
+        policy: &Policy,
+        ch: &ChannelPolicy,
+        status: Option<u32>,
+        failure: &str,
+        env: &dyn Env,
+    ) {
+        let cluster = self
+            .cluster
+            .clone()
+            .or_else(|| env.property(&["xds", "cluster_name"]))
+            .unwrap_or_else(|| "unknown".to_string());
+        self.count(
+            stat_name(
+                metrics::UPSTREAM_FAILURES_TOTAL,
+                &[("channel", &ch.name), ("cluster", &cluster)],
+            ),
+            1,
+        );
+        self.forget_delivery(ch);
+        if matches!(self.phase, Phase::Forwarded { .. }) && policy.dead_letter.is_some() {
+            let mut headers: Vec<(&str, &str)> = deadletter::COPIED_HEADERS
+                .iter()
+                .filter_map(|name| self.headers.get(name).map(|v| (*name, v)))
+                .collect();
+            if let Some(scheme) = self.verified {
+                headers.push((VERIFIED_HEADER, scheme));
+            }
+            if let Some(priority) = self.priority_admitted {
+                headers.push((PRIORITY_ADMITTED_HEADER, priority.as_str()));
+            }
+            let (body, body_base64, body_omitted) =
+                deadletter::body_fields(self.forwarded_body.as_deref());
+            let envelope = Envelope {
+                version: deadletter::ENVELOPE_VERSION,
+                channel: &ch.name,
+                delivery_id: self.delivery_id.as_deref(),
+                trace_id: &self.trace_id,
+                cluster: Some(&cluster),
+                status,
+                failure,
+                time_unix_ms: env.now_ms(),
+                headers,
+                body,
+                body_base64,
+                body_omitted,
+            };
+            let envelope = envelope.to_json();
+            self.effect(Effect::DeadLetter {
+                channel: ch.name.clone(),
+                envelope,
+            });
+        }
+    }
+
+    /// The upstream took the delivery (2xx): a retry is a duplicate now.
+    fn delivered(&mut self, ch: &ChannelPolicy, env: &dyn Env) {
+        if let (Some(_), Some(key)) = (&ch.dedup, &self.dedup_key) {
+            let write = StoreWrite::DedupDelivered {
+                key: key.clone(),
+                now_unix_s: env.now_ms() / 1000,
+            };
+            self.effect(Effect::Store(write));
+        }
+    }
+
+    /// Lets the provider's retry of this delivery through dedup.
+    fn forget_delivery(&mut self, ch: &ChannelPolicy) {
+        if let (Some(_), Some(key)) = (&ch.dedup, &self.dedup_key) {
+            let write = StoreWrite::DedupForget { key: key.clone() };
+            self.effect(Effect::Store(write));
+        }
+    }
+
+    /// This response's latency and outcome, for the routing health of its
+    /// cluster (the worker sends its feedback in batches).
+    fn observe_route(&mut self, index: usize, ch: &ChannelPolicy, failed: bool, env: &dyn Env) {
+        if let (Some(routing), Some(cluster)) = (&ch.routing, &self.cluster)
+            && let Some(cluster) = routing.cluster_index(cluster)
+        {
+            let now = env.now_ms();
+            let observation = Observation {
+                cluster,
+                latency_ms: now.saturating_sub(self.upstream_start_ms),
+                failed,
+                now_ms: now,
+            };
+            self.effect(Effect::Route {
+                channel: index,
+                observation,
+            });
+        }
+    }
+}
+
+/// Whether Envoy's `response.code_details` of a stream that ended without
+/// response headers names an upstream cause (`upstream_reset_*`,
+/// `upstream_response_timeout`, ...) rather than the caller
+/// (`downstream_remote_disconnect`, ...).
+fn upstream_caused(details: &str) -> bool {
+    details.starts_with("upstream")
+}
+
+/// The provider's delivery id of a channel request, for the decision
+/// record: where dedup reads it, else where the scheme (or the fallback
+/// header list) puts it. Always one visible-ASCII token.
+fn delivery_id_of(ch: &ChannelPolicy, headers: &Headers, body: &[u8]) -> Option<String> {
+    match &ch.dedup {
+        Some(dedup) => dedup.delivery_id(headers, body),
+        None => DeliveryIdSource::for_scheme(ch.signature.as_ref().map(|v| v.scheme_kind()))
+            .delivery_id(headers, body),
+    }
+}
+
+#[cfg(test)]
+mod tests;
