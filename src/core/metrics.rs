@@ -43,6 +43,9 @@ pub const REJECTED_BAD_DELIVERY_ID: &str = "bad_delivery_id";
 /// `reason` of `callback_rejected_total`: a retry while another attempt of
 /// the delivery is in flight (answered `409`).
 pub const REJECTED_IN_PROGRESS: &str = "in_progress";
+/// `reason` of `callback_rejected_total`: the fleet state store did not
+/// answer and `state.on_unavailable` is `reject` (answered `503`).
+pub const REJECTED_STATE_UNAVAILABLE: &str = "state_unavailable";
 
 /// Every label name we emit, for the `stats_tags` the configs ship.
 pub const LABELS: [&str; 6] = [

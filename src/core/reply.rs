@@ -123,6 +123,16 @@ impl LocalReply {
         )
         .with_header("retry-after", retry_after_s.to_string())
     }
+
+    /// The fleet state store (`state`) did not answer and
+    /// `state.on_unavailable` is `reject`: `503`, so the provider retries.
+    pub fn state_unavailable() -> Self {
+        Self::new(
+            503,
+            "state_unavailable",
+            "the fleet state store is unavailable; retry later",
+        )
+    }
 }
 
 #[cfg(test)]

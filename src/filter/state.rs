@@ -50,6 +50,18 @@ impl StateCall {
         })
     }
 
+    /// Sends `query` with the script's source (`EVAL`), for a mark nothing
+    /// waits for: its answer may come after the request ended, too late
+    /// to re-send after a `NOSCRIPT`. `None`: not sent.
+    pub fn fire(policy: &StatePolicy, query: Query) -> Option<Self> {
+        let token = send(policy, &query, true).ok()?;
+        Some(Self {
+            query,
+            full: true,
+            token,
+        })
+    }
+
     /// The token Envoy answers with.
     pub fn token(&self) -> u32 {
         self.token

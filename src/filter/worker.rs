@@ -4,6 +4,7 @@
 //! dead-letter outbox. `root` and `http` both depend on it; it depends on
 //! neither.
 
+use super::state::StoreHealth;
 use crate::config::Policy;
 use crate::core::deadletter::{self, DeadLetterPolicy, Outbox};
 use crate::core::decision::{DEFAULT_LOG_PER_SECOND, LogBudget};
@@ -38,6 +39,8 @@ pub struct Worker {
     outbox: RefCell<Outbox>,
     /// Open dead-letter calls: token → channel (for the result metric).
     calls: RefCell<HashMap<u32, String>>,
+    /// The fleet store's breaker and error-log budget (`state`).
+    pub state_health: StoreHealth,
 }
 
 impl Worker {
@@ -154,6 +157,7 @@ impl Worker {
             log_budget: RefCell::new(LogBudget::new(DEFAULT_LOG_PER_SECOND)),
             outbox: RefCell::new(Outbox::default()),
             calls: RefCell::new(HashMap::new()),
+            state_health: StoreHealth::default(),
         }
     }
 }

@@ -35,6 +35,7 @@
 //! (`adm:high|normal|low|capacity`, `limit:<channel>`); the `{b}` hash tag
 //! keeps the buckets one request draws from on one Redis Cluster slot.
 
+pub mod dedup;
 pub mod lease;
 pub mod webdis;
 
