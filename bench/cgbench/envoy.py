@@ -18,7 +18,7 @@ from .scenarios import ROUTE_CLUSTERS
 from .shapes import CHANNEL_PATH
 
 # Label names the filter encodes in stat names (src/core/metrics.rs LABELS).
-LABELS = ("channel", "reason", "priority", "decision", "cluster", "result")
+LABELS = ("channel", "reason", "priority", "decision", "cluster", "result", "op")
 STATS_TAGS = [{"tag_name": label, "regex": f"(_{label}=\\.=(.*?);\\.;)"} for label in LABELS]
 ROUTER = {
     "name": "envoy.filters.http.router",

@@ -48,8 +48,8 @@ pub const REJECTED_IN_PROGRESS: &str = "in_progress";
 pub const REJECTED_STATE_UNAVAILABLE: &str = "state_unavailable";
 
 /// Every label name we emit, for the `stats_tags` the configs ship.
-pub const LABELS: [&str; 6] = [
-    "channel", "reason", "priority", "decision", "cluster", "result",
+pub const LABELS: [&str; 7] = [
+    "channel", "reason", "priority", "decision", "cluster", "result", "op",
 ];
 
 /// `base` followed by `_<label>=.=<value>;.;` for each label.

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Label names the filter encodes in stat names (see src/core/metrics.rs).
-pub const LABELS: [&str; 6] = [
-    "channel", "reason", "priority", "decision", "cluster", "result",
+pub const LABELS: [&str; 7] = [
+    "channel", "reason", "priority", "decision", "cluster", "result", "op",
 ];
 
 /// The secrets the shipped demo config reads from Envoy's environment
