@@ -120,6 +120,9 @@ unit: toolchain
 
 wasm-unit: toolchain wasm-bindgen
 	@# The pure core (no proxy-wasm shell) under wasm-bindgen-test in node.
+	@# Without `rego`: regorus' std timer reads std::time::Instant, which panics on
+	@# wasm32-unknown-unknown, and its rand needs getrandom's js backend; the Rego
+	@# module runs on wasm in the e2e tests (tests/admission_policy.rs, Envoy's V8).
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 	  cargo test --target wasm32-unknown-unknown --no-default-features --lib
 

@@ -1,7 +1,6 @@
 //! Criterion benchmark of the pure core: admission `decide` over a
 //! `MemoryStore` with the SPEC example's buckets and a few rules.
-use callback_guard::config::{AdmissionSpec, FieldPath};
-use callback_guard::core::admission::AdmissionPolicy;
+use callback_guard::config::{self, AdmissionSpec, FieldPath};
 use callback_guard::core::shared::MemoryStore;
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -26,7 +25,7 @@ fn bench(c: &mut Criterion) {
         Ok(spec) => spec,
         Err(e) => return eprintln!("bad bench spec: {e}"),
     };
-    let policy = match AdmissionPolicy::compile(&spec, &FieldPath::root().key("admission")) {
+    let policy = match config::compile_admission(&spec, &FieldPath::root().key("admission")) {
         Ok(policy) => policy,
         Err(e) => return eprintln!("bad bench spec: {e}"),
     };

@@ -2,7 +2,12 @@
 //! realistic policy of the README (SPIFFE glob + priority + channel), input
 //! built from request headers, output mapped onto a decision. Compare with
 //! `admission/classify` of the rule list (benches/admission.rs).
-use callback_guard::config::{AdmissionSpec, FieldPath};
+//!
+//! `rego/eval_*` always evaluate (input document, engine clone, `eval_rule`,
+//! output parsing: what a first-seen input costs); `rego/classify_cached_*`
+//! go through `classify`, which answers a repeated input from the decision
+//! cache.
+use callback_guard::config::{self, AdmissionSpec, FieldPath};
 use callback_guard::core::admission::AdmissionPolicy;
 use callback_guard::core::admission::rego::{self, PolicyInput};
 use callback_guard::core::headers::Headers;
@@ -20,25 +25,22 @@ decision := {"allow": false, "reason": "blocked_namespace"} if {
 } else := {"allow": true, "priority": "normal", "reason": "not_a_webhook"}
 "#;
 
-fn bench(c: &mut Criterion) {
+const ALLOWED: &str = "spiffe://cluster.local/ns/pay/sa/webhook-processor";
+const DEMOTED: &str = "spiffe://cluster.local/ns/pay/sa/batch";
+
+fn compile(modules: serde_json::Value, entrypoint: &str) -> Option<AdmissionPolicy> {
     let spec = serde_json::json!({
-        "policy": {
-            "modules": {"admission.rego": POLICY},
-            "entrypoint": "data.callback.admission.decision",
-            "headers": ["x-team"]
-        }
+        "policy": {"modules": modules, "entrypoint": entrypoint, "headers": ["x-team"]}
     });
-    let spec: AdmissionSpec = match serde_json::from_value(spec) {
-        Ok(spec) => spec,
-        Err(e) => return eprintln!("bad bench spec: {e}"),
-    };
-    let admission = match AdmissionPolicy::compile(&spec, &FieldPath::root().key("admission")) {
-        Ok(a) => a,
-        Err(e) => return eprintln!("bad bench spec: {e}"),
-    };
-    let Some(policy) = admission.rego() else {
-        return eprintln!("no policy");
-    };
+    let spec: AdmissionSpec = serde_json::from_value(spec)
+        .map_err(|e| eprintln!("bad bench spec: {e}"))
+        .ok()?;
+    config::compile_admission(&spec, &FieldPath::root().key("admission"))
+        .map_err(|e| eprintln!("bad bench spec: {e}"))
+        .ok()
+}
+
+fn bench(c: &mut Criterion) {
     let headers = Headers::new(vec![
         (":method".into(), "POST".into()),
         (":path".into(), "/callbacks/payments/order".into()),
@@ -46,61 +48,69 @@ fn bench(c: &mut Criterion) {
         ("x-callback-priority".into(), "high".into()),
         ("x-team".into(), "payments".into()),
     ]);
-    // The floor: a policy that only returns a constant.
-    let floor = serde_json::json!({
-        "policy": {
-            "modules": {"floor.rego": "package floor\ndecision := {\"allow\": true}\n"},
-            "entrypoint": "data.floor.decision"
-        }
-    });
-    let floor = serde_json::from_value::<AdmissionSpec>(floor)
-        .ok()
-        .and_then(|s| AdmissionPolicy::compile(&s, &FieldPath::root()).ok());
-    if let Some(floor) = floor.as_ref()
-        && let Some(p) = floor.rego()
-    {
-        c.bench_function("rego/classify_constant_policy", |b| {
-            b.iter(|| {
-                let input = PolicyInput {
-                    requested: Some("high"),
-                    identity: Some("spiffe://cluster.local/ns/pay/sa/webhook-processor"),
-                    channel: "payments",
-                    method: "POST",
-                    path: "/callbacks/payments/order",
-                    host: "api.example.com",
-                    headers: &headers,
-                    scheme: None,
-                    delivery_id: None,
-                };
-                black_box(rego::classify(floor, p, black_box(&input)))
-            })
+    let input = |identity| PolicyInput {
+        requested: Some("high"),
+        identity: Some(identity),
+        channel: "payments",
+        method: "POST",
+        path: "/callbacks/payments/order",
+        host: "api.example.com",
+        headers: &headers,
+        scheme: None,
+        delivery_id: None,
+    };
+    let entry = "data.callback.admission.decision";
+    let policies = [
+        // The floor: a policy that only returns a constant.
+        (
+            "constant_policy",
+            compile(
+                serde_json::json!({"floor.rego": "package floor\ndecision := {\"allow\": true}\n"}),
+                "data.floor.decision",
+            ),
+        ),
+        (
+            "high_allowed",
+            compile(serde_json::json!({"admission.rego": POLICY}), entry),
+        ),
+        (
+            "startswith_allowed",
+            compile(
+                serde_json::json!({"admission.rego": POLICY.replace(
+                    "glob.match(\"spiffe://cluster.local/ns/*/sa/webhook-*\", [\"/\"], input.identity)",
+                    "startswith(input.identity, \"spiffe://cluster.local/ns/pay/sa/webhook-\")",
+                )}),
+                entry,
+            ),
+        ),
+    ];
+    for (name, admission) in &policies {
+        let Some(policy) = admission.as_ref().and_then(AdmissionPolicy::rego) else {
+            continue;
+        };
+        let req = input(ALLOWED);
+        c.bench_function(&format!("rego/eval_{name}"), |b| {
+            b.iter(|| black_box(policy.evaluate(policy.input(black_box(&req)))))
         });
     }
-    for (name, identity) in [
-        (
-            "rego/classify_high_allowed",
-            "spiffe://cluster.local/ns/pay/sa/webhook-processor",
-        ),
-        (
-            "rego/classify_high_demoted",
-            "spiffe://cluster.local/ns/pay/sa/batch",
-        ),
-    ] {
-        c.bench_function(name, |b| {
-            b.iter(|| {
-                let input = PolicyInput {
-                    requested: Some("high"),
-                    identity: Some(identity),
-                    channel: "payments",
-                    method: "POST",
-                    path: "/callbacks/payments/order",
-                    host: "api.example.com",
-                    headers: &headers,
-                    scheme: None,
-                    delivery_id: None,
-                };
-                black_box(rego::classify(&admission, policy, black_box(&input)))
-            })
+    let Some(admission) = policies[1].1.as_ref() else {
+        return;
+    };
+    let Some(policy) = admission.rego() else {
+        return;
+    };
+    let req = input(DEMOTED);
+    c.bench_function("rego/eval_high_demoted", |b| {
+        b.iter(|| black_box(policy.evaluate(policy.input(black_box(&req)))))
+    });
+    let req = input(ALLOWED);
+    c.bench_function("rego/input_document", |b| {
+        b.iter(|| black_box(policy.input(black_box(&req))))
+    });
+    for (name, identity) in [("high_allowed", ALLOWED), ("high_demoted", DEMOTED)] {
+        let req = input(identity);
+        c.bench_function(&format!("rego/classify_cached_{name}"), |b| {
+            b.iter(|| black_box(rego::classify(admission, policy, black_box(&req))))
         });
     }
 }

@@ -1,6 +1,6 @@
 //! Criterion benchmark of the pure core: routing `choose` and `observe`
 //! over a `MemoryStore` (the SPEC's 60/35/5 channel).
-use callback_guard::config::{ChannelRoutingSpec, ClusterSpec, FieldPath};
+use callback_guard::config::{self, ChannelRoutingSpec, ClusterSpec, FieldPath};
 use callback_guard::core::rng::SplitMix64;
 use callback_guard::core::routing::RoutingPolicy;
 use callback_guard::core::shared::MemoryStore;
@@ -21,7 +21,7 @@ fn policy() -> Option<RoutingPolicy> {
         latency_sla_ms: Some(sla),
     })
     .collect();
-    RoutingPolicy::compile(&ChannelRoutingSpec { clusters }, None, &FieldPath::root()).ok()
+    config::compile_routing(&ChannelRoutingSpec { clusters }, None, &FieldPath::root()).ok()
 }
 
 fn bench(c: &mut Criterion) {

@@ -7,8 +7,7 @@
 // A bench is a native tool, not the VM: a broken fixture should stop it loudly.
 #![allow(clippy::unwrap_used)]
 use base64::Engine;
-use callback_guard::config::{DedupSpec, FieldPath, SignatureSpec};
-use callback_guard::core::dedup::DedupPolicy;
+use callback_guard::config::{self, DedupSpec, FieldPath, SignatureSpec};
 use callback_guard::core::headers::Headers;
 use callback_guard::core::shared::MemoryStore;
 use callback_guard::core::signature::Verifier;
@@ -104,7 +103,7 @@ fn verify(c: &mut Criterion) {
 
 fn dedup(c: &mut Criterion) {
     let spec: DedupSpec = serde_json::from_str(r#"{"window_s":3600}"#).unwrap();
-    let policy = DedupPolicy::compile(&spec, None, &FieldPath::root()).unwrap();
+    let policy = config::compile_dedup(&spec, None, &FieldPath::root()).unwrap();
     let store = MemoryStore::new();
     // Fill every shard to capacity first: the steady state.
     for i in 0..policy.max_ids() {

@@ -2,7 +2,7 @@
 //! (callback) traffic. See README.md and SPEC.md.
 //!
 //! Layout: [`config`] parses and compiles the plugin configuration into a
-//! [`config::Policy`]; [`core`] holds every decision as plain Rust; `host`
+//! [`core::policy::Policy`]; [`core`] holds every decision as plain Rust; `host`
 //! is the only code that talks to the proxy; `filter` holds the thin
 //! root and HTTP contexts.
 

@@ -419,7 +419,7 @@ fn plugin_config_json(doc: &Value) -> String {
 fn load(
     json: &str,
     env: &BTreeMap<String, Option<String>>,
-) -> Result<callback_guard::config::Policy, callback_guard::config::ConfigError> {
+) -> Result<callback_guard::core::policy::Policy, callback_guard::config::ConfigError> {
     callback_guard::config::load(json.as_bytes(), &|name| {
         env.get(name)
             .map(|v| v.clone().unwrap_or_else(|| DUMMY_SECRET.to_string()))

@@ -1,4 +1,4 @@
-//! Target `channel`: where a request goes (`config::Policy::route`, i.e.
+//! Target `channel`: where a request goes (`core::policy::Policy::route`, i.e.
 //! `core::channel::route` through a compiled policy) and the canonical path
 //! (`core::channel::canonical_path`).
 //!
@@ -27,8 +27,9 @@
 //! The readings are written here, never through the filter's code.
 
 use super::util::{fields, text};
-use callback_guard::config::{self, Policy};
+use callback_guard::config;
 use callback_guard::core::channel::{Route, canonical_path};
+use callback_guard::core::policy::Policy;
 use std::collections::HashSet;
 
 const HOST: &str = "hooks.example.com";

@@ -62,7 +62,7 @@ pub fn check(data: &[u8]) {
     }
 }
 
-fn accepted(policy: &config::Policy) {
+fn accepted(policy: &callback_guard::core::policy::Policy) {
     let mut names: Vec<&str> = policy.channels.iter().map(|c| c.name.as_str()).collect();
     let count = names.len();
     names.sort_unstable();

@@ -18,7 +18,7 @@
 //! without a signature compiles only with `allow_unsigned`.
 
 use super::util::{fields, header_lines};
-use callback_guard::config::{DedupSpec, FieldPath, SignatureSpec};
+use callback_guard::config::{self, DedupSpec, FieldPath, SignatureSpec};
 use callback_guard::core::dedup::{DedupPolicy, DeliveryIdSource, FALLBACK_ID_HEADERS, MAX_ID_LEN};
 use callback_guard::core::headers::Headers;
 use callback_guard::core::signature::Scheme;
@@ -44,7 +44,7 @@ fn policies() -> &'static [Compiled] {
             serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"))
         };
         let compile = |d: &DedupSpec, s: Option<&SignatureSpec>| {
-            DedupPolicy::compile(d, s, &FieldPath::root().key("dedup"))
+            config::compile_dedup(d, s, &FieldPath::root().key("dedup"))
         };
         let plain = spec(r#"{"window_s": 60}"#);
         assert!(

@@ -3,12 +3,12 @@
 
 use super::admission::BucketSpec;
 use super::mask::{self, MaskSpec};
-use super::policy::ChannelPolicy;
 use super::routing::{self, ChannelRoutingSpec};
 use super::signature::{self, DedupSpec, SecretSpec, SignatureSpec};
 use super::{ConfigError, EnvLookup, FieldPath};
 use crate::core::admission::ChannelLimit;
 use crate::core::channel::{self as matching, ChannelMatch, Methods};
+use crate::core::policy::{ChannelPolicy, EmptyAction};
 use crate::core::resign::Resigner;
 use serde::Deserialize;
 
@@ -108,18 +108,6 @@ pub struct EmptySpec {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(extend("default" = "reply")))]
     pub action: EmptyAction,
-}
-
-/// What to do with an empty callback.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "lowercase")]
-pub enum EmptyAction {
-    /// Answer 204 at the proxy; the upstream never sees it.
-    #[default]
-    Reply,
-    /// Count it and forward it.
-    Forward,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -245,7 +233,7 @@ pub(super) fn compile(
         None => None,
     };
     let routing = match &spec.routing {
-        Some(r) => Some(routing::compile_channel(
+        Some(r) => Some(routing::compile_routing(
             r,
             known_clusters,
             &path.key("routing"),

@@ -116,6 +116,17 @@ impl FieldPath {
         Self(format!("{}[{index}]", self.0))
     }
 
+    /// This path followed by a relative one as the core reports it
+    /// (`"modules.a"`, `"headers[1]"`, or `""` for this field itself).
+    pub fn join(&self, relative: &str) -> Self {
+        match (self.0.as_str(), relative) {
+            (_, "") => self.clone(),
+            ("", r) => Self(r.to_string()),
+            (p, r) if r.starts_with('[') => Self(format!("{p}{r}")),
+            (p, r) => Self(format!("{p}.{r}")),
+        }
+    }
+
     pub fn error(&self, reason: impl Into<String>) -> ConfigError {
         ConfigError::new(self.0.clone(), reason)
     }

@@ -2,6 +2,7 @@
 
 use super::{ConfigError, FieldPath};
 use crate::core::decision::{DEFAULT_LOG_PER_SECOND, LogLevel, MAX_LOG_PER_SECOND};
+use crate::core::policy::RefusalLog;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -18,22 +19,6 @@ pub struct RefusalLogSpec {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 1000), extend("default" = 10)))]
     pub per_second: Option<u32>,
-}
-
-/// `refusal_log`, compiled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RefusalLog {
-    pub level: LogLevel,
-    pub per_second: u32,
-}
-
-impl Default for RefusalLog {
-    fn default() -> Self {
-        Self {
-            level: LogLevel::Info,
-            per_second: DEFAULT_LOG_PER_SECOND,
-        }
-    }
 }
 
 pub(super) fn compile(

@@ -2,7 +2,7 @@
 //!
 //! 1. [`parse`]: JSON → [`ConfigSpec`] with serde, unknown keys rejected, the
 //!    failing field path reported by `serde_path_to_error`.
-//! 2. [`compile`]: [`ConfigSpec`] → [`Policy`], the immutable runtime form
+//! 2. [`compile`]: [`ConfigSpec`] → [`Policy`] (in `core::policy`), the immutable runtime form
 //!    (decoded keys, matchers, buckets). Every check that needs more than the
 //!    JSON shape lives here and names its field path.
 //!
@@ -35,17 +35,17 @@ mod routing;
 mod signature;
 mod state;
 
-pub use admission::AdmissionSpec;
-pub use channel::{ChannelSpec, EmptyAction, EmptySpec, MatchSpec};
+pub use admission::{AdmissionSpec, compile_admission};
+pub use channel::{ChannelSpec, EmptySpec, MatchSpec};
 pub use deadletter::DeadLetterSpec;
 pub use error::{ConfigError, ConfigErrors, FieldPath};
-pub use log::{RefusalLog, RefusalLogSpec};
+pub use log::RefusalLogSpec;
 pub use mask::MaskSpec;
-pub use policy::{ChannelPolicy, DEFAULT_CLUSTER_HEADER, Policy};
-pub use routing::{ChannelRoutingSpec, ClusterSpec, RoutingSpec};
-pub use signature::{DedupSpec, SecretSpec, SignatureSpec};
+pub use routing::{ChannelRoutingSpec, ClusterSpec, RoutingSpec, compile_routing};
+pub use signature::{DedupSpec, SecretSpec, SignatureSpec, compile_dedup};
 pub use state::StateSpec;
 
+use crate::core::policy::Policy;
 use serde::Deserialize;
 
 /// Looks up a variable of the VM environment (Envoy

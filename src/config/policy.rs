@@ -1,71 +1,11 @@
-//! The compiled, immutable runtime policy.
+//! Compiles the whole document into the runtime [`Policy`].
 
 use super::{
     ConfigError, ConfigErrors, ConfigSpec, EnvLookup, FieldPath, admission, channel, routing,
 };
-use crate::core::admission::AdmissionPolicy;
-use crate::core::channel::{self as matching, ChannelMatch, Methods, Route};
-use crate::core::dedup::DedupPolicy;
-use crate::core::mask::Masker;
-use crate::core::routing::RoutingPolicy;
-use crate::core::signature::Verifier;
+use crate::core::channel as matching;
+use crate::core::policy::{ChannelPolicy, Policy};
 use std::collections::HashSet;
-
-pub const DEFAULT_CLUSTER_HEADER: &str = "x-callback-cluster";
-
-/// Everything the filter needs at request time, validated.
-#[derive(Debug)]
-pub struct Policy {
-    pub channels: Vec<ChannelPolicy>,
-    pub admission: Option<AdmissionPolicy>,
-    /// Header the Envoy route's `cluster_header` reads (lower case).
-    pub cluster_header: String,
-    /// Hold a channel request's headers until its body is checked
-    /// (default); `false` is stream mode (see [`crate::core::hold`]).
-    pub hold_headers: bool,
-    /// How refusals are logged.
-    pub refusal_log: super::RefusalLog,
-    /// Where copies of failed callbacks go.
-    pub dead_letter: Option<crate::core::deadletter::DeadLetterPolicy>,
-    /// `reject_unmatched`: canonical, lower-case guard prefixes.
-    pub guards: Vec<String>,
-    /// `state`: fleet-wide dedup and limits (issue #15).
-    pub state: Option<crate::core::state::StatePolicy>,
-}
-
-/// One channel, compiled.
-#[derive(Debug)]
-pub struct ChannelPolicy {
-    pub name: String,
-    /// `match.methods`.
-    pub methods: Methods,
-    /// `resign`: sign the forwarded body for the service.
-    pub resign: Option<crate::core::resign::Resigner>,
-    /// `limits`: the channel's own bucket.
-    pub limit: Option<crate::core::admission::ChannelLimit>,
-    pub matcher: ChannelMatch,
-    pub max_body_bytes: u64,
-    pub empty_action: channel::EmptyAction,
-    pub signature: Option<Verifier>,
-    pub dedup: Option<DedupPolicy>,
-    pub mask: Option<Masker>,
-    pub routing: Option<RoutingPolicy>,
-}
-
-impl Policy {
-    /// Where a request goes: the first channel whose match fits its
-    /// canonical path and host, a 404 under a guard prefix, or through
-    /// (see [`crate::core::channel`]).
-    pub fn route(&self, path: &str, authority: &str) -> Route {
-        matching::route(
-            &self.channels,
-            |c| &c.matcher,
-            &self.guards,
-            path,
-            authority,
-        )
-    }
-}
 
 /// Compiles every section, going on past a failing one so that all errors
 /// are reported. `indices[i]` is the position of `spec.channels[i]` in the
@@ -130,7 +70,7 @@ pub(super) fn compile(
         Vec::new()
     });
     let admission = match &spec.admission {
-        Some(a) => admission::compile(a, &root.key("admission"))
+        Some(a) => admission::compile_admission(a, &root.key("admission"))
             .map_err(|e| errors.push(e))
             .ok(),
         None => None,
@@ -144,7 +84,7 @@ pub(super) fn compile(
     let refusal_log = super::log::compile(spec.refusal_log.as_ref(), &root.key("refusal_log"))
         .unwrap_or_else(|e| {
             errors.push(e);
-            super::RefusalLog::default()
+            crate::core::policy::RefusalLog::default()
         });
     let dead_letter = spec.dead_letter.as_ref().and_then(|d| {
         super::deadletter::compile(d, &root.key("dead_letter"))

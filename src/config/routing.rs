@@ -1,8 +1,12 @@
 //! Top-level `routing` and `channels[].routing`.
 
-use super::policy::DEFAULT_CLUSTER_HEADER;
 use super::{ConfigError, FieldPath};
-use crate::core::routing::{RoutingPolicy, valid_cluster_name};
+use crate::core::names::header::CLUSTER as DEFAULT_CLUSTER_HEADER;
+use crate::core::routing::state::MAX_CLUSTERS;
+use crate::core::routing::{
+    ClusterTarget, MAX_CLUSTER_NAME_LEN, MAX_LATENCY_SLA_MS, MAX_WEIGHT, RoutingPolicy,
+    valid_cluster_name,
+};
 use serde::Deserialize;
 use std::collections::HashSet;
 
@@ -14,7 +18,7 @@ pub struct RoutingSpec {
     /// Request header the chosen cluster is written to, read by the Envoy
     /// route's `cluster_header` (default `x-callback-cluster`).
     #[serde(default)]
-    #[cfg_attr(feature = "schema", schemars(extend("default" = "x-callback-cluster")))]
+    #[cfg_attr(feature = "schema", schemars(extend("default" = crate::core::names::header::CLUSTER)))]
     pub cluster_header: Option<String>,
     /// Extension: strict cluster-name checking. The filter cannot see
     /// Envoy's clusters, so by default any well-formed name is accepted;
@@ -72,7 +76,7 @@ pub(super) fn compile_cluster_header(
 }
 
 /// Validates top-level `routing.known_clusters` (`path` is `routing`) and
-/// returns it for [`compile_channel`].
+/// returns it for [`compile_routing`].
 pub(super) fn compile_known_clusters<'a>(
     spec: Option<&'a RoutingSpec>,
     path: &FieldPath,
@@ -102,17 +106,68 @@ pub(super) fn compile_known_clusters<'a>(
 
 /// `channels[].routing`; with `known_clusters` (strict mode) every cluster
 /// name must be listed there.
-pub(super) fn compile_channel(
+pub fn compile_routing(
     spec: &ChannelRoutingSpec,
     known_clusters: Option<&[String]>,
     path: &FieldPath,
 ) -> Result<RoutingPolicy, ConfigError> {
-    RoutingPolicy::compile(spec, known_clusters, path)
+    let list = path.key("clusters");
+    if spec.clusters.len() > MAX_CLUSTERS {
+        return Err(list.error(format!(
+            "at most {MAX_CLUSTERS} clusters, got {}",
+            spec.clusters.len()
+        )));
+    }
+    let mut seen = HashSet::new();
+    let mut targets = Vec::with_capacity(spec.clusters.len());
+    for (i, c) in spec.clusters.iter().enumerate() {
+        let at = list.index(i);
+        if !valid_cluster_name(&c.name) {
+            return Err(at.key("name").error(format!(
+                "{:?} is not a valid cluster name ([A-Za-z0-9._|:-], 1 to {MAX_CLUSTER_NAME_LEN} characters)",
+                c.name
+            )));
+        }
+        if !seen.insert(c.name.as_str()) {
+            return Err(at
+                .key("name")
+                .error(format!("duplicate cluster name {:?}", c.name)));
+        }
+        if let Some(known) = known_clusters
+            && !known.iter().any(|k| k == &c.name)
+        {
+            return Err(at.key("name").error(format!(
+                "{:?} is not listed in routing.known_clusters",
+                c.name
+            )));
+        }
+        if !(1..=MAX_WEIGHT).contains(&c.weight) {
+            return Err(at.key("weight").error(format!(
+                "must be between 1 and {MAX_WEIGHT}, got {} (remove the cluster to send it nothing)",
+                c.weight
+            )));
+        }
+        if let Some(sla) = c.latency_sla_ms
+            && !(1..=MAX_LATENCY_SLA_MS).contains(&sla)
+        {
+            return Err(at.key("latency_sla_ms").error(format!(
+                "must be between 1 and {MAX_LATENCY_SLA_MS} ms when given, got {sla}"
+            )));
+        }
+        targets.push(ClusterTarget {
+            name: c.name.clone(),
+            weight: c.weight,
+            latency_sla_ms: c.latency_sla_ms,
+        });
+    }
+    RoutingPolicy::new(targets).map_err(|reason| list.error(reason))
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{self, ConfigError, Policy};
+    use super::*;
+    use crate::config::{self, ConfigError};
+    use crate::core::policy::Policy;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -208,5 +263,120 @@ mod tests {
             let err = load(SPEC_CLUSTERS, top).unwrap_err();
             assert_eq!(err.path, path, "{top}: {err}");
         }
+    }
+
+    fn cluster(name: &str, weight: u32, sla: Option<u64>) -> ClusterSpec {
+        ClusterSpec {
+            name: name.to_string(),
+            weight,
+            latency_sla_ms: sla,
+        }
+    }
+
+    fn spec(clusters: Vec<ClusterSpec>) -> ChannelRoutingSpec {
+        ChannelRoutingSpec { clusters }
+    }
+
+    fn compile_err(clusters: Vec<ClusterSpec>, known: Option<&[String]>) -> ConfigError {
+        let path = FieldPath::root().key("channels").index(0).key("routing");
+        compile_routing(&spec(clusters), known, &path).unwrap_err()
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let e = compile_err(vec![], None);
+        assert_eq!(e.path, "channels[0].routing.clusters");
+
+        let e = compile_err(vec![cluster("a", 1, None), cluster("b", 0, None)], None);
+        assert_eq!(e.path, "channels[0].routing.clusters[1].weight");
+        assert!(e.reason.contains("between 1 and 10000, got 0"), "{e}");
+        for w in [10_001, u32::MAX] {
+            let e = compile_err(vec![cluster("a", w, None)], None);
+            assert_eq!(e.path, "channels[0].routing.clusters[0].weight");
+            assert!(e.reason.contains("between 1 and 10000"), "{e}");
+        }
+        assert!(
+            compile_routing(
+                &ChannelRoutingSpec {
+                    clusters: vec![
+                        cluster("a", MAX_WEIGHT, Some(MAX_LATENCY_SLA_MS)),
+                        cluster("b", 1, Some(1))
+                    ]
+                },
+                None,
+                &FieldPath::root()
+            )
+            .is_ok()
+        );
+
+        let e = compile_err(vec![cluster("a", 1, None), cluster("a", 2, None)], None);
+        assert_eq!(e.path, "channels[0].routing.clusters[1].name");
+        assert!(e.reason.contains("duplicate"), "{e}");
+
+        for bad in [
+            "",
+            "has space",
+            "semi;colon",
+            "eq=ual",
+            "new\nline",
+            &"x".repeat(256),
+        ] {
+            let e = compile_err(vec![cluster(bad, 1, None)], None);
+            assert_eq!(e.path, "channels[0].routing.clusters[0].name", "{bad:?}");
+        }
+
+        for sla in [0, 300_001, u64::MAX] {
+            let e = compile_err(vec![cluster("a", 1, Some(sla))], None);
+            assert_eq!(e.path, "channels[0].routing.clusters[0].latency_sla_ms");
+            assert!(e.reason.contains("between 1 and 300000 ms"), "{e}");
+        }
+
+        let many = (0..=MAX_CLUSTERS)
+            .map(|i| cluster(&format!("c{i}"), 1, None))
+            .collect();
+        let e = compile_err(many, None);
+        assert_eq!(e.path, "channels[0].routing.clusters");
+    }
+
+    #[test]
+    fn envoy_and_istio_cluster_names_are_accepted() {
+        let names = [
+            "region-a",
+            "outbound|8080||payments.default.svc.cluster.local",
+            "my_cluster.v2",
+            "a:b",
+        ];
+        let clusters = names.iter().map(|n| cluster(n, 1, None)).collect();
+        let policy = compile_routing(&spec(clusters), None, &FieldPath::root()).unwrap();
+        assert_eq!(policy.clusters().collect::<Vec<_>>(), names);
+    }
+
+    #[test]
+    fn strict_known_clusters_check() {
+        let known = vec!["region-a".to_string(), "region-b".to_string()];
+        let ok = compile_routing(
+            &spec(vec![
+                cluster("region-b", 1, None),
+                cluster("region-a", 1, None),
+            ]),
+            Some(&known),
+            &FieldPath::root(),
+        );
+        assert!(ok.is_ok());
+        let e = compile_err(
+            vec![cluster("region-a", 1, None), cluster("region-x", 1, None)],
+            Some(&known),
+        );
+        assert_eq!(e.path, "channels[0].routing.clusters[1].name");
+        assert!(e.reason.contains("known_clusters"), "{e}");
+        // Without the list, any well-formed name is accepted.
+        assert!(
+            compile_routing(
+                &spec(vec![cluster("region-x", 1, None)]),
+                None,
+                &FieldPath::root()
+            )
+            .is_ok()
+        );
     }
 }

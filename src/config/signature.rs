@@ -1,15 +1,18 @@
 //! `channels[].signature` and `channels[].dedup`.
 //!
-//! Only the JSON shape lives here; every semantic check (known scheme, keys
-//! that decode, fields that apply to the scheme) happens when
-//! [`Verifier::compile`] and [`DedupPolicy::compile`] build the runtime form,
-//! so each error names its field path.
+//! The JSON shape, and [`compile_dedup`], which checks `dedup` and builds
+//! the runtime form with each error naming its field path. The signature's
+//! semantic checks (known scheme, keys that decode, fields that apply to
+//! the scheme) still happen in [`Verifier::compile`] (core).
 //!
 //! Extensions beyond SPEC (all optional): `dedup.id_header`, `dedup.max_ids`.
 
 use super::{ConfigError, EnvLookup, FieldPath};
-use crate::core::dedup::DedupPolicy;
-use crate::core::signature::Verifier;
+use crate::core::dedup::{
+    DEFAULT_IN_FLIGHT_S, DEFAULT_MAX_IDS, DedupPolicy, MAX_IN_FLIGHT_S, MAX_MAX_IDS, MAX_WINDOW_S,
+    MIN_MAX_IDS, is_token,
+};
+use crate::core::signature::{Scheme, Verifier};
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 
@@ -124,12 +127,53 @@ pub(super) fn compile(
     Verifier::compile(spec, path, env)
 }
 
-pub(super) fn compile_dedup(
+pub fn compile_dedup(
     spec: &DedupSpec,
     signature: Option<&SignatureSpec>,
     path: &FieldPath,
 ) -> Result<DedupPolicy, ConfigError> {
-    DedupPolicy::compile(spec, signature, path)
+    if spec.window_s == 0 {
+        return Err(path.key("window_s").error("must be at least 1"));
+    }
+    if spec.window_s > MAX_WINDOW_S {
+        return Err(path
+            .key("window_s")
+            .error(format!("must be at most {MAX_WINDOW_S} (30 days)")));
+    }
+    let in_flight_s = spec.in_flight_s.unwrap_or(DEFAULT_IN_FLIGHT_S);
+    if !(1..=MAX_IN_FLIGHT_S).contains(&in_flight_s) {
+        return Err(path.key("in_flight_s").error(format!(
+            "must be between 1 and {MAX_IN_FLIGHT_S}, got {in_flight_s}"
+        )));
+    }
+    let max_ids = spec.max_ids.unwrap_or(DEFAULT_MAX_IDS);
+    if !(MIN_MAX_IDS..=MAX_MAX_IDS).contains(&max_ids) {
+        return Err(path.key("max_ids").error(format!(
+            "must be between {MIN_MAX_IDS} and {MAX_MAX_IDS}, got {max_ids}"
+        )));
+    }
+    if signature.is_none() && !spec.allow_unsigned {
+        return Err(path.error(
+            "dedup without a signature lets anyone who reaches the proxy send a delivery id \
+             first, so the genuine delivery is answered as a duplicate and dropped; add a \
+             signature, or set allow_unsigned: true to accept that risk",
+        ));
+    }
+    if let Some(name) = &spec.id_header
+        && !is_token(name)
+    {
+        return Err(path
+            .key("id_header")
+            .error(format!("{name:?} is not a header name")));
+    }
+    let scheme = signature.and_then(|s| Scheme::parse(&s.scheme));
+    Ok(DedupPolicy::new(
+        spec.window_s,
+        in_flight_s,
+        max_ids,
+        spec.id_header.as_deref(),
+        scheme,
+    ))
 }
 
 #[cfg(test)]
@@ -168,5 +212,53 @@ mod tests {
     fn unknown_keys_are_errors() {
         let err = serde_json::from_str::<DedupSpec>(r#"{"window_s":1,"bogus":2}"#).unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    fn compile_err(json: &str) -> String {
+        let mut spec: DedupSpec = serde_json::from_str(json).unwrap();
+        spec.allow_unsigned = true;
+        compile_dedup(&spec, None, &FieldPath::root().key("dedup"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn config_errors_name_the_field() {
+        assert_eq!(
+            compile_err(r#"{"window_s":0}"#),
+            "dedup.window_s: must be at least 1"
+        );
+        assert!(
+            compile_err(r#"{"window_s":2592001}"#).starts_with("dedup.window_s: must be at most")
+        );
+        assert_eq!(
+            compile_err(r#"{"window_s":1,"max_ids":10}"#),
+            "dedup.max_ids: must be between 256 and 65536, got 10"
+        );
+        assert_eq!(
+            compile_err(r#"{"window_s":1,"id_header":"bad header"}"#),
+            "dedup.id_header: \"bad header\" is not a header name"
+        );
+    }
+
+    #[test]
+    fn unsigned_dedup_needs_the_explicit_opt_in() {
+        let spec: DedupSpec = serde_json::from_str(r#"{"window_s":60}"#).unwrap();
+        let err = compile_dedup(&spec, None, &FieldPath::root().key("dedup"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("dedup: "), "{err}");
+        assert!(err.contains("allow_unsigned"), "{err}");
+        assert!(err.contains("duplicate"), "names the risk: {err}");
+    }
+
+    #[test]
+    fn in_flight_s_is_bounded() {
+        assert!(
+            compile_err(r#"{"window_s":60,"in_flight_s":0}"#).starts_with("dedup.in_flight_s: ")
+        );
+        assert!(
+            compile_err(r#"{"window_s":60,"in_flight_s":3601}"#).starts_with("dedup.in_flight_s: ")
+        );
     }
 }

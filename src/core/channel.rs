@@ -141,8 +141,8 @@ impl Refusal {
 
     pub fn as_str(self) -> &'static str {
         match self {
-            Refusal::NoChannel => "no_channel",
-            Refusal::AmbiguousPath => "ambiguous_path",
+            Refusal::NoChannel => crate::core::names::code::NO_CHANNEL,
+            Refusal::AmbiguousPath => crate::core::names::code::AMBIGUOUS_PATH,
         }
     }
 }

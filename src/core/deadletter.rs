@@ -17,6 +17,7 @@
 //! (callbacks in flight) × `max_body_bytes` per worker, plus
 //! `max_pending` queued envelopes.
 
+use crate::core::names::header;
 use serde::Serialize;
 use std::collections::VecDeque;
 
@@ -105,12 +106,12 @@ pub fn body_fields(body: Option<&[u8]>) -> (Option<&str>, Option<String>, bool) 
 pub const COPIED_HEADERS: [&str; 8] = [
     "content-type",
     "traceparent",
-    "x-verified-signature",
-    "x-callback-priority-admitted",
-    "webhook-id",
-    "svix-id",
-    "x-github-delivery",
-    "x-shopify-webhook-id",
+    header::VERIFIED_SIGNATURE,
+    header::PRIORITY_ADMITTED,
+    header::WEBHOOK_ID,
+    header::SVIX_ID,
+    header::GITHUB_DELIVERY,
+    header::SHOPIFY_WEBHOOK_ID,
 ];
 
 /// One worker's queue of envelopes and count of open sink calls.

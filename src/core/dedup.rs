@@ -57,13 +57,11 @@
 //! expires after `in_flight_s`.
 //!
 //! ```
-//! use callback_guard::config::{DedupSpec, FieldPath};
-//! use callback_guard::core::dedup::{DedupOutcome, DedupPolicy};
+//! use callback_guard::core::dedup::{DEFAULT_IN_FLIGHT_S, DEFAULT_MAX_IDS, DedupOutcome, DedupPolicy};
 //! use callback_guard::core::shared::MemoryStore;
 //!
-//! let spec: DedupSpec =
-//!     serde_json::from_str(r#"{"window_s": 60, "allow_unsigned": true}"#).unwrap();
-//! let dedup = DedupPolicy::compile(&spec, None, &FieldPath::root()).unwrap();
+//! // `{"window_s": 60, "allow_unsigned": true}`, as `config` compiles it.
+//! let dedup = DedupPolicy::new(60, DEFAULT_IN_FLIGHT_S, DEFAULT_MAX_IDS, None, None);
 //! let store = MemoryStore::new();
 //! assert_eq!(dedup.check(&store, "payments", "msg_1", 1000), Ok(DedupOutcome::First));
 //! // A retry while the first attempt is in flight: try again later.
@@ -77,8 +75,8 @@
 //! assert_eq!(dedup.check(&store, "payments", "msg_1", 1062), Ok(DedupOutcome::First));
 //! ```
 
-use crate::config::{ConfigError, DedupSpec, FieldPath, SignatureSpec};
 use crate::core::headers::Headers;
+use crate::core::names::header;
 use crate::core::shared::{SharedStore, StoreError, update};
 use crate::core::signature::Scheme;
 use serde::Deserialize;
@@ -100,10 +98,10 @@ pub const MAX_ID_LEN: usize = 256;
 
 /// Headers tried in order when the scheme names none.
 pub const FALLBACK_ID_HEADERS: [&str; 4] = [
-    "webhook-id",
-    "svix-id",
-    "x-github-delivery",
-    "x-shopify-webhook-id",
+    header::WEBHOOK_ID,
+    header::SVIX_ID,
+    header::GITHUB_DELIVERY,
+    header::SHOPIFY_WEBHOOK_ID,
 ];
 
 /// Shard value layout version; a value with another first byte (a future
@@ -144,10 +142,10 @@ impl DeliveryIdSource {
     /// The id a provider using `scheme` sends; `None` = no signature.
     pub fn for_scheme(scheme: Option<Scheme>) -> Self {
         match scheme {
-            Some(Scheme::StandardWebhooks) => Self::Header(Cow::Borrowed("webhook-id")),
-            Some(Scheme::Svix) => Self::Header(Cow::Borrowed("svix-id")),
-            Some(Scheme::Github) => Self::Header(Cow::Borrowed("x-github-delivery")),
-            Some(Scheme::Shopify) => Self::Header(Cow::Borrowed("x-shopify-webhook-id")),
+            Some(Scheme::StandardWebhooks) => Self::Header(Cow::Borrowed(header::WEBHOOK_ID)),
+            Some(Scheme::Svix) => Self::Header(Cow::Borrowed(header::SVIX_ID)),
+            Some(Scheme::Github) => Self::Header(Cow::Borrowed(header::GITHUB_DELIVERY)),
+            Some(Scheme::Shopify) => Self::Header(Cow::Borrowed(header::SHOPIFY_WEBHOOK_ID)),
             Some(Scheme::Stripe) => Self::JsonBodyId,
             Some(Scheme::Slack | Scheme::Hmac) | None => Self::KnownHeaders,
         }
@@ -213,60 +211,34 @@ pub struct DedupPolicy {
 }
 
 impl DedupPolicy {
-    pub fn compile(
-        spec: &DedupSpec,
-        signature: Option<&SignatureSpec>,
-        path: &FieldPath,
-    ) -> Result<Self, ConfigError> {
-        if spec.window_s == 0 {
-            return Err(path.key("window_s").error("must be at least 1"));
-        }
-        if spec.window_s > MAX_WINDOW_S {
-            return Err(path
-                .key("window_s")
-                .error(format!("must be at most {MAX_WINDOW_S} (30 days)")));
-        }
-        let in_flight_s = spec.in_flight_s.unwrap_or(DEFAULT_IN_FLIGHT_S);
-        if !(1..=MAX_IN_FLIGHT_S).contains(&in_flight_s) {
-            return Err(path.key("in_flight_s").error(format!(
-                "must be between 1 and {MAX_IN_FLIGHT_S}, got {in_flight_s}"
-            )));
-        }
-        let max_ids = spec.max_ids.unwrap_or(DEFAULT_MAX_IDS);
-        if !(MIN_MAX_IDS..=MAX_MAX_IDS).contains(&max_ids) {
-            return Err(path.key("max_ids").error(format!(
-                "must be between {MIN_MAX_IDS} and {MAX_MAX_IDS}, got {max_ids}"
-            )));
-        }
-        if signature.is_none() && !spec.allow_unsigned {
-            return Err(path.error(
-                "dedup without a signature lets anyone who reaches the proxy send a delivery id \
-                 first, so the genuine delivery is answered as a duplicate and dropped; add a \
-                 signature, or set allow_unsigned: true to accept that risk",
-            ));
-        }
-        let scheme = signature.and_then(|s| Scheme::parse(&s.scheme));
-        let id_signed = spec.id_header.is_none()
+    /// The policy from checked values (`config` bounds `window_s`,
+    /// `in_flight_s` and `max_ids` and checks `id_header` is a header
+    /// name): the id comes from `id_header` if given, else from what the
+    /// `scheme` sends; the key is the id alone only when the scheme's
+    /// signature covers it.
+    pub fn new(
+        window_s: u64,
+        in_flight_s: u64,
+        max_ids: u32,
+        id_header: Option<&str>,
+        scheme: Option<Scheme>,
+    ) -> Self {
+        let id_signed = id_header.is_none()
             && matches!(
                 scheme,
                 Some(Scheme::StandardWebhooks | Scheme::Svix | Scheme::Stripe)
             );
-        let source = match &spec.id_header {
-            Some(name) if !is_token(name) => {
-                return Err(path
-                    .key("id_header")
-                    .error(format!("{name:?} is not a header name")));
-            }
+        let source = match id_header {
             Some(name) => DeliveryIdSource::Header(Cow::Owned(name.to_ascii_lowercase())),
             None => DeliveryIdSource::for_scheme(scheme),
         };
-        Ok(Self {
-            window_s: spec.window_s,
+        Self {
+            window_s,
             in_flight_s,
             source,
             id_signed,
             shards: u64::from(max_ids.div_ceil(MIN_MAX_IDS)),
-        })
+        }
     }
 
     /// The delivery id of a request (see [`DeliveryIdSource`]).
@@ -474,7 +446,8 @@ fn encode(entries: &[Entry]) -> Vec<u8> {
 }
 
 /// RFC 9110 token characters.
-fn is_token(name: &str) -> bool {
+/// An RFC 9110 token: a valid header name.
+pub fn is_token(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()
@@ -488,12 +461,19 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
+    /// A policy from a `dedup` section as JSON (already valid) and the
+    /// channel's signature scheme.
     fn policy(json: &str, scheme: Option<&str>) -> DedupPolicy {
-        let mut spec: DedupSpec = serde_json::from_str(json).unwrap();
-        spec.allow_unsigned = scheme.is_none();
-        let sig: Option<SignatureSpec> =
-            scheme.map(|s| serde_json::from_str(&format!(r#"{{"scheme":"{s}"}}"#)).unwrap());
-        DedupPolicy::compile(&spec, sig.as_ref(), &FieldPath::root().key("dedup")).unwrap()
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        DedupPolicy::new(
+            v["window_s"].as_u64().unwrap(),
+            v["in_flight_s"].as_u64().unwrap_or(DEFAULT_IN_FLIGHT_S),
+            v["max_ids"]
+                .as_u64()
+                .map_or(DEFAULT_MAX_IDS, |n| u32::try_from(n).unwrap()),
+            v["id_header"].as_str(),
+            scheme.map(|s| Scheme::parse(s).unwrap()),
+        )
     }
 
     /// A delivery that the upstream answered 2xx at once: `check`, then
@@ -512,12 +492,11 @@ mod tests {
         Ok(outcome)
     }
 
-    fn compile_err(json: &str) -> String {
-        let mut spec: DedupSpec = serde_json::from_str(json).unwrap();
-        spec.allow_unsigned = true;
-        DedupPolicy::compile(&spec, None, &FieldPath::root().key("dedup"))
-            .unwrap_err()
-            .to_string()
+    #[test]
+    fn delivery_id_follows_the_scheme() {
+        let h = headers(&[("webhook-id", "w"), ("x-github-delivery", "72d3162e")]);
+        let id = DeliveryIdSource::for_scheme(Some(Scheme::Github)).delivery_id(&h, b"");
+        assert_eq!(id.as_deref(), Some("72d3162e"));
     }
 
     fn headers(pairs: &[(&str, &str)]) -> Headers {
@@ -812,36 +791,6 @@ mod tests {
     }
 
     #[test]
-    fn config_errors_name_the_field() {
-        assert_eq!(
-            compile_err(r#"{"window_s":0}"#),
-            "dedup.window_s: must be at least 1"
-        );
-        assert!(
-            compile_err(r#"{"window_s":2592001}"#).starts_with("dedup.window_s: must be at most")
-        );
-        assert_eq!(
-            compile_err(r#"{"window_s":1,"max_ids":10}"#),
-            "dedup.max_ids: must be between 256 and 65536, got 10"
-        );
-        assert_eq!(
-            compile_err(r#"{"window_s":1,"id_header":"bad header"}"#),
-            "dedup.id_header: \"bad header\" is not a header name"
-        );
-    }
-
-    #[test]
-    fn unsigned_dedup_needs_the_explicit_opt_in() {
-        let spec: DedupSpec = serde_json::from_str(r#"{"window_s":60}"#).unwrap();
-        let err = DedupPolicy::compile(&spec, None, &FieldPath::root().key("dedup"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("dedup: "), "{err}");
-        assert!(err.contains("allow_unsigned"), "{err}");
-        assert!(err.contains("duplicate"), "names the risk: {err}");
-    }
-
-    #[test]
     fn keys_are_the_id_only_where_the_signature_covers_it() {
         let h = headers(&[
             ("webhook-id", "msg_1"),
@@ -907,15 +856,5 @@ mod tests {
             Ok(DedupOutcome::InFlight { retry_after_s: 1 })
         );
         assert_eq!(p.check(&store, "c", "lost", 130), Ok(DedupOutcome::First));
-    }
-
-    #[test]
-    fn in_flight_s_is_bounded() {
-        assert!(
-            compile_err(r#"{"window_s":60,"in_flight_s":0}"#).starts_with("dedup.in_flight_s: ")
-        );
-        assert!(
-            compile_err(r#"{"window_s":60,"in_flight_s":3601}"#).starts_with("dedup.in_flight_s: ")
-        );
     }
 }

@@ -1,10 +1,8 @@
 //! Empty callbacks (SPEC `empty`): `x-callback-status: 204`, no body, or a
 //! body that is only whitespace, `{}`, `[]` or `null`.
 
-/// Header a provider sets to say "nothing to deliver".
-pub const STATUS_HEADER: &str = "x-callback-status";
-
-/// True when the headers alone already say the callback is empty.
+/// True when the headers alone already say the callback is empty (the
+/// value of [`crate::core::names::header::STATUS`]).
 pub fn empty_by_header(status_header: Option<&str>) -> bool {
     status_header.is_some_and(|v| v.trim() == "204")
 }

@@ -11,8 +11,8 @@
 //! upstream request, so the service sees headers and an incomplete
 //! request, never a complete unchecked one.
 
-use crate::config::ChannelPolicy;
 use crate::core::headers::Headers;
+use crate::core::policy::ChannelPolicy;
 
 /// What the request-headers phase does with a channel request whose body
 /// is still to come.

@@ -19,14 +19,15 @@
 //! [`crate::core::request`]). [`inspect_body`] runs the whole sequence
 //! with a store that answers at once.
 
-use crate::config::{ChannelPolicy, EmptyAction};
 use crate::core::admission::{AdmissionPolicy, ChannelLimit, Decision};
 use crate::core::dedup::DedupOutcome;
 use crate::core::empty;
 use crate::core::encoding;
 use crate::core::headers::Headers;
 use crate::core::mask::{MaskError, Masker};
-use crate::core::metrics::{self, stat_name};
+use crate::core::metrics::stat_name;
+use crate::core::names::{code, label, metric};
+use crate::core::policy::{ChannelPolicy, EmptyAction};
 use crate::core::reply::LocalReply;
 use crate::core::request::store::{self, Answer, Query, StoreWrite};
 use crate::core::shared::SharedStore;
@@ -48,21 +49,21 @@ pub enum Event {
 impl Event {
     /// The labelled stat name and increment for this event on `channel`.
     pub fn stat(self, channel: &str) -> (String, u64) {
-        let ch = ("channel", channel);
+        let ch = (label::CHANNEL, channel);
         match self {
-            Self::Empty => (stat_name(metrics::EMPTY_TOTAL, &[ch]), 1),
-            Self::SignatureVerified => (stat_name(metrics::SIGNATURE_VERIFIED_TOTAL, &[ch]), 1),
+            Self::Empty => (stat_name(metric::EMPTY_TOTAL, &[ch]), 1),
+            Self::SignatureVerified => (stat_name(metric::SIGNATURE_VERIFIED_TOTAL, &[ch]), 1),
             Self::SignatureFailed(r) => (
                 stat_name(
-                    metrics::SIGNATURE_FAILED_TOTAL,
+                    metric::SIGNATURE_FAILED_TOTAL,
                     &[ch, ("reason", r.as_str())],
                 ),
                 1,
             ),
-            Self::Duplicate => (stat_name(metrics::DUPLICATES_TOTAL, &[ch]), 1),
-            Self::Masked(n) => (stat_name(metrics::MASKED_FIELDS_TOTAL, &[ch]), n),
+            Self::Duplicate => (stat_name(metric::DUPLICATES_TOTAL, &[ch]), 1),
+            Self::Masked(n) => (stat_name(metric::MASKED_FIELDS_TOTAL, &[ch]), n),
             Self::Rejected(reason) => (
-                stat_name(metrics::REJECTED_TOTAL, &[ch, ("reason", reason)]),
+                stat_name(metric::REJECTED_TOTAL, &[ch, ("reason", reason)]),
                 1,
             ),
             Self::Admission(decision) => (admission_stat(channel, decision), 1),
@@ -73,9 +74,9 @@ impl Event {
 /// The `callback_admission_total` stat of a decision on `channel`.
 pub fn admission_stat(channel: &str, decision: Decision) -> String {
     stat_name(
-        metrics::ADMISSION_TOTAL,
+        metric::ADMISSION_TOTAL,
         &[
-            ("channel", channel),
+            (label::CHANNEL, channel),
             ("priority", decision.priority().as_str()),
             ("decision", decision.as_str()),
         ],
@@ -229,10 +230,10 @@ impl BodyCheck {
                 return self.reply(signature_reply(FailureReason::Malformed));
             }
             self.events
-                .push(Event::Rejected(metrics::REJECTED_BAD_DELIVERY_ID));
+                .push(Event::Rejected(metric::REJECTED_BAD_DELIVERY_ID));
             return self.reply(LocalReply::new(
                 400,
-                "bad_delivery_id",
+                code::BAD_DELIVERY_ID,
                 "callback delivery id is repeated or not ASCII",
             ));
         }
@@ -258,7 +259,7 @@ impl BodyCheck {
 
         if let Some(refusal) = refuse_encoded(ch, encoded) {
             self.events
-                .push(Event::Rejected(metrics::REJECTED_UNSUPPORTED_ENCODING));
+                .push(Event::Rejected(metric::REJECTED_UNSUPPORTED_ENCODING));
             return self.reply(refusal);
         }
 
@@ -298,12 +299,12 @@ impl BodyCheck {
                     }
                     Answer::Dedup(DedupOutcome::InFlight { retry_after_s }) => {
                         self.events
-                            .push(Event::Rejected(metrics::REJECTED_IN_PROGRESS));
+                            .push(Event::Rejected(metric::REJECTED_IN_PROGRESS));
                         self.reply(LocalReply::in_progress(retry_after_s))
                     }
                     Answer::Refused => {
                         self.events
-                            .push(Event::Rejected(metrics::REJECTED_STATE_UNAVAILABLE));
+                            .push(Event::Rejected(metric::REJECTED_STATE_UNAVAILABLE));
                         self.reply(LocalReply::state_unavailable())
                     }
                     // A store failure must not lose the callback: forward
@@ -363,14 +364,14 @@ impl BodyCheck {
                     }
                 }
                 Err(err) => {
-                    self.events.push(Event::Rejected("bad_json"));
+                    self.events.push(Event::Rejected(code::BAD_JSON));
                     let detail = match err {
                         MaskError::BadJson => "callback body claims JSON but does not parse",
                         MaskError::TooDeep => {
                             "callback body nests JSON deeper than the filter accepts"
                         }
                     };
-                    let reply = LocalReply::new(400, "bad_json", detail);
+                    let reply = LocalReply::new(400, code::BAD_JSON, detail);
                     return self.done(BodyAction::Reply(reply), dedup_key);
                 }
             }
@@ -736,7 +737,7 @@ mod tests {
     #[test]
     fn event_stat_names() {
         assert_eq!(
-            Event::Rejected("too_large").stat("p"),
+            Event::Rejected(code::TOO_LARGE).stat("p"),
             (
                 "callback_rejected_total_channel=.=p;.;_reason=.=too_large;.;".to_string(),
                 1

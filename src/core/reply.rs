@@ -4,6 +4,7 @@
 //! secrets and masked values cannot leak through them.
 
 use crate::core::channel::Refusal;
+use crate::core::names::{code, header};
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +69,7 @@ impl LocalReply {
     pub fn empty_callback() -> Self {
         Self::new(
             204,
-            "empty_callback",
+            code::EMPTY_CALLBACK,
             "empty callback acknowledged by the proxy",
         )
     }
@@ -76,7 +77,7 @@ impl LocalReply {
     pub fn too_large(limit: u64) -> Self {
         Self::new(
             413,
-            "too_large",
+            code::TOO_LARGE,
             format!("callback body exceeds the channel limit of {limit} bytes"),
         )
     }
@@ -98,7 +99,7 @@ impl LocalReply {
     pub fn unsupported_encoding() -> Self {
         Self::new(
             415,
-            "unsupported_encoding",
+            code::UNSUPPORTED_ENCODING,
             "callback body is content-encoded; this channel masks bodies and accepts only identity (uncompressed) bodies",
         )
         .with_header("accept-encoding", "identity")
@@ -107,8 +108,8 @@ impl LocalReply {
     /// A redelivery of a callback the service already took: not an error,
     /// so the body says `"status": "duplicate"`.
     pub fn duplicate() -> Self {
-        let mut reply = Self::new(200, "duplicate", "duplicate delivery already accepted")
-            .with_header("x-callback-duplicate", "true");
+        let mut reply = Self::new(200, code::DUPLICATE, "duplicate delivery already accepted")
+            .with_header(header::DUPLICATE, "true");
         reply.outcome = true;
         reply
     }
@@ -118,10 +119,10 @@ impl LocalReply {
     pub fn in_progress(retry_after_s: u64) -> Self {
         Self::new(
             409,
-            "in_progress",
+            code::IN_PROGRESS,
             "an attempt of this delivery is still in flight; retry later",
         )
-        .with_header("retry-after", retry_after_s.to_string())
+        .with_header(header::RETRY_AFTER, retry_after_s.to_string())
     }
 
     /// The fleet state store (`state`) did not answer and
@@ -129,7 +130,7 @@ impl LocalReply {
     pub fn state_unavailable() -> Self {
         Self::new(
             503,
-            "state_unavailable",
+            code::STATE_UNAVAILABLE,
             "the fleet state store is unavailable; retry later",
         )
     }

@@ -10,6 +10,7 @@
 //! id.timestamp.body>`. The service verifies with any stock Standard
 //! Webhooks library and that one secret, whatever the provider.
 
+use crate::core::names::header;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
@@ -17,9 +18,9 @@ use sha2::Sha256;
 use std::fmt;
 
 /// The headers the re-signed request carries.
-pub const ID_HEADER: &str = "webhook-id";
-pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
-pub const SIGNATURE_HEADER: &str = "webhook-signature";
+pub const ID_HEADER: &str = header::WEBHOOK_ID;
+pub const TIMESTAMP_HEADER: &str = header::WEBHOOK_TIMESTAMP;
+pub const SIGNATURE_HEADER: &str = header::WEBHOOK_SIGNATURE;
 
 /// A compiled `resign` section: the decoded `whsec_` key.
 #[derive(Clone)]

@@ -33,7 +33,7 @@
 
 use super::state::{CallStep, StateCall};
 use super::worker::Worker;
-use crate::config::Policy;
+use crate::core::policy::Policy;
 use crate::core::request::store::{Answer, Query, StoreWrite};
 use crate::core::request::{Effect, Env, Output, Phase, Request, Step};
 use crate::core::shared::SharedStore;

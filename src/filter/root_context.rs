@@ -4,13 +4,18 @@
 
 use super::http_context::Http;
 use super::worker::{ROUTE_REFRESH_MS, Worker};
-use crate::config::{self, Policy};
+use crate::config;
+use crate::core::admission::{Decision, Priority};
 use crate::core::channel::Refusal;
 use crate::core::deadletter;
 use crate::core::decision::LogBudget;
-use crate::core::metrics::{self, stat_name};
+use crate::core::metrics::stat_name;
+use crate::core::names::label::{CHANNEL, CLUSTER, DECISION, PRIORITY, REASON, RESULT};
+use crate::core::names::{code, metric};
+use crate::core::policy::Policy;
 use crate::core::routing;
 use crate::core::shared;
+use crate::core::signature::FailureReason;
 use crate::core::state::{Answer, Query, StateError, StatePolicy};
 use crate::host;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -47,8 +52,8 @@ impl Root {
         let mut m = self.worker.metrics.borrow_mut();
         for why in Refusal::ALL {
             m.declare_counter(stat_name(
-                metrics::UNMATCHED_TOTAL,
-                &[("reason", why.as_str())],
+                metric::UNMATCHED_TOTAL,
+                &[(REASON, why.as_str())],
             ));
         }
         #[cfg(feature = "rego")]
@@ -57,72 +62,72 @@ impl Root {
             for reason in rego.reason_labels() {
                 for decision in SOURCES {
                     m.declare_counter(stat_name(
-                        metrics::ADMISSION_POLICY_TOTAL,
-                        &[("decision", decision), ("reason", reason)],
+                        metric::ADMISSION_POLICY_TOTAL,
+                        &[(DECISION, decision), (REASON, reason)],
                     ));
                 }
             }
         }
         for ch in &policy.channels {
-            let c = ("channel", ch.name.as_str());
+            let c = (CHANNEL, ch.name.as_str());
             if policy.admission.is_some() || ch.limit.is_some() {
-                for priority in ["high", "normal", "low"] {
-                    for decision in ["admitted", "demoted", "denied", "shed", "rate_limited"] {
+                for priority in Priority::ALL.map(Priority::as_str) {
+                    for decision in Decision::LABELS {
                         m.declare_counter(stat_name(
-                            metrics::ADMISSION_TOTAL,
-                            &[c, ("priority", priority), ("decision", decision)],
+                            metric::ADMISSION_TOTAL,
+                            &[c, (PRIORITY, priority), (DECISION, decision)],
                         ));
                     }
                 }
             }
-            for base in [metrics::REQUESTS_TOTAL, metrics::EMPTY_TOTAL] {
+            for base in [metric::REQUESTS_TOTAL, metric::EMPTY_TOTAL] {
                 m.declare_counter(stat_name(base, &[c]));
             }
             let encoding = ch
                 .mask
                 .is_some()
-                .then_some(metrics::REJECTED_UNSUPPORTED_ENCODING);
-            for reason in ["too_large", "bad_json"].into_iter().chain(encoding) {
-                m.declare_counter(stat_name(metrics::REJECTED_TOTAL, &[c, ("reason", reason)]));
+                .then_some(metric::REJECTED_UNSUPPORTED_ENCODING);
+            for reason in [code::TOO_LARGE, code::BAD_JSON]
+                .into_iter()
+                .chain(encoding)
+            {
+                m.declare_counter(stat_name(metric::REJECTED_TOTAL, &[c, (REASON, reason)]));
             }
             if ch.signature.is_some() {
-                m.declare_counter(stat_name(metrics::SIGNATURE_VERIFIED_TOTAL, &[c]));
-                for reason in ["missing", "malformed", "mismatch", "expired"] {
+                m.declare_counter(stat_name(metric::SIGNATURE_VERIFIED_TOTAL, &[c]));
+                for reason in FailureReason::ALL.map(FailureReason::as_str) {
                     m.declare_counter(stat_name(
-                        metrics::SIGNATURE_FAILED_TOTAL,
-                        &[c, ("reason", reason)],
+                        metric::SIGNATURE_FAILED_TOTAL,
+                        &[c, (REASON, reason)],
                     ));
                 }
             }
             if ch.dedup.is_some() {
-                m.declare_counter(stat_name(metrics::DUPLICATES_TOTAL, &[c]));
+                m.declare_counter(stat_name(metric::DUPLICATES_TOTAL, &[c]));
                 m.declare_counter(stat_name(
-                    metrics::REJECTED_TOTAL,
-                    &[c, ("reason", metrics::REJECTED_IN_PROGRESS)],
+                    metric::REJECTED_TOTAL,
+                    &[c, (REASON, metric::REJECTED_IN_PROGRESS)],
                 ));
                 if ch.signature.is_none() {
                     m.declare_counter(stat_name(
-                        metrics::REJECTED_TOTAL,
-                        &[c, ("reason", metrics::REJECTED_BAD_DELIVERY_ID)],
+                        metric::REJECTED_TOTAL,
+                        &[c, (REASON, metric::REJECTED_BAD_DELIVERY_ID)],
                     ));
                 }
             }
             if ch.mask.is_some() {
-                m.declare_counter(stat_name(metrics::MASKED_FIELDS_TOTAL, &[c]));
+                m.declare_counter(stat_name(metric::MASKED_FIELDS_TOTAL, &[c]));
             }
             if policy.dead_letter.is_some() {
                 for result in deadletter::RESULTS {
-                    m.declare_counter(stat_name(
-                        metrics::DEADLETTER_TOTAL,
-                        &[c, ("result", result)],
-                    ));
+                    m.declare_counter(stat_name(metric::DEADLETTER_TOTAL, &[c, (RESULT, result)]));
                 }
             }
             if let Some(routing) = &ch.routing {
                 for cluster in routing.clusters() {
-                    let labels = [c, ("cluster", cluster)];
-                    m.declare_counter(stat_name(metrics::ROUTED_TOTAL, &labels));
-                    m.declare_counter(stat_name(metrics::UPSTREAM_FAILURES_TOTAL, &labels));
+                    let labels = [c, (CLUSTER, cluster)];
+                    m.declare_counter(stat_name(metric::ROUTED_TOTAL, &labels));
+                    m.declare_counter(stat_name(metric::UPSTREAM_FAILURES_TOTAL, &labels));
                 }
             }
         }

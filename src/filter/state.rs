@@ -11,7 +11,9 @@
 //!
 //! [`core::state`]: crate::core::state
 
-use crate::core::metrics::{self, stat_name};
+use crate::core::metrics::stat_name;
+use crate::core::names::label::OP;
+use crate::core::names::metric;
 use crate::core::state::{Answer, ErrorLog, Health, Query, StateError, StatePolicy};
 use crate::host;
 use std::cell::RefCell;
@@ -132,7 +134,7 @@ impl StoreHealth {
     ) {
         metrics
             .borrow_mut()
-            .increment(stat_name(metrics::STATE_ERRORS_TOTAL, &[("op", op)]), 1);
+            .increment(stat_name(metric::STATE_ERRORS_TOTAL, &[(OP, op)]), 1);
         let opened = self.health.borrow_mut().failure(policy, now_ms);
         if let Some(suppressed) = self.log.borrow_mut().admit(now_ms) {
             let fallback = match policy.on_unavailable {

@@ -5,10 +5,12 @@
 //! neither.
 
 use super::state::StoreHealth;
-use crate::config::Policy;
 use crate::core::deadletter::{self, DeadLetterPolicy, Outbox};
 use crate::core::decision::{DEFAULT_LOG_PER_SECOND, LogBudget};
-use crate::core::metrics::{self, stat_name};
+use crate::core::metrics::stat_name;
+use crate::core::names::label::{CHANNEL, RESULT};
+use crate::core::names::metric;
+use crate::core::policy::Policy;
 use crate::core::rng::SplitMix64;
 use crate::core::routing::{self, Observation};
 use crate::core::shared::ReadCache;
@@ -58,8 +60,8 @@ impl Worker {
     fn count_dead_letter(&self, channel: &str, result: &str) {
         self.metrics.borrow_mut().increment(
             stat_name(
-                metrics::DEADLETTER_TOTAL,
-                &[("channel", channel), ("result", result)],
+                metric::DEADLETTER_TOTAL,
+                &[(CHANNEL, channel), (RESULT, result)],
             ),
             1,
         );

@@ -13,10 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// Label names the filter encodes in stat names (see src/core/metrics.rs).
-pub const LABELS: [&str; 7] = [
-    "channel", "reason", "priority", "decision", "cluster", "result", "op",
-];
+/// Label names the filter encodes in stat names (defined once, in
+/// src/core/names.rs).
+pub const LABELS: [&str; 7] = callback_guard::core::names::label::ALL;
 
 /// The secrets the shipped demo config reads from Envoy's environment
 /// (`host_env_keys`); `make run` exports the same values.

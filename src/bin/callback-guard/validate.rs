@@ -18,7 +18,8 @@
 //! environment. A missing variable is an error, as on the proxy, unless
 //! `--allow-missing-env` substitutes a placeholder.
 
-use callback_guard::config::{self, ConfigError, Policy};
+use callback_guard::config::{self, ConfigError};
+use callback_guard::core::policy::Policy;
 use serde_json::{Map, Value, json};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};

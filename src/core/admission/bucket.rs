@@ -17,7 +17,6 @@
 //! cannot mint tokens later either.
 
 use super::Priority;
-use crate::config::{ConfigError, FieldPath};
 use crate::core::shared::{SharedStore, StoreError, update};
 
 /// The one shared-data key holding every admission bucket.
@@ -45,29 +44,12 @@ pub const MAX_BURST: f64 = 1_000_000_000.0;
 /// five minutes and is refused again just gets a new `retry-after`.
 pub const MAX_RETRY_AFTER_S: u64 = 300;
 
-/// `rps` tokens per second, at most `burst` (both validated at compile).
+/// `rps` tokens per second, at most `burst` (both checked by `config`:
+/// [`MIN_RPS`]..=[`MAX_RPS`], [`MIN_BURST`]..=[`MAX_BURST`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limit {
     pub rps: f64,
     pub burst: f64,
-}
-
-impl Limit {
-    /// Validates `rps` ([`MIN_RPS`]..=[`MAX_RPS`]) and `burst`
-    /// ([`MIN_BURST`]..=[`MAX_BURST`]); NaN and infinities are refused.
-    pub fn compile(rps: f64, burst: f64, path: &FieldPath) -> Result<Self, ConfigError> {
-        if !(MIN_RPS..=MAX_RPS).contains(&rps) {
-            return Err(path.key("rps").error(format!(
-                "must be a number from {MIN_RPS} to {MAX_RPS} (tokens per second), got {rps}"
-            )));
-        }
-        if !(MIN_BURST..=MAX_BURST).contains(&burst) {
-            return Err(path.key("burst").error(format!(
-                "must be a number from {MIN_BURST} to {MAX_BURST} (bucket size), got {burst}"
-            )));
-        }
-        Ok(Self { rps, burst })
-    }
 }
 
 /// One bucket's state.
@@ -477,35 +459,6 @@ mod tests {
             empty.retry_after_s(limit(MIN_RPS, MAX_BURST), MAX_BURST * 0.5),
             MAX_RETRY_AFTER_S
         );
-    }
-
-    #[test]
-    fn limits_are_bounded_at_load() {
-        let path = FieldPath::root().key("admission").key("capacity");
-        let ok = |rps, burst| Limit::compile(rps, burst, &path).is_ok();
-        assert!(ok(MIN_RPS, MIN_BURST));
-        assert!(ok(MAX_RPS, MAX_BURST));
-        assert!(ok(300.0, 50.0));
-        for rps in [
-            1e-300,
-            0.0009,
-            0.0,
-            -1.0,
-            1_000_000_000.5,
-            1e300,
-            f64::NAN,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-        ] {
-            let err = Limit::compile(rps, 10.0, &path).unwrap_err();
-            assert_eq!(err.path, "admission.capacity.rps", "{rps}");
-            assert!(err.reason.contains("from 0.001 to 1000000000"), "{err}");
-        }
-        for burst in [0.0, 0.999, -1.0, 1e10, f64::NAN, f64::INFINITY] {
-            let err = Limit::compile(10.0, burst, &path).unwrap_err();
-            assert_eq!(err.path, "admission.capacity.burst", "{burst}");
-            assert!(err.reason.contains("from 1 to 1000000000"), "{err}");
-        }
     }
 
     #[test]

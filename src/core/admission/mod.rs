@@ -47,8 +47,8 @@
 //! (403) never depend on shared data, so they hold either way.
 //!
 //! ```
-//! use callback_guard::config::{AdmissionSpec, FieldPath};
-//! use callback_guard::core::admission::{AdmissionPolicy, Cause, Decision, Priority};
+//! use callback_guard::config::{self, AdmissionSpec, FieldPath};
+//! use callback_guard::core::admission::{Cause, Decision, Priority};
 //! use callback_guard::core::shared::MemoryStore;
 //!
 //! let spec: AdmissionSpec = serde_json::from_str(r#"{
@@ -56,7 +56,7 @@
 //!                 "principals": ["cluster.local/ns/*/sa/webhook-*"] }],
 //!     "limits": { "high": { "rps": 1, "burst": 1 } }
 //! }"#).unwrap();
-//! let policy = AdmissionPolicy::compile(&spec, &FieldPath::root().key("admission")).unwrap();
+//! let policy = config::compile_admission(&spec, &FieldPath::root().key("admission")).unwrap();
 //! let store = MemoryStore::new();
 //! let me = Some("spiffe://cluster.local/ns/default/sa/webhook-processor");
 //! assert_eq!(policy.decide(&store, Some("HIGH"), me, 0), Ok(Decision::Admitted(Priority::High)));
@@ -142,17 +142,13 @@ pub mod principal;
 pub mod rego;
 pub mod rules;
 
-use crate::config::{AdmissionSpec, ConfigError, FieldPath};
+use crate::core::names::{code, header};
 use crate::core::reply::LocalReply;
 use crate::core::shared::{SharedStore, StoreError};
+use bucket::Draw;
+pub use bucket::Limits;
 pub use bucket::{Cause, ChannelLimit};
-use bucket::{Draw, Limits};
-use rules::{Effect, Rule, RuleFields};
-
-/// Default request header carrying the requested priority.
-pub const DEFAULT_PRIORITY_HEADER: &str = "x-callback-priority";
-/// Request header the filter sets to the admitted priority.
-pub const ADMITTED_HEADER: &str = "x-callback-priority-admitted";
+use rules::{Effect, Rule};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Priority {
@@ -162,6 +158,9 @@ pub enum Priority {
 }
 
 impl Priority {
+    /// Every priority, highest first (e.g. to declare the metrics).
+    pub const ALL: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::High => "high",
@@ -226,19 +225,20 @@ impl Decision {
                 ..
             } => {
                 let (code, detail) = match cause {
-                    Cause::RateLimited => {
-                        ("rate_limited", "callback over its rate limit; retry later")
-                    }
-                    Cause::Capacity => ("shed", "callback shed under load; retry later"),
+                    Cause::RateLimited => (
+                        code::RATE_LIMITED,
+                        "callback over its rate limit; retry later",
+                    ),
+                    Cause::Capacity => (code::SHED, "callback shed under load; retry later"),
                 };
                 Some(
                     LocalReply::new(429, code, detail)
-                        .with_header("retry-after", retry_after_s.to_string()),
+                        .with_header(header::RETRY_AFTER, retry_after_s.to_string()),
                 )
             }
             Self::Denied(priority) => Some(LocalReply::new(
                 403,
-                "priority_rejected",
+                code::PRIORITY_REJECTED,
                 format!(
                     "priority {} is not allowed for this caller",
                     priority.as_str()
@@ -246,6 +246,15 @@ impl Decision {
             )),
         }
     }
+
+    /// Every value of [`Decision::as_str`] (the `decision` label).
+    pub const LABELS: [&'static str; 5] = [
+        "admitted",
+        "demoted",
+        "denied",
+        code::SHED,
+        code::RATE_LIMITED,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -255,11 +264,11 @@ impl Decision {
             Self::Shed {
                 cause: Cause::RateLimited,
                 ..
-            } => "rate_limited",
+            } => code::RATE_LIMITED,
             Self::Shed {
                 cause: Cause::Capacity,
                 ..
-            } => "shed",
+            } => code::SHED,
         }
     }
 
@@ -302,68 +311,23 @@ pub struct AdmissionPolicy {
 }
 
 impl AdmissionPolicy {
-    pub fn compile(spec: &AdmissionSpec, path: &FieldPath) -> Result<Self, ConfigError> {
-        let priority_header = compile_header(
-            spec.priority_header.as_deref(),
-            &path.key("priority_header"),
-        )?;
-        let rules = spec
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let fields = RuleFields {
-                    priority: &r.priority,
-                    principals: &r.principals,
-                    effect: &r.effect,
-                    unauthenticated: r.unauthenticated,
-                };
-                Rule::compile(fields, &path.key("rules").index(i))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let unauthorized_high = match spec.unauthorized_high.as_deref() {
-            None | Some("demote") => UnauthorizedHigh::Demote,
-            Some("reject") => UnauthorizedHigh::Reject,
-            Some(other) => {
-                return Err(path.key("unauthorized_high").error(format!(
-                    "unknown value {other:?} (expected demote or reject)"
-                )));
-            }
-        };
-        let per = spec.limits.as_ref();
-        let at = path.key("limits");
-        let limits = Limits {
-            high: per
-                .and_then(|l| l.high)
-                .map(|b| b.limit(&at.key("high")))
-                .transpose()?,
-            normal: per
-                .and_then(|l| l.normal)
-                .map(|b| b.limit(&at.key("normal")))
-                .transpose()?,
-            low: per
-                .and_then(|l| l.low)
-                .map(|b| b.limit(&at.key("low")))
-                .transpose()?,
-            capacity: spec
-                .capacity
-                .map(|b| b.limit(&path.key("capacity")))
-                .transpose()?,
-        };
-        #[cfg(not(feature = "rego"))]
-        if spec.policy.is_some() {
-            return Err(path
-                .key("policy")
-                .error("this build has no Rego support (cargo feature `rego`)"));
-        }
-        Ok(Self {
+    /// The policy from its checked parts (`config` compiles them):
+    /// `priority_header` lower case, the rules in order, the buckets.
+    pub fn new(
+        priority_header: String,
+        rules: Vec<Rule>,
+        unauthorized_high: UnauthorizedHigh,
+        limits: Limits,
+        #[cfg(feature = "rego")] rego: Option<rego::RegoPolicy>,
+    ) -> Self {
+        Self {
             priority_header,
             rules,
             unauthorized_high,
             limits,
             #[cfg(feature = "rego")]
-            rego: compile_rego(spec, path)?,
-        })
+            rego,
+        }
     }
 
     /// The Rego policy (`policy`), if configured.
@@ -522,52 +486,3 @@ pub fn draw_all(
         None => (decision, error),
     }
 }
-
-#[cfg(feature = "rego")]
-fn compile_rego(
-    spec: &AdmissionSpec,
-    path: &FieldPath,
-) -> Result<Option<rego::RegoPolicy>, ConfigError> {
-    let Some(p) = spec.policy.as_ref() else {
-        return Ok(None);
-    };
-    let modules: Vec<(String, String)> = p
-        .modules
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let fields = rego::PolicyFields {
-        modules: &modules,
-        entrypoint: &p.entrypoint,
-        headers: &p.headers,
-        priorities: p.priorities.as_deref(),
-        on_error: p.on_error.as_deref(),
-        timeout_us: p.timeout_us,
-        reasons: &p.reasons,
-    };
-    rego::RegoPolicy::compile(fields, &path.key("policy")).map(Some)
-}
-
-fn compile_header(name: Option<&str>, path: &FieldPath) -> Result<String, ConfigError> {
-    let name = name.unwrap_or(DEFAULT_PRIORITY_HEADER).to_ascii_lowercase();
-    if name.is_empty() {
-        return Err(path.error("must not be empty"));
-    }
-    // RFC 9110 token characters; rules out pseudo-headers and whitespace.
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if let Some(c) = name.bytes().find(|b| !token(*b)) {
-        return Err(path.error(format!(
-            "{name:?} is not a valid header name (character {:?})",
-            char::from(c)
-        )));
-    }
-    if name == ADMITTED_HEADER {
-        return Err(path.error(format!(
-            "must differ from {ADMITTED_HEADER}, which the filter sets itself"
-        )));
-    }
-    Ok(name)
-}
-
-#[cfg(test)]
-mod tests;

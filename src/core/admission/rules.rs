@@ -3,21 +3,11 @@
 
 use super::Priority;
 use super::principal::Principal;
-use crate::config::{ConfigError, FieldPath};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Effect {
     Allow,
     Deny,
-}
-
-/// The fields of one `RuleSpec`, borrowed.
-#[derive(Debug, Clone, Copy)]
-pub struct RuleFields<'a> {
-    pub priority: &'a str,
-    pub principals: &'a [String],
-    pub effect: &'a str,
-    pub unauthenticated: bool,
 }
 
 /// One compiled rule.
@@ -31,50 +21,6 @@ pub struct Rule {
 }
 
 impl Rule {
-    /// Compiles `admission.rules[i]` (its fields: `config` does not export
-    /// `RuleSpec` by name).
-    pub fn compile(spec: RuleFields<'_>, path: &FieldPath) -> Result<Self, ConfigError> {
-        let priority = Priority::from_name(spec.priority).ok_or_else(|| {
-            path.key("priority").error(format!(
-                "unknown priority {:?} (expected high, normal or low)",
-                spec.priority
-            ))
-        })?;
-        let effect = match spec.effect {
-            "allow" => Effect::Allow,
-            "deny" => Effect::Deny,
-            other => {
-                return Err(path
-                    .key("effect")
-                    .error(format!("unknown effect {other:?} (expected allow or deny)")));
-            }
-        };
-        if spec.unauthenticated && effect == Effect::Allow {
-            return Err(path.key("unauthenticated").error(
-                "only a deny rule can match unauthenticated requests; nothing is allowed without an identity",
-            ));
-        }
-        if spec.principals.is_empty() && !spec.unauthenticated {
-            return Err(path
-                .key("principals")
-                .error("must list at least one principal"));
-        }
-        let principals = spec
-            .principals
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                Principal::parse(p).map_err(|reason| path.key("principals").index(i).error(reason))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
-            priority,
-            principals,
-            effect,
-            unauthenticated: spec.unauthenticated,
-        })
-    }
-
     fn matches(&self, priority: Priority, identity: Option<&str>) -> bool {
         if self.priority != priority {
             return false;
@@ -103,17 +49,18 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn rule(priority: &str, principals: &[&str], effect: &str) -> Rule {
-        let principals: Vec<String> = principals.iter().map(|s| s.to_string()).collect();
-        Rule::compile(
-            RuleFields {
-                priority,
-                principals: &principals,
-                effect,
-                unauthenticated: false,
+        Rule {
+            priority: Priority::from_name(priority).unwrap(),
+            principals: principals
+                .iter()
+                .map(|p| Principal::parse(p).unwrap())
+                .collect(),
+            effect: match effect {
+                "allow" => Effect::Allow,
+                _ => Effect::Deny,
             },
-            &FieldPath::root().key("r"),
-        )
-        .unwrap()
+            unauthenticated: false,
+        }
     }
 
     #[test]

@@ -129,11 +129,8 @@ impl Masker {
         path: &FieldPath,
         env: EnvLookup<'_>,
     ) -> Result<Self, ConfigError> {
-        let selectors = Selectors::compile(
-            &spec.fields,
-            &path.key("fields"),
-            spec.case_sensitive.unwrap_or(false),
-        )?;
+        let selectors = Selectors::new(&spec.fields, spec.case_sensitive.unwrap_or(false))
+            .map_err(|(i, reason)| path.key("fields").index(i).error(reason))?;
 
         let mut detectors = Detectors::default();
         for (i, name) in spec.detectors.iter().enumerate() {

@@ -18,8 +18,6 @@
 //! child), so while the rewriter walks the document it only carries one
 //! `Option<NodeId>` per open container — no backtracking, no re-scans.
 
-use crate::config::{ConfigError, FieldPath};
-
 /// Index of a trie node; the root is 0.
 pub(crate) type NodeId = u32;
 
@@ -59,24 +57,20 @@ pub(crate) struct Selectors {
 }
 
 impl Selectors {
-    /// Parses and validates every selector; errors name `fields[i]`. A
+    /// Parses and validates every selector; an error is the index of the
+    /// selector in `fields` and the reason. A
     /// selector written twice is an error; with case-insensitive keys two
     /// spellings of one selector (`phone`, `Phone`) are accepted as one, so
     /// a configuration that listed both before keeps loading.
-    pub(crate) fn compile(
-        fields: &[String],
-        path: &FieldPath,
-        case_sensitive: bool,
-    ) -> Result<Self, ConfigError> {
+    pub(crate) fn new(fields: &[String], case_sensitive: bool) -> Result<Self, (usize, String)> {
         let mut sel = Selectors {
             case_sensitive,
             ..Selectors::default()
         };
         let mut seen = std::collections::HashSet::new();
         for (i, field) in fields.iter().enumerate() {
-            let fpath = path.index(i);
             if !seen.insert(field.as_str()) {
-                return Err(fpath.error(format!("duplicate field selector {field:?}")));
+                return Err((i, format!("duplicate field selector {field:?}")));
             }
             // Lower case maps no character to `.`, `[`, `]` or `*`, so the
             // folded selector parses to the same steps.
@@ -85,7 +79,7 @@ impl Selectors {
             } else {
                 field.to_lowercase()
             };
-            let steps = parse(&folded).map_err(|reason| fpath.error(reason))?;
+            let steps = parse(&folded).map_err(|reason| (i, reason))?;
             match steps {
                 Parsed::Key(key) => sel.add_key(key),
                 Parsed::Path(steps) => sel.add_path(&steps),
@@ -275,14 +269,14 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    fn compile(fields: &[&str]) -> Result<Selectors, ConfigError> {
+    fn compile(fields: &[&str]) -> Result<Selectors, (usize, String)> {
         let fields: Vec<String> = fields.iter().map(|s| s.to_string()).collect();
-        Selectors::compile(&fields, &FieldPath::root().key("mask").key("fields"), true)
+        Selectors::new(&fields, true)
     }
 
     fn insensitive(fields: &[&str]) -> Selectors {
         let fields: Vec<String> = fields.iter().map(|s| s.to_string()).collect();
-        Selectors::compile(&fields, &FieldPath::root(), false).unwrap()
+        Selectors::new(&fields, false).unwrap()
     }
 
     #[test]
@@ -309,7 +303,7 @@ mod tests {
         assert_eq!(s.member(None, "Phone"), Hit::Mask);
         // ...but the same string twice still is.
         let fields = vec!["Phone".to_string(), "Phone".to_string()];
-        assert!(Selectors::compile(&fields, &FieldPath::root(), false).is_err());
+        assert!(Selectors::new(&fields, false).is_err());
     }
 
     #[test]
@@ -365,8 +359,8 @@ mod tests {
         ];
         for (field, want) in cases {
             let err = compile(&["ok", field]).unwrap_err();
-            assert_eq!(err.path, "mask.fields[1]", "{field}");
-            assert!(err.reason.contains(want), "{field}: {}", err.reason);
+            assert_eq!(err.0, 1, "{field}");
+            assert!(err.1.contains(want), "{field}: {}", err.1);
         }
     }
 
@@ -374,8 +368,8 @@ mod tests {
     fn rejects_duplicates() {
         for fields in [&["phone", "phone"][..], &["a.b", "a.b"], &["a[*]", "a[*]"]] {
             let err = compile(fields).unwrap_err();
-            assert_eq!(err.path, "mask.fields[1]");
-            assert!(err.reason.contains("duplicate"), "{}", err.reason);
+            assert_eq!(err.0, 1);
+            assert!(err.1.contains("duplicate"), "{}", err.1);
         }
     }
 

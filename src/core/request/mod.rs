@@ -40,7 +40,6 @@
 
 pub mod store;
 
-use crate::config::{ChannelPolicy, Policy};
 use crate::core::admission::{Decision, Priority};
 use crate::core::channel::Route;
 use crate::core::deadletter::{self, Envelope};
@@ -48,26 +47,18 @@ use crate::core::decision::{DecisionRecord, LogLevel, Verdict};
 use crate::core::dedup::DeliveryIdSource;
 use crate::core::headers::Headers;
 use crate::core::hold::{self, BodyWait};
-use crate::core::metrics::{self, stat_name};
+use crate::core::metrics::stat_name;
+use crate::core::names::{code, header, label, metric};
 use crate::core::pipeline::{
     self, BodyAction, BodyCheck, BodyInput, BodyStep, BodyVerdict, Event, PendingAdmission,
 };
+use crate::core::policy::{ChannelPolicy, Policy};
 use crate::core::reply::LocalReply;
 use crate::core::routing::Observation;
 use crate::core::shared::SharedStore;
 use crate::core::{empty, trace};
 use std::rc::Rc;
 use store::{Answer, Query, StoreWrite};
-
-/// Headers a client must never set itself (SPEC "Headers").
-pub const SPOOFABLE: [&str; 3] = [
-    VERIFIED_HEADER,
-    "x-callback-cluster",
-    PRIORITY_ADMITTED_HEADER,
-];
-pub const VERIFIED_HEADER: &str = "x-verified-signature";
-pub const PRIORITY_ADMITTED_HEADER: &str = "x-callback-priority-admitted";
-pub const TRACE_ID_HEADER: &str = "x-callback-trace-id";
 
 /// What the machine reads from the host, when a step needs it.
 pub trait Env {
@@ -352,7 +343,7 @@ impl Request {
         self.start_ms = env.now_ms();
         self.headers = headers;
 
-        for name in SPOOFABLE
+        for name in header::SET_BY_FILTER
             .iter()
             .copied()
             .chain(std::iter::once(policy.cluster_header.as_str()))
@@ -377,7 +368,7 @@ impl Request {
             Route::Pass => return self.out(Step::Continue),
             Route::Refuse(why) => {
                 self.count(
-                    stat_name(metrics::UNMATCHED_TOTAL, &[("reason", why.as_str())]),
+                    stat_name(metric::UNMATCHED_TOTAL, &[("reason", why.as_str())]),
                     1,
                 );
                 return self.reply(&LocalReply::unmatched(why));
@@ -396,7 +387,7 @@ impl Request {
         self.phase = Phase::Holding;
         self.delivery_id = delivery_id_of(ch, &self.headers, &[]);
         self.count(
-            stat_name(metrics::REQUESTS_TOTAL, &[("channel", &ch.name)]),
+            stat_name(metric::REQUESTS_TOTAL, &[(label::CHANNEL, &ch.name)]),
             1,
         );
 
@@ -461,7 +452,7 @@ impl Request {
         #[cfg(not(feature = "rego"))]
         let classified = admission.classify(requested, identity.as_deref());
         if let Some(admitted) = classified.admitted() {
-            self.set_header(PRIORITY_ADMITTED_HEADER, admitted.as_str());
+            self.set_header(header::PRIORITY_ADMITTED, admitted.as_str());
             self.priority_admitted = Some(admitted);
             if signed {
                 self.pending_admission = Some(classified);
@@ -540,7 +531,7 @@ impl Request {
         // Decided with the body (after the signature, on a signed channel):
         // the body is read first anyway, since answering while the caller
         // is still sending makes Envoy close the connection under it.
-        self.empty_by_header = empty::empty_by_header(self.headers.get(empty::STATUS_HEADER));
+        self.empty_by_header = empty::empty_by_header(self.headers.get(header::STATUS));
 
         let declared = self
             .headers
@@ -599,7 +590,7 @@ impl Request {
 
     /// `413`: declared or buffered beyond the channel's `max_body_bytes`.
     fn too_large(&mut self, ch: &ChannelPolicy) -> Output {
-        self.count_event(&ch.name, Event::Rejected("too_large"));
+        self.count_event(&ch.name, Event::Rejected(code::TOO_LARGE));
         self.reply(&LocalReply::too_large(ch.max_body_bytes))
     }
 
@@ -859,7 +850,7 @@ impl Request {
         if let Some(scheme) = self.verified
             && !streamed
         {
-            self.set_header(VERIFIED_HEADER, scheme);
+            self.set_header(header::VERIFIED_SIGNATURE, scheme);
         }
         self.dedup_key = dedup_key;
         self.phase = Phase::Forwarded { streamed };
@@ -867,8 +858,8 @@ impl Request {
         self.record(Verdict::Forwarded, None);
         if let Some(cluster) = &self.cluster {
             let name = stat_name(
-                metrics::ROUTED_TOTAL,
-                &[("channel", &ch.name), ("cluster", cluster)],
+                metric::ROUTED_TOTAL,
+                &[(label::CHANNEL, &ch.name), ("cluster", cluster)],
             );
             self.count(name, 1);
         }
@@ -882,10 +873,10 @@ impl Request {
             headers.push(("content-type".into(), "application/json".into()));
         }
         if !self.trace_id.is_empty() {
-            headers.push((TRACE_ID_HEADER.into(), self.trace_id.clone()));
+            headers.push((header::TRACE_ID.into(), self.trace_id.clone()));
         }
         if let Some(scheme) = self.verified {
-            headers.push((VERIFIED_HEADER.into(), scheme.into()));
+            headers.push((header::VERIFIED_SIGNATURE.into(), scheme.into()));
         }
         headers.extend(reply.headers.iter().cloned());
         self.effect(Effect::Reply {
@@ -938,11 +929,11 @@ impl Request {
         }
         if !self.trace_id.is_empty() {
             let value = self.trace_id.clone();
-            self.effect(Effect::SetResponseHeader(TRACE_ID_HEADER.into(), value));
+            self.effect(Effect::SetResponseHeader(header::TRACE_ID.into(), value));
         }
         if let Some(scheme) = self.verified {
             self.effect(Effect::SetResponseHeader(
-                VERIFIED_HEADER.into(),
+                header::VERIFIED_SIGNATURE.into(),
                 scheme.into(),
             ));
         }
@@ -998,7 +989,7 @@ impl Request {
         }
         let elapsed = env.now_ms().saturating_sub(self.start_ms);
         self.effect(Effect::Histogram(
-            stat_name(metrics::DURATION_MS, &[("channel", &ch.name)]),
+            stat_name(metric::DURATION_MS, &[(label::CHANNEL, &ch.name)]),
             elapsed,
         ));
         self.out(Step::Continue)
@@ -1022,8 +1013,8 @@ impl Request {
             .unwrap_or_else(|| "unknown".to_string());
         self.count(
             stat_name(
-                metrics::UPSTREAM_FAILURES_TOTAL,
-                &[("channel", &ch.name), ("cluster", &cluster)],
+                metric::UPSTREAM_FAILURES_TOTAL,
+                &[(label::CHANNEL, &ch.name), ("cluster", &cluster)],
             ),
             1,
         );
@@ -1034,10 +1025,10 @@ impl Request {
                 .filter_map(|name| self.headers.get(name).map(|v| (*name, v)))
                 .collect();
             if let Some(scheme) = self.verified {
-                headers.push((VERIFIED_HEADER, scheme));
+                headers.push((header::VERIFIED_SIGNATURE, scheme));
             }
             if let Some(priority) = self.priority_admitted {
-                headers.push((PRIORITY_ADMITTED_HEADER, priority.as_str()));
+                headers.push((header::PRIORITY_ADMITTED, priority.as_str()));
             }
             let (body, body_base64, body_omitted) =
                 deadletter::body_fields(self.forwarded_body.as_deref());

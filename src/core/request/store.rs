@@ -6,9 +6,9 @@
 //! than it is asked (a remote store); the request waits for it, see
 //! [`crate::core::request`].
 
-use crate::config::ChannelPolicy;
 use crate::core::admission::{self, AdmissionPolicy, Decision};
 use crate::core::dedup::DedupOutcome;
+use crate::core::policy::ChannelPolicy;
 use crate::core::shared::SharedStore;
 
 /// A question to the state store that a step of the request waits for.

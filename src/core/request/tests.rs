@@ -291,12 +291,12 @@ fn hold_mode_forwards_a_verified_callback_with_its_headers_set_after_the_body() 
     env.status(200);
     let out = request.on_response_headers(&env);
     assert!(out.effects.iter().any(
-        |e| matches!(e, Effect::SetResponseHeader(k, v) if k == VERIFIED_HEADER && v == "github")
+        |e| matches!(e, Effect::SetResponseHeader(k, v) if k == header::VERIFIED_SIGNATURE && v == "github")
     ));
     assert!(
         out.effects
             .iter()
-            .any(|e| matches!(e, Effect::SetResponseHeader(k, _) if k == TRACE_ID_HEADER))
+            .any(|e| matches!(e, Effect::SetResponseHeader(k, _) if k == header::TRACE_ID))
     );
     let out = request.on_end(&env);
     assert!(
@@ -347,7 +347,7 @@ fn passthrough_requests_only_get_a_trace() {
     assert_eq!(request.phase(), Phase::Passthrough);
     assert_eq!(request.on_request_body(10, true, &env).step, Step::Continue);
     let out = request.on_response_headers(&env);
-    assert!(matches!(&out.effects[..], [Effect::SetResponseHeader(k, _)] if k == TRACE_ID_HEADER));
+    assert!(matches!(&out.effects[..], [Effect::SetResponseHeader(k, _)] if k == header::TRACE_ID));
     assert!(request.on_end(&env).effects.is_empty());
     // A GET handshake on the channel path passes too.
     let mut request = Request::new(Some(p.clone()));
@@ -727,5 +727,8 @@ fn a_signed_channel_draws_its_buckets_only_after_the_signature() {
     assert_eq!(counted(&effects, "callback_admission_total"), 1);
     let run = send(&p, &[JSON, ("x-hub-signature-256", &sig)], body, &store);
     assert_eq!(reply_status(&run.effects), Some(429));
-    assert_eq!(reply_header(&run.effects, VERIFIED_HEADER), Some("github"));
+    assert_eq!(
+        reply_header(&run.effects, header::VERIFIED_SIGNATURE),
+        Some("github")
+    );
 }

@@ -73,17 +73,13 @@
 //! # Example
 //!
 //! ```
-//! use callback_guard::config::{ChannelRoutingSpec, ClusterSpec, FieldPath};
-//! use callback_guard::core::routing::RoutingPolicy;
+//! use callback_guard::core::routing::{ClusterTarget, RoutingPolicy};
 //! use callback_guard::core::shared::MemoryStore;
 //!
-//! let spec = ChannelRoutingSpec {
-//!     clusters: vec![
-//!         ClusterSpec { name: "region-a".into(), weight: 60, latency_sla_ms: Some(150) },
-//!         ClusterSpec { name: "region-b".into(), weight: 40, latency_sla_ms: Some(200) },
-//!     ],
-//! };
-//! let policy = RoutingPolicy::compile(&spec, None, &FieldPath::root()).unwrap();
+//! let policy = RoutingPolicy::new(vec![
+//!     ClusterTarget { name: "region-a".into(), weight: 60, latency_sla_ms: Some(150) },
+//!     ClusterTarget { name: "region-b".into(), weight: 40, latency_sla_ms: Some(200) },
+//! ]).unwrap();
 //! let store = MemoryStore::new();
 //! // `random` 0.3 falls in region-a's 60%.
 //! assert_eq!(policy.choose(&store, "payments", 1_000, 0.30), "region-a");
@@ -98,11 +94,9 @@ pub mod health;
 pub mod state;
 pub mod weights;
 
-use crate::config::{ChannelRoutingSpec, ConfigError, FieldPath};
 use crate::core::shared::{self, SharedStore, StoreError};
 use health::{ClusterHealth, UNHEALTHY_BELOW};
 use state::{MAX_CLUSTERS, StateView};
-use std::collections::HashSet;
 
 /// Longest cluster name accepted.
 pub const MAX_CLUSTER_NAME_LEN: usize = 255;
@@ -170,6 +164,16 @@ pub struct Shares<'a> {
     pub clusters: Vec<(&'a str, f64)>,
 }
 
+/// One cluster of a channel, as configured (checked by `config`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterTarget {
+    pub name: String,
+    /// Share of traffic, relative to the other clusters' weights.
+    pub weight: u32,
+    /// Above this recent latency the cluster's share is cut.
+    pub latency_sla_ms: Option<u64>,
+}
+
 #[derive(Debug, Clone)]
 struct Cluster {
     name: String,
@@ -186,73 +190,31 @@ pub struct RoutingPolicy {
 }
 
 impl RoutingPolicy {
-    /// Validates `channels[].routing` (`path` points at it). With
-    /// `known_clusters` (top-level `routing.known_clusters`) every cluster
-    /// name must be one of them.
-    pub fn compile(
-        spec: &ChannelRoutingSpec,
-        known_clusters: Option<&[String]>,
-        path: &FieldPath,
-    ) -> Result<Self, ConfigError> {
-        let list = path.key("clusters");
-        if spec.clusters.is_empty() {
-            return Err(list.error("must list at least one cluster"));
+    /// The policy for these clusters, in configuration order. `config`
+    /// has checked each one (name, weight, SLA bounds, no duplicates);
+    /// this refuses only what would break [`choose`](Self::choose): no
+    /// cluster, a total weight of 0 or more than [`MAX_CLUSTERS`].
+    pub fn new(targets: Vec<ClusterTarget>) -> Result<Self, String> {
+        if targets.is_empty() {
+            return Err("must list at least one cluster".into());
         }
-        if spec.clusters.len() > MAX_CLUSTERS {
-            return Err(list.error(format!(
+        if targets.len() > MAX_CLUSTERS {
+            return Err(format!(
                 "at most {MAX_CLUSTERS} clusters, got {}",
-                spec.clusters.len()
-            )));
+                targets.len()
+            ));
         }
-        let mut seen = HashSet::new();
-        let mut clusters = Vec::with_capacity(spec.clusters.len());
-        let mut total: u64 = 0;
-        for (i, c) in spec.clusters.iter().enumerate() {
-            let at = list.index(i);
-            if !valid_cluster_name(&c.name) {
-                return Err(at.key("name").error(format!(
-                    "{:?} is not a valid cluster name ([A-Za-z0-9._|:-], 1 to {MAX_CLUSTER_NAME_LEN} characters)",
-                    c.name
-                )));
-            }
-            if !seen.insert(c.name.as_str()) {
-                return Err(at
-                    .key("name")
-                    .error(format!("duplicate cluster name {:?}", c.name)));
-            }
-            if let Some(known) = known_clusters
-                && !known.iter().any(|k| k == &c.name)
-            {
-                return Err(at.key("name").error(format!(
-                    "{:?} is not listed in routing.known_clusters",
-                    c.name
-                )));
-            }
-            if !(1..=MAX_WEIGHT).contains(&c.weight) {
-                return Err(at.key("weight").error(format!(
-                    "must be between 1 and {MAX_WEIGHT}, got {} (remove the cluster to send it nothing)",
-                    c.weight
-                )));
-            }
-            if let Some(sla) = c.latency_sla_ms
-                && !(1..=MAX_LATENCY_SLA_MS).contains(&sla)
-            {
-                return Err(at.key("latency_sla_ms").error(format!(
-                    "must be between 1 and {MAX_LATENCY_SLA_MS} ms when given, got {sla}"
-                )));
-            }
-            total += u64::from(c.weight);
-            clusters.push(Cluster {
-                name: c.name.clone(),
-                weight: f64::from(c.weight),
-                sla_ms: c.latency_sla_ms,
-            });
+        if targets.iter().map(|t| u64::from(t.weight)).sum::<u64>() == 0 {
+            return Err("total weight must be greater than 0".into());
         }
-        // Unreachable with u32 weights > 0, kept so the invariant `choose`
-        // relies on is checked where it is established.
-        if total == 0 {
-            return Err(list.error("total weight must be greater than 0"));
-        }
+        let clusters: Vec<Cluster> = targets
+            .into_iter()
+            .map(|t| Cluster {
+                name: t.name,
+                weight: f64::from(t.weight),
+                sla_ms: t.latency_sla_ms,
+            })
+            .collect();
         let fingerprint = state::fingerprint(clusters.iter().map(|c| c.name.as_str()));
         Ok(Self {
             clusters,

@@ -8,7 +8,7 @@
 use super::hmac_generic::{Encoding, HmacGeneric};
 use crate::config::{ConfigError, FieldPath};
 
-const HEADER: &str = "x-hub-signature-256";
+const HEADER: &str = crate::core::names::header::GITHUB_SIGNATURE_256;
 const PREFIX: &str = "sha256=";
 
 /// GitHub's scheme: hex HMAC-SHA256 of the body after `sha256=`.

@@ -63,8 +63,8 @@ mod stripe;
 pub use keys::MAX_KEYS;
 
 use crate::config::{ConfigError, EnvLookup, FieldPath, SignatureSpec};
-use crate::core::dedup::DeliveryIdSource;
 use crate::core::headers::Headers;
+use crate::core::names::header;
 use std::fmt;
 
 /// SPEC default of `tolerance_s`.
@@ -90,6 +90,14 @@ pub enum FailureReason {
 }
 
 impl FailureReason {
+    /// Every reason (the `reason` label of `callback_signature_failed_total`).
+    pub const ALL: [FailureReason; 4] = [
+        FailureReason::Missing,
+        FailureReason::Malformed,
+        FailureReason::Mismatch,
+        FailureReason::Expired,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Missing => "missing",
@@ -314,19 +322,12 @@ impl Verifier {
     pub fn signature_headers(&self) -> Vec<&str> {
         match (&self.inner, self.scheme) {
             (Inner::StandardWebhooks(v), _) => v.header_names().to_vec(),
-            (Inner::Stripe(_), _) => vec!["stripe-signature"],
-            (Inner::Slack(_), _) => vec!["x-slack-signature", "x-slack-request-timestamp"],
+            (Inner::Stripe(_), _) => vec![header::STRIPE_SIGNATURE],
+            (Inner::Slack(_), _) => vec![header::SLACK_SIGNATURE, header::SLACK_TIMESTAMP],
             // GitHub still sends the legacy SHA-1 signature next to it.
-            (Inner::BodyHmac(v), Scheme::Github) => vec![v.header(), "x-hub-signature"],
+            (Inner::BodyHmac(v), Scheme::Github) => vec![v.header(), header::GITHUB_SIGNATURE_SHA1],
             (Inner::BodyHmac(v), _) => vec![v.header()],
         }
-    }
-
-    /// The provider's delivery id for dedup (`webhook-id`, `svix-id`,
-    /// `x-github-delivery`, `x-shopify-webhook-id`, Stripe event `id`); see
-    /// [`DeliveryIdSource`].
-    pub fn delivery_id(&self, headers: &Headers, body: &[u8]) -> Option<String> {
-        DeliveryIdSource::for_scheme(Some(self.scheme)).delivery_id(headers, body)
     }
 }
 
@@ -571,12 +572,5 @@ mod tests {
                 proptest::prop_assert!(v.verify(&h, &body, 1_700_000_000).is_err());
             }
         }
-    }
-
-    #[test]
-    fn delivery_id_follows_the_scheme() {
-        let v = compile(r#"{"scheme":"github","secrets":[{"value":"x"}]}"#);
-        let h = headers(&[("webhook-id", "w"), ("x-github-delivery", "72d3162e")]);
-        assert_eq!(v.delivery_id(&h, b"").as_deref(), Some("72d3162e"));
     }
 }

@@ -6,7 +6,7 @@
 use super::hmac_generic::{Encoding, HmacGeneric};
 use crate::config::{ConfigError, FieldPath};
 
-const HEADER: &str = "x-shopify-hmac-sha256";
+const HEADER: &str = crate::core::names::header::SHOPIFY_HMAC;
 
 /// Shopify's scheme: base64 HMAC-SHA256 of the body, no prefix.
 pub(super) fn body_hmac(secrets: &[String], path: &FieldPath) -> Result<HmacGeneric, ConfigError> {

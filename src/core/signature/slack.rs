@@ -9,8 +9,8 @@ use super::compare::{self, header};
 use super::keys::TimestampedKeys;
 use crate::core::headers::Headers;
 
-const SIGNATURE: &str = "x-slack-signature";
-const TIMESTAMP: &str = "x-slack-request-timestamp";
+const SIGNATURE: &str = crate::core::names::header::SLACK_SIGNATURE;
+const TIMESTAMP: &str = crate::core::names::header::SLACK_TIMESTAMP;
 const PREFIX: &str = "v0=";
 const TAG_LEN: usize = 32;
 

@@ -13,6 +13,7 @@ use super::keys::{self, Algorithm, HmacKey};
 use super::{FailureReason, MAX_SIGNATURE_ENTRIES, Scheme};
 use crate::config::{ConfigError, FieldPath};
 use crate::core::headers::Headers;
+use crate::core::names;
 use ed25519_dalek::{Signature, VerifyingKey};
 
 /// The three header names of one flavour.
@@ -24,15 +25,15 @@ struct Names {
 }
 
 const STANDARD: Names = Names {
-    id: "webhook-id",
-    timestamp: "webhook-timestamp",
-    signature: "webhook-signature",
+    id: names::header::WEBHOOK_ID,
+    timestamp: names::header::WEBHOOK_TIMESTAMP,
+    signature: names::header::WEBHOOK_SIGNATURE,
 };
 
 const SVIX: Names = Names {
-    id: "svix-id",
-    timestamp: "svix-timestamp",
-    signature: "svix-signature",
+    id: names::header::SVIX_ID,
+    timestamp: names::header::SVIX_TIMESTAMP,
+    signature: names::header::SVIX_SIGNATURE,
 };
 
 const HMAC_LEN: usize = 32;

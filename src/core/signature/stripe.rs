@@ -11,7 +11,7 @@ use super::keys::TimestampedKeys;
 use super::{FailureReason, MAX_SIGNATURE_ENTRIES};
 use crate::core::headers::Headers;
 
-const HEADER: &str = "stripe-signature";
+const HEADER: &str = crate::core::names::header::STRIPE_SIGNATURE;
 const TAG_LEN: usize = 32;
 
 pub(super) fn verify(

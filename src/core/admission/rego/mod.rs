@@ -19,13 +19,27 @@
 //! `callback_admission_policy_total` (anything else counts as `other`).
 //! An evaluation error, a timeout or a malformed output is
 //! [`PolicyError`]: the filter then applies `on_error`.
+//!
+//! **Decision cache.** With the builtins this build has, a policy's output
+//! is a function of its input document alone (no `data` from bundles, no
+//! `time`, `http.send`, `uuid` or `opa.runtime`), except `rand.intn`. So
+//! each compiled policy (one per worker VM) keeps the outputs of its last
+//! evaluations keyed by the full input document ([`CACHE_ENTRIES`] per
+//! generation, two generations, keys up to [`MAX_CACHE_KEY_BYTES`]): a
+//! repeated input (same identity, priority, channel, method, path, host
+//! and listed headers) is answered without evaluating. Only successful
+//! outputs are kept (an error or timeout is evaluated again next time). A
+//! policy whose source mentions `intn` is never cached.
 
 use super::{AdmissionPolicy, Decision, Priority};
-use crate::config::{ConfigError, FieldPath};
 use crate::core::headers::Headers;
-use crate::core::metrics::{self, stat_name};
+use crate::core::metrics::stat_name;
+use crate::core::names::{label, metric};
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -48,10 +62,21 @@ pub const MAX_REASON_BYTES: usize = 128;
 pub const DEFAULT_TIMEOUT_US: u64 = 1000;
 pub const MIN_TIMEOUT_US: u64 = 50;
 pub const MAX_TIMEOUT_US: u64 = 100_000;
+/// Budget of the evaluations tried at load (see [`RegoPolicy::compile`]).
+pub const LOAD_TIMEOUT_US: u64 = MAX_TIMEOUT_US;
 /// `reason` label for reasons not declared in `reasons`.
 pub const OTHER_REASON: &str = "other";
 /// `reason` label when the output has none.
 pub const NO_REASON: &str = "none";
+/// Decision cache: entries per generation (two generations are kept).
+pub const CACHE_ENTRIES: usize = 128;
+/// Decision cache: longest key (the input document, length-prefixed
+/// fields) kept, bytes; a longer input is evaluated every time.
+pub const MAX_CACHE_KEY_BYTES: usize = 512;
+/// A module mentioning one of these is not cached (its output is not a
+/// function of the input alone). `rand.intn` is the only such builtin in
+/// this build; the match is textual, so a comment also turns it off.
+const NONDETERMINISTIC: [&str; 1] = ["intn"];
 
 /// `on_error`: what a failed evaluation leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,15 +101,79 @@ pub struct PolicyFields<'a> {
     pub reasons: &'a [String],
 }
 
+/// Why [`RegoPolicy::compile`] refused a policy: the field, relative to
+/// `admission.policy` (`"entrypoint"`, `"headers[1]"`, `""` for the policy
+/// as a whole), and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub at: String,
+    pub reason: String,
+}
+
+impl Invalid {
+    fn at(at: &str, reason: impl Into<String>) -> Self {
+        Self {
+            at: at.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.at.is_empty() {
+            f.write_str(&self.reason)
+        } else {
+            write!(f, "{}: {}", self.at, self.reason)
+        }
+    }
+}
+
 /// `admission.policy`, compiled.
 pub struct RegoPolicy {
-    engine: Engine,
+    /// The prepared engine, reused by every evaluation of this worker
+    /// (`eval_rule` resets its evaluation state first).
+    engine: RefCell<Engine>,
     entrypoint: String,
     headers: Vec<String>,
     /// Requested priorities the policy is evaluated for.
     priorities: Vec<Priority>,
     pub on_error: OnError,
     reasons: Vec<String>,
+    /// `None` for a policy that is not a function of its input.
+    cache: Option<RefCell<DecisionCache>>,
+}
+
+/// Outputs of the last evaluations by input document: two generations of at
+/// most [`CACHE_ENTRIES`]; when the current one is full it becomes the
+/// previous one (dropping the older), so recently used keys survive and
+/// memory stays bounded.
+#[derive(Debug, Default)]
+struct DecisionCache {
+    current: HashMap<String, PolicyOutput>,
+    previous: HashMap<String, PolicyOutput>,
+}
+
+impl DecisionCache {
+    fn get(&mut self, key: &str) -> Option<PolicyOutput> {
+        if let Some(out) = self.current.get(key) {
+            return Some(out.clone());
+        }
+        let (key, out) = self.previous.remove_entry(key)?;
+        self.insert(key, out.clone());
+        Some(out)
+    }
+
+    fn insert(&mut self, key: String, out: PolicyOutput) {
+        if self.current.len() >= CACHE_ENTRIES {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(key, out);
+    }
+
+    fn len(&self) -> usize {
+        self.current.len() + self.previous.len()
+    }
 }
 
 impl std::fmt::Debug for RegoPolicy {
@@ -94,6 +183,7 @@ impl std::fmt::Debug for RegoPolicy {
             .field("headers", &self.headers)
             .field("priorities", &self.priorities)
             .field("on_error", &self.on_error)
+            .field("cached", &self.cache.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -150,34 +240,45 @@ pub enum PolicyVerdict {
 }
 
 impl RegoPolicy {
-    pub fn compile(spec: PolicyFields<'_>, path: &FieldPath) -> Result<Self, ConfigError> {
-        let modules_path = path.key("modules");
+    /// Compiles and checks the policy; an error names the field it is
+    /// about relative to `admission.policy` (`config` adds the rest).
+    pub fn compile(spec: PolicyFields<'_>) -> Result<Self, Invalid> {
+        let modules_path = "modules".to_string();
         if spec.modules.is_empty() {
-            return Err(modules_path.error("must hold at least one Rego module"));
+            return Err(Invalid::at(
+                &modules_path,
+                "must hold at least one Rego module",
+            ));
         }
         if spec.modules.len() > MAX_MODULES {
-            return Err(modules_path.error(format!("at most {MAX_MODULES} modules")));
+            return Err(Invalid::at(
+                &modules_path,
+                format!("at most {MAX_MODULES} modules"),
+            ));
         }
         let total: usize = spec.modules.iter().map(|(_, s)| s.len()).sum();
         if total > MAX_SOURCE_BYTES {
-            return Err(
-                modules_path.error(format!("{total} bytes of Rego; at most {MAX_SOURCE_BYTES}"))
-            );
+            return Err(Invalid::at(
+                &modules_path,
+                format!("{total} bytes of Rego; at most {MAX_SOURCE_BYTES}"),
+            ));
         }
         let mut engine = Engine::new();
         // Rego v1 syntax (`if`, `contains`, `in`), as OPA 1.x.
         engine.set_rego_v0(false);
-        bound_builtins(&mut engine).map_err(|e| path.error(e))?;
+        bound_builtins(&mut engine).map_err(|e| Invalid::at("", e))?;
         for (name, source) in spec.modules {
-            let at = modules_path.key(name);
+            let at = format!("{modules_path}.{name}");
             if name.is_empty() || name.len() > 128 {
-                return Err(at.error("module name must be 1 to 128 characters"));
+                return Err(Invalid::at(&at, "module name must be 1 to 128 characters"));
             }
             engine
                 .add_policy(name.clone(), source.clone())
-                .map_err(|e| at.error(format!("Rego does not compile: {}", one_line(&e))))?;
+                .map_err(|e| {
+                    Invalid::at(&at, format!("Rego does not compile: {}", one_line(&e)))
+                })?;
         }
-        let entry_at = path.key("entrypoint");
+        let entry_at = "entrypoint";
         let entrypoint = spec.entrypoint.trim();
         let valid = entrypoint.strip_prefix("data.").is_some_and(|rest| {
             !rest.is_empty()
@@ -186,71 +287,87 @@ impl RegoPolicy {
                 })
         });
         if !valid {
-            return Err(entry_at.error(format!(
-                "{entrypoint:?} is not a rule path (expected e.g. data.callback.admission.decision)"
-            )));
+            return Err(Invalid::at(
+                entry_at,
+                format!(
+                    "{entrypoint:?} is not a rule path (expected e.g. data.callback.admission.decision)"
+                ),
+            ));
         }
         // Type-checks every module and the entry point (an unknown rule, a
         // package path instead of a rule, an unsafe variable fail here).
         engine
             .compile_with_entrypoint(&entrypoint.into())
-            .map_err(|e| path.error(format!("Rego does not compile: {}", one_line(&e))))?;
+            .map_err(|e| Invalid::at("", format!("Rego does not compile: {}", one_line(&e))))?;
         let timeout_us = spec.timeout_us.unwrap_or(DEFAULT_TIMEOUT_US);
         if !(MIN_TIMEOUT_US..=MAX_TIMEOUT_US).contains(&timeout_us) {
-            return Err(path.key("timeout_us").error(format!(
-                "{timeout_us} is out of range ({MIN_TIMEOUT_US} to {MAX_TIMEOUT_US})"
-            )));
+            return Err(Invalid::at(
+                "timeout_us",
+                format!("{timeout_us} is out of range ({MIN_TIMEOUT_US} to {MAX_TIMEOUT_US})"),
+            ));
         }
-        engine.set_execution_timer_config(ExecutionTimerConfig {
-            limit: Duration::from_micros(timeout_us),
+        let timer = |us: u64| ExecutionTimerConfig {
+            limit: Duration::from_micros(us),
             check_interval: NonZeroU32::MIN.saturating_add(15),
-        });
-        // Some mistakes (an unsafe variable, a builtin this build lacks)
-        // only show when evaluated: try once on an empty input and once on
-        // a sample `high` request, within the same budget as a request.
+        };
+        // Some mistakes (an unsafe variable, a builtin this build lacks, a
+        // runaway) only show when evaluated: try once on an empty input and
+        // once on a sample `high` request, within [`LOAD_TIMEOUT_US`]: the
+        // first evaluation in a fresh VM (cold code, lazy tables) on a busy
+        // node took 12 ms in Envoy, and must not refuse a sound policy.
+        engine.set_execution_timer_config(timer(LOAD_TIMEOUT_US));
         for (what, input) in [
             ("an empty input", Value::new_object()),
             ("a sample request", sample_input()),
         ] {
             engine.set_input(input);
             engine.eval_rule(entrypoint.to_string()).map_err(|e| {
-                entry_at.error(format!(
-                    "evaluating {entrypoint} on {what} failed: {}",
-                    one_line(&e)
-                ))
+                Invalid::at(
+                    entry_at,
+                    format!("evaluating {entrypoint} on {what} failed: {}", one_line(&e)),
+                )
             })?;
         }
-        let headers_at = path.key("headers");
+        engine.set_execution_timer_config(timer(timeout_us));
+        let headers_at = "headers";
         if spec.headers.len() > MAX_HEADERS {
-            return Err(headers_at.error(format!("at most {MAX_HEADERS} headers")));
+            return Err(Invalid::at(
+                headers_at,
+                format!("at most {MAX_HEADERS} headers"),
+            ));
         }
         let mut headers = Vec::with_capacity(spec.headers.len());
         for (i, h) in spec.headers.iter().enumerate() {
             let name = h.to_ascii_lowercase();
             let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
             if name.is_empty() || !name.bytes().all(token) {
-                return Err(headers_at
-                    .index(i)
-                    .error(format!("{h:?} is not a header name")));
+                return Err(Invalid::at(
+                    &format!("{headers_at}[{i}]"),
+                    format!("{h:?} is not a header name"),
+                ));
             }
             if headers.contains(&name) {
-                return Err(headers_at.index(i).error(format!("{h:?} is listed twice")));
+                return Err(Invalid::at(
+                    &format!("{headers_at}[{i}]"),
+                    format!("{h:?} is listed twice"),
+                ));
             }
             headers.push(name);
         }
         let priorities = match spec.priorities {
             None => vec![Priority::High],
             Some(list) => {
-                let at = path.key("priorities");
+                let at = "priorities";
                 if list.is_empty() {
-                    return Err(at.error("must list at least one priority"));
+                    return Err(Invalid::at(at, "must list at least one priority"));
                 }
                 let mut out = Vec::new();
                 for (i, p) in list.iter().enumerate() {
                     let p = Priority::from_name(p).ok_or_else(|| {
-                        at.index(i).error(format!(
-                            "unknown priority {p:?} (expected high, normal or low)"
-                        ))
+                        Invalid::at(
+                            &format!("{at}[{i}]"),
+                            format!("unknown priority {p:?} (expected high, normal or low)"),
+                        )
                     })?;
                     if !out.contains(&p) {
                         out.push(p);
@@ -263,29 +380,41 @@ impl RegoPolicy {
             None | Some("rules") => OnError::Rules,
             Some("deny") => OnError::Deny,
             Some(other) => {
-                return Err(path
-                    .key("on_error")
-                    .error(format!("unknown value {other:?} (expected rules or deny)")));
+                return Err(Invalid::at(
+                    "on_error",
+                    format!("unknown value {other:?} (expected rules or deny)"),
+                ));
             }
         };
-        let reasons_at = path.key("reasons");
+        let reasons_at = "reasons";
         if spec.reasons.len() > MAX_REASONS {
-            return Err(reasons_at.error(format!("at most {MAX_REASONS} reasons")));
+            return Err(Invalid::at(
+                reasons_at,
+                format!("at most {MAX_REASONS} reasons"),
+            ));
         }
         for (i, r) in spec.reasons.iter().enumerate() {
             if !is_label(r) || r == OTHER_REASON || r == NO_REASON {
-                return Err(reasons_at.index(i).error(format!(
-                    "{r:?}: a reason label is 1 to 64 of a-z 0-9 _ and not {OTHER_REASON:?} or {NO_REASON:?}"
-                )));
+                return Err(Invalid::at(
+                    &format!("{reasons_at}[{i}]"),
+                    format!(
+                        "{r:?}: a reason label is 1 to 64 of a-z 0-9 _ and not {OTHER_REASON:?} or {NO_REASON:?}"
+                    ),
+                ));
             }
         }
+        let deterministic = !spec
+            .modules
+            .iter()
+            .any(|(_, source)| NONDETERMINISTIC.iter().any(|n| source.contains(n)));
         Ok(Self {
-            engine,
+            engine: RefCell::new(engine),
             entrypoint: entrypoint.to_string(),
             headers,
             priorities,
             on_error,
             reasons: spec.reasons.to_vec(),
+            cache: deterministic.then(RefCell::default),
         })
     }
 
@@ -362,8 +491,12 @@ impl RegoPolicy {
 
     /// Evaluates the entry point on `input` (bounded by `timeout_us`).
     pub fn evaluate(&self, input: Value) -> Result<PolicyOutput, PolicyError> {
-        // A clone of the prepared engine shares the compiled policy.
-        let mut engine = self.engine.clone();
+        // Reused, not cloned: a clone per evaluation copies the engine's
+        // maps. One evaluation at a time per worker, so never borrowed twice.
+        let mut engine = self
+            .engine
+            .try_borrow_mut()
+            .map_err(|_| PolicyError("policy engine busy".into()))?;
         engine.set_input(input);
         let value = engine
             .eval_rule(self.entrypoint.clone())
@@ -371,10 +504,73 @@ impl RegoPolicy {
         parse_output(&value)
     }
 
-    /// Evaluates and maps onto a verdict for `requested`.
+    /// Evaluates (or answers from the decision cache) and maps onto a
+    /// verdict for `requested`.
     pub fn decide(&self, request: &PolicyInput<'_>) -> Result<PolicyVerdict, PolicyError> {
+        let asked = Priority::from_header(request.requested);
+        let key = self.cache.as_ref().and_then(|_| self.cache_key(request));
+        if let (Some(cache), Some(key)) = (&self.cache, &key)
+            && let Ok(mut cache) = cache.try_borrow_mut()
+            && let Some(output) = cache.get(key)
+        {
+            return Ok(verdict(asked, output));
+        }
         let output = self.evaluate(self.input(request))?;
-        Ok(verdict(Priority::from_header(request.requested), output))
+        if let (Some(cache), Some(key)) = (&self.cache, key)
+            && let Ok(mut cache) = cache.try_borrow_mut()
+        {
+            cache.insert(key, output.clone());
+        }
+        Ok(verdict(asked, output))
+    }
+
+    /// Whether outputs are cached (the policy is a function of its input).
+    pub fn caches(&self) -> bool {
+        self.cache.is_some()
+    }
+
+    /// Entries in the decision cache.
+    pub fn cached_entries(&self) -> usize {
+        self.cache
+            .as_ref()
+            .and_then(|c| c.try_borrow().ok().map(|c| c.len()))
+            .unwrap_or(0)
+    }
+
+    /// The decision cache key: every field [`input`](Self::input) puts in
+    /// the document, each length-prefixed (absent: `-`), so two requests
+    /// have the same key exactly when they have the same input document.
+    /// `None` (not cached) when longer than [`MAX_CACHE_KEY_BYTES`].
+    fn cache_key(&self, request: &PolicyInput<'_>) -> Option<String> {
+        let mut key = String::with_capacity(160);
+        let field = |key: &mut String, v: Option<&str>| match v {
+            Some(v) => {
+                let _ = write!(key, "{}:{v}", v.len());
+            }
+            None => key.push('-'),
+        };
+        field(
+            &mut key,
+            Some(Priority::from_header(request.requested).as_str()),
+        );
+        for v in [request.channel, request.method, request.path, request.host] {
+            field(&mut key, Some(v));
+        }
+        for v in [request.identity, request.scheme, request.delivery_id] {
+            field(&mut key, v);
+        }
+        for name in &self.headers {
+            match request.headers.single_token(name) {
+                Ok(Some(v)) if v.len() <= MAX_HEADER_VALUE_BYTES => field(&mut key, Some(v)),
+                Ok(None) => field(&mut key, None),
+                // Left out of `headers`, and `headers_dropped` is true.
+                _ => key.push('!'),
+            }
+            if key.len() > MAX_CACHE_KEY_BYTES {
+                return None;
+            }
+        }
+        (key.len() <= MAX_CACHE_KEY_BYTES).then_some(key)
     }
 }
 
@@ -393,7 +589,7 @@ pub struct PolicyOutcome {
 }
 
 /// `reason` of a 403 after a policy error with `on_error: "deny"`.
-pub const POLICY_ERROR_REASON: &str = "policy_error";
+pub const POLICY_ERROR_REASON: &str = crate::core::names::code::POLICY_ERROR;
 
 /// Every `decision` label of `callback_admission_policy_total`.
 pub const SOURCES: [&str; 5] = ["admitted", "demoted", "denied", "rules", "error"];
@@ -406,8 +602,8 @@ impl PolicyOutcome {
             None => policy.reason_label(self.reason.as_deref()),
         };
         stat_name(
-            metrics::ADMISSION_POLICY_TOTAL,
-            &[("decision", self.source), ("reason", reason)],
+            metric::ADMISSION_POLICY_TOTAL,
+            &[(label::DECISION, self.source), (label::REASON, reason)],
         )
     }
 }
@@ -470,6 +666,8 @@ pub const MAX_RANGE_ELEMENTS: i64 = 10_000;
 /// 1e9)` would abort the VM on allocation failure. Extensions are looked up
 /// before builtins, so these bounded versions replace them: over
 /// [`MAX_RANGE_ELEMENTS`] the evaluation fails (an error, `on_error`).
+/// `glob.match` / `glob.quote_meta` are ours too ([`glob`]), in place of
+/// regorus' `glob` feature.
 fn bound_builtins(engine: &mut Engine) -> Result<(), String> {
     let range = |args: Vec<Value>| bounded_range("numbers.range", &args, 1);
     let range_step = |args: Vec<Value>| {
@@ -482,7 +680,13 @@ fn bound_builtins(engine: &mut Engine) -> Result<(), String> {
     engine
         .add_extension("numbers.range".into(), 2, Box::new(range))
         .and_then(|()| engine.add_extension("numbers.range_step".into(), 3, Box::new(range_step)))
-        .map_err(|e| format!("cannot bound numbers.range: {e}"))
+        .map_err(|e| format!("cannot bound numbers.range: {e}"))?;
+    engine
+        .add_extension("glob.match".into(), 3, Box::new(glob::glob_match))
+        .and_then(|()| {
+            engine.add_extension("glob.quote_meta".into(), 1, Box::new(glob::quote_meta))
+        })
+        .map_err(|e| format!("cannot add glob.match: {e}"))
 }
 
 fn bounded_range(name: &str, args: &[Value], step: i64) -> anyhow::Result<Value> {
@@ -648,5 +852,6 @@ fn one_line(e: &impl std::fmt::Display) -> String {
     out
 }
 
+pub mod glob;
 #[cfg(test)]
 mod tests;

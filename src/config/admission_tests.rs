@@ -1,7 +1,11 @@
-//! Tests of the whole admission decision (rules + buckets + config).
+//! Tests of the whole admission decision (rules + buckets + config),
+//! compiled from JSON (so they live with the compile step).
 
-use super::*;
-use crate::core::shared::MemoryStore;
+use super::AdmissionSpec;
+use crate::config::{ConfigError, FieldPath};
+use crate::core::admission::*;
+use crate::core::names::header::PRIORITY as DEFAULT_PRIORITY_HEADER;
+use crate::core::shared::{MemoryStore, StoreError};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -10,7 +14,7 @@ const T0: u64 = 1_700_000_000_000;
 
 fn compile(json: &str) -> Result<AdmissionPolicy, ConfigError> {
     let spec: AdmissionSpec = serde_json::from_str(json).unwrap();
-    AdmissionPolicy::compile(&spec, &FieldPath::root().key("admission"))
+    super::compile_admission(&spec, &FieldPath::root().key("admission"))
 }
 
 fn policy(json: &str) -> AdmissionPolicy {
@@ -530,12 +534,15 @@ fn unknown_keys_are_parse_errors() {
 #[test]
 fn an_empty_placeholder_key_reads_as_full_buckets() {
     use crate::core::shared::{SharedStore, create_if_absent};
-    let spec: crate::config::AdmissionSpec =
+    let spec: AdmissionSpec =
         serde_json::from_str(r#"{"limits": {"normal": {"rps": 1, "burst": 2}}}"#).unwrap();
-    let policy = AdmissionPolicy::compile(&spec, &crate::config::FieldPath::root()).unwrap();
+    let policy = super::compile_admission(&spec, &FieldPath::root()).unwrap();
     let store = MemoryStore::new();
-    create_if_absent(&store, super::bucket::STATE_KEY).unwrap();
-    let (_, cas_before) = store.get(super::bucket::STATE_KEY).unwrap().unwrap();
+    create_if_absent(&store, crate::core::admission::bucket::STATE_KEY).unwrap();
+    let (_, cas_before) = store
+        .get(crate::core::admission::bucket::STATE_KEY)
+        .unwrap()
+        .unwrap();
     for _ in 0..2 {
         assert!(matches!(
             policy.decide(&store, None, None, 1_000).unwrap(),
@@ -546,7 +553,10 @@ fn an_empty_placeholder_key_reads_as_full_buckets() {
         policy.decide(&store, None, None, 1_000).unwrap(),
         Decision::Shed { .. }
     ));
-    let (_, cas_after) = store.get(super::bucket::STATE_KEY).unwrap().unwrap();
+    let (_, cas_after) = store
+        .get(crate::core::admission::bucket::STATE_KEY)
+        .unwrap()
+        .unwrap();
     assert_ne!(
         cas_before, cas_after,
         "draws went through compare-and-swap on the existing key"
@@ -556,8 +566,8 @@ fn an_empty_placeholder_key_reads_as_full_buckets() {
 #[test]
 fn identity_is_needed_only_when_a_rule_can_use_it() {
     let compile = |json: &str| {
-        let spec: crate::config::AdmissionSpec = serde_json::from_str(json).unwrap();
-        AdmissionPolicy::compile(&spec, &crate::config::FieldPath::root()).unwrap()
+        let spec: AdmissionSpec = serde_json::from_str(json).unwrap();
+        super::compile_admission(&spec, &FieldPath::root()).unwrap()
     };
     let no_rules = compile("{}");
     assert!(!no_rules.needs_identity(Some("high")));
@@ -585,4 +595,25 @@ fn identity_is_needed_only_when_a_rule_can_use_it() {
             }
         }
     }
+}
+
+#[test]
+fn decision_labels_are_every_decision() {
+    let cause = |cause| Decision::Shed {
+        priority: Priority::Low,
+        retry_after_s: 1,
+        cause,
+    };
+    let all = [
+        Decision::Admitted(Priority::High),
+        Decision::Demoted(Priority::Normal),
+        Decision::Denied(Priority::High),
+        cause(Cause::Capacity),
+        cause(Cause::RateLimited),
+    ];
+    let mut got: Vec<&str> = all.iter().map(|d| d.as_str()).collect();
+    let mut want = Decision::LABELS.to_vec();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(got, want);
 }
