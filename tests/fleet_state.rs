@@ -287,3 +287,84 @@ fn reject_answers_503_state_unavailable_while_redis_is_down() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn a_fleet_wide_limit_holds_across_three_replicas() {
+    // R rps with a small burst, leased per worker (cap: a tenth of what the
+    // bucket refills in ttl_ms = 2 tokens), over 10 s of demand ~10x R.
+    const RPS: f64 = 20.0;
+    const BURST: f64 = 5.0;
+    const SECONDS: f64 = 10.0;
+    let store = Store::start();
+    let up = Upstream::start();
+    let state = store.state_config("fleet-state");
+    let limited = |name: &str, hold: bool| {
+        let doc = json!({
+            "hold_headers": hold,
+            "state": state,
+            "channels": [{
+                "name": "limited", "match": {"path_prefix": "/callbacks/limited"},
+                "limits": {"rps": RPS, "burst": BURST}
+            }]
+        });
+        let mut builder = Envoy::builder(name)
+            .plugin(&doc.to_string())
+            .cluster("fleet-state", store.webdis_port)
+            .cluster("upstream", up.port())
+            .concurrency(1);
+        if !hold {
+            builder = builder.without_stop_iteration();
+        }
+        builder.start()
+    };
+    let envoys = [
+        limited("fleet-limit-a", true),
+        limited("fleet-limit-b", true),
+        limited("fleet-limit-c", false),
+    ];
+    let start = Instant::now();
+    let handles: Vec<_> = envoys
+        .iter()
+        .map(|e| {
+            let addr = e.addr();
+            std::thread::spawn(move || {
+                let (mut ok, mut limited, mut other) = (0u64, 0u64, Vec::new());
+                while start.elapsed() < Duration::from_secs_f64(SECONDS) {
+                    let r = Request::post("/callbacks/limited")
+                        .json(r#"{"n":1}"#)
+                        .send(addr);
+                    match r.status {
+                        200 => ok += 1,
+                        429 => limited += 1,
+                        s => other.push(s),
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                (ok, limited, other)
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let elapsed = start.elapsed().as_secs_f64();
+    let admitted: u64 = results.iter().map(|r| r.0).sum();
+    let refused: u64 = results.iter().map(|r| r.1).sum();
+    let other: Vec<u16> = results.iter().flat_map(|r| r.2.clone()).collect();
+    let expected = RPS * elapsed + BURST;
+    let error = (admitted as f64 - expected) / expected;
+    eprintln!(
+        "fleet limit {RPS} rps burst {BURST} over {elapsed:.1} s on 3 replicas: admitted {admitted} \
+         (expected {expected:.0}, {:+.1}%), refused {refused}, per replica {:?}",
+        error * 100.0,
+        results.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    assert!(other.is_empty(), "answers other than 200/429: {other:?}");
+    assert_eq!(up.count() as u64, admitted);
+    assert!(refused > admitted, "demand did not exceed the limit");
+    assert!(
+        error.abs() <= 0.10,
+        "admitted {admitted}, expected {expected:.0}"
+    );
+    for e in &envoys {
+        assert_eq!(state_errors(e), 0.0);
+    }
+}

@@ -33,12 +33,13 @@
 
 use super::state::{CallStep, StateCall};
 use super::worker::Worker;
+use crate::core::admission::{self, Decision};
 use crate::core::policy::Policy;
 use crate::core::request::store::{Answer, Query, StoreWrite};
 use crate::core::request::{Effect, Env, Output, Phase, Request, Step};
 use crate::core::shared::SharedStore;
 use crate::core::state::dedup::{self, Marks};
-use crate::core::state::{self, StateError, StatePolicy};
+use crate::core::state::{self, StateError, StatePolicy, lease, limits};
 use crate::host::{self, SharedData};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -142,6 +143,41 @@ impl Http {
     /// answer comes to `on_http_call_response`).
     fn ask(&mut self, query: Query) -> Option<Answer> {
         let policy = self.request.policy().cloned();
+        if let (Some(state), Query::AdmissionDraw { decision, now_ms }) =
+            (policy.as_ref().and_then(|p| p.state.as_ref()), &query)
+            && decision.admitted().is_some()
+            && let Some(ch) = self.request.channel()
+            && let Some(limit) = ch.limit.as_ref().map(|l| l.limit())
+        {
+            let now = host::now_ms();
+            let cap = state.lease.cap(limit.rps);
+            let step = self
+                .worker
+                .leases
+                .borrow_mut()
+                .entry(ch.name.clone())
+                .or_default()
+                .step(&state.lease, cap, now);
+            if let Some(after) = limits::after(step, *decision) {
+                return Some(self.admission_rest(after, *decision, *now_ms));
+            }
+            let lease::Step::Ask { want } = step else {
+                return Some(self.request.answer_locally(&query, &SharedData));
+            };
+            if self.worker.state_health.allow(state, now) {
+                let ask = limits::lease_query(state, &ch.name, limit, want);
+                match StateCall::start(state, ask) {
+                    Ok(call) => {
+                        self.waiting = Some((call, query));
+                        return None;
+                    }
+                    Err(e) => self.store_failed(state, state::LEASE.name, &e, now),
+                }
+            }
+            // Limits fall back to this Envoy's buckets (whatever
+            // `on_unavailable` says: it governs dedup).
+            return Some(self.request.answer_locally(&query, &SharedData));
+        }
         if let (Some(state), Query::DedupCheck { key, .. }) =
             (policy.as_ref().and_then(|p| p.state.as_ref()), &query)
             && let Some(ch) = self.request.channel()
@@ -164,6 +200,53 @@ impl Http {
             }
         }
         Some(self.request.answer_locally(&query, &SharedData))
+    }
+
+    /// After the channel's leased token: the admission buckets (shared
+    /// data, as `admission::draw_all` draws them after the channel's), or
+    /// the channel's refusal.
+    fn admission_rest(
+        &self,
+        after: Result<(), Decision>,
+        decision: Decision,
+        now_ms: u64,
+    ) -> Answer {
+        match after {
+            Ok(()) => {
+                let admission = self.request.policy().and_then(|p| p.admission.as_ref());
+                let (decision, _) =
+                    admission::draw_all(admission, None, &SharedData, decision, now_ms);
+                Answer::Admission(decision)
+            }
+            Err(shed) => Answer::Admission(shed),
+        }
+    }
+
+    /// The store's answer to a lease for the channel's `limits`.
+    fn leased(
+        &mut self,
+        state: &StatePolicy,
+        query: &Query,
+        result: &Result<state::Answer, StateError>,
+        now: u64,
+    ) -> Answer {
+        let (Query::AdmissionDraw { decision, now_ms }, Some(ch)) = (query, self.request.channel())
+        else {
+            return Answer::Unavailable;
+        };
+        let mut leases = self.worker.leases.borrow_mut();
+        let lease = leases.entry(ch.name.clone()).or_default();
+        if let Ok(state::Answer::Lease(grant)) = result {
+            let step = lease.granted(&state.lease, *grant, now);
+            drop(leases);
+            if let Some(after) = limits::after(step, *decision) {
+                return self.admission_rest(after, *decision, *now_ms);
+            }
+        } else {
+            lease.clear();
+            drop(leases);
+        }
+        self.request.answer_locally(query, &SharedData)
     }
 
     fn store_failed(&self, state: &StatePolicy, op: &str, error: &StateError, now_ms: u64) {
@@ -231,6 +314,9 @@ impl Http {
         };
         self.record(state, &call, &result, now);
         let answer = match dedup::begun(call.query(), &result) {
+            _ if matches!(call.query(), state::Query::Lease { .. }) => {
+                self.leased(state, &query, &result, now)
+            }
             Some((answer, marks)) => {
                 self.marks = marks;
                 answer

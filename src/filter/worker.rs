@@ -14,6 +14,7 @@ use crate::core::policy::Policy;
 use crate::core::rng::SplitMix64;
 use crate::core::routing::{self, Observation};
 use crate::core::shared::ReadCache;
+use crate::core::state::lease::Lease;
 use crate::host;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -43,6 +44,9 @@ pub struct Worker {
     calls: RefCell<HashMap<u32, String>>,
     /// The fleet store's breaker and error-log budget (`state`).
     pub state_health: StoreHealth,
+    /// Leased tokens of each channel's fleet-wide `limits` (`state`), by
+    /// channel name.
+    pub leases: RefCell<HashMap<String, Lease>>,
 }
 
 impl Worker {
@@ -160,6 +164,7 @@ impl Worker {
             outbox: RefCell::new(Outbox::default()),
             calls: RefCell::new(HashMap::new()),
             state_health: StoreHealth::default(),
+            leases: RefCell::new(HashMap::new()),
         }
     }
 }
