@@ -368,3 +368,60 @@ fn a_fleet_wide_limit_holds_across_three_replicas() {
         assert_eq!(state_errors(e), 0.0);
     }
 }
+
+#[test]
+fn a_silent_store_costs_at_most_timeout_ms_and_an_unknown_cluster_nothing() {
+    // A "store" that accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming().take(64) {
+            held.push(conn);
+        }
+    });
+    let up = Upstream::start();
+    let start = |name: &str, cluster: &str| {
+        let state = json!({"cluster": cluster, "timeout_ms": 200, "breaker_failures": 100});
+        Envoy::builder(name)
+            .plugin(&plugin(state, true))
+            .cluster("fleet-state", silent_port)
+            .cluster("upstream", up.port())
+            .concurrency(1)
+            .start()
+    };
+    let envoy = start("fleet-silent", "fleet-state");
+    for i in 0..3 {
+        let t = Instant::now();
+        let r = signed(&format!("msg_silent_{i}"), r#"{"a":1}"#).send(envoy.addr());
+        let ms = t.elapsed().as_millis();
+        assert_eq!(r.status, 200, "{}", r.body_str());
+        assert!(
+            (190..1500).contains(&ms),
+            "answered after {ms} ms (timeout_ms 200)"
+        );
+    }
+    assert_eq!(
+        envoy.metric("callback_state_errors_total", &[("op", "dedup_begin")]),
+        3.0
+    );
+    drop(envoy);
+
+    // The call cannot even be sent: local at once, without pausing.
+    let envoy = start("fleet-nowhere", "nowhere");
+    for i in 0..3 {
+        let t = Instant::now();
+        let r = signed(&format!("msg_nowhere_{i}"), r#"{"a":1}"#).send(envoy.addr());
+        assert_eq!(r.status, 200, "{}", r.body_str());
+        assert!(
+            t.elapsed() < Duration::from_millis(150),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+    assert_eq!(
+        envoy.metric("callback_state_errors_total", &[("op", "dedup_begin")]),
+        3.0
+    );
+    assert_eq!(up.count(), 6);
+}
