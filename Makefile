@@ -72,9 +72,10 @@ help:
 	@echo "                  BENCH_QUICK=1: seconds per scenario -> target/bench/BENCHMARKS.quick.md"
 	@echo "  make bench-core - criterion benchmarks of the pure core"
 	@echo "  make bench-tools - install wrk (for make bench)"
-	@echo "  make state-tools - install redis-server and webdis (fleet-state e2e tests; make e2e runs it)"
-	@echo "  make noop-wasm / hostcall-wasm / ext-authz-verifier - the pieces make bench builds"
-	@echo "                  (no-op control filter, host-call counting build, ext_authz peer's verifier)"
+	@echo "  make state-tools - install redis-server and webdis (fleet-state e2e tests and bench scenario; make e2e and make bench run it)"
+	@echo "  make noop-wasm - build the no-op control filter of make bench"
+	@echo "  make hostcall-wasm - build the host-call counting variant (make bench's host calls per request)"
+	@echo "  make ext-authz-verifier - build the ext_authz peer's verifier service (make bench, peer p2)"
 	@echo "  make fuzz     - run each cargo-fuzz target (nightly) for FUZZ_RUNS ($(FUZZ_RUNS)) executions or"
 	@echo "                  FUZZ_SECONDS ($(FUZZ_SECONDS)) each -> fuzz section of RELIABILITY.md [FUZZ_TARGETS='mask trace']"
 	@echo "  make fuzz-tools - install nightly and cargo-fuzz $(CARGO_FUZZ_VERSION) (for make fuzz)"
@@ -193,7 +194,7 @@ fuzz: fuzz-tools
 # harness, numbers are noise). Knobs: BENCH_DURATION, BENCH_ROUNDS,
 # BENCH_WARMUP, BENCH_CONNECTIONS, BENCH_ONLY, ... (python3 bench/run.py --help).
 # About 12 minutes on 2 cores, plus the builds.
-bench: wasm hostcall-wasm noop-wasm ext-authz-verifier envoy bench-tools
+bench: wasm hostcall-wasm noop-wasm ext-authz-verifier envoy bench-tools state-tools
 	python3 bench/run.py
 
 # The filter with the hostcall-count feature (counts every host call), in

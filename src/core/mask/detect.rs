@@ -84,6 +84,8 @@ const PHONE_MAX_DIGITS: usize = 15;
 /// Shortest international number we accept (country code + 7).
 const PHONE_MIN_DIGITS: usize = 8;
 const CARD_MIN_DIGITS: usize = 13;
+/// A resident ID holds 17 digits before its check character.
+const CN_ID_MIN_DIGITS: usize = 17;
 const CARD_MAX_DIGITS: usize = 19;
 /// Shortest digit group of a printed card number.
 const CARD_MIN_GROUP: usize = 3;
@@ -111,10 +113,28 @@ impl Detectors {
         self.phone || self.card || self.cn_id
     }
 
-    /// Whether a string is worth scanning, given whether it holds an ASCII
-    /// digit and whether it holds an `@`. Every detector needs one of them.
-    pub(crate) fn wants(&self, has_digit: bool, has_at: bool) -> bool {
-        (has_digit && self.numeric()) || (has_at && self.email)
+    /// Whether a text is worth scanning, given how many ASCII digits it
+    /// holds and whether it holds an `@`: an email needs an `@`, and every
+    /// numeric finding holds at least [`PHONE_MIN_DIGITS`] (`+` phone; a
+    /// mainland mobile has 11), [`CARD_MIN_DIGITS`] or
+    /// [`CN_ID_MIN_DIGITS`] digits, so a text with fewer than the smallest
+    /// of the enabled ones and no `@` cannot yield a finding.
+    pub(crate) fn wants(&self, digits: usize, has_at: bool) -> bool {
+        (has_at && self.email) || self.min_digits().is_some_and(|min| digits >= min)
+    }
+
+    /// Fewest digits a finding of an enabled numeric detector holds; None
+    /// when none is enabled.
+    fn min_digits(&self) -> Option<usize> {
+        if self.phone {
+            Some(PHONE_MIN_DIGITS)
+        } else if self.card {
+            Some(CARD_MIN_DIGITS)
+        } else if self.cn_id {
+            Some(CN_ID_MIN_DIGITS)
+        } else {
+            None
+        }
     }
 
     /// Finds PII in `text`: sorted, non-overlapping byte ranges in `found`.
@@ -676,9 +696,65 @@ mod tests {
     #[test]
     fn wants_a_trigger() {
         let d = only("email");
-        assert!(d.wants(false, true) && !d.wants(true, false));
+        assert!(d.wants(0, true) && !d.wants(30, false) && !d.wants(usize::MAX, false));
         let d = only("card");
-        assert!(d.wants(true, false) && !d.wants(false, true));
-        assert!(!Detectors::default().wants(true, true));
+        assert!(d.wants(13, false) && !d.wants(12, false) && !d.wants(12, true));
+        let d = only("cn_id");
+        assert!(d.wants(17, false) && !d.wants(16, false));
+        let d = all();
+        assert!(d.wants(8, false) && !d.wants(7, false) && d.wants(0, true));
+        assert!(!Detectors::default().wants(usize::MAX, true));
+    }
+
+    /// [`Detectors::wants`] never skips a text a detector finds something
+    /// in: one digit fewer than each detector's shortest finding is not
+    /// enough, and those findings are found.
+    #[test]
+    fn wants_every_shortest_finding() {
+        for (name, text) in [
+            ("phone", "+49301234"),
+            ("phone", "13812345678"),
+            ("card", "4222222222222"),
+            ("cn_id", "11010519491231002X"),
+            ("email", "a@b.co"),
+        ] {
+            let d = only(name);
+            let digits = text.bytes().filter(u8::is_ascii_digit).count();
+            assert_eq!(found(&d, text), [text], "{name}");
+            assert!(d.wants(digits, text.contains('@')), "{name} {text}");
+        }
+        assert_eq!(found(&all(), "+4930123"), Vec::<&str>::new());
+        assert!(!all().wants(7, false), "+4930123 has 7 digits: too short");
+    }
+}
+
+/// [`Detectors::wants`] is sound: whatever a detector finds in a text, the
+/// text's digit count and `@` make it wanted, so skipping the others loses
+/// nothing.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod skip_is_sound {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+        #[test]
+        fn a_text_with_a_finding_is_wanted(
+            text in "[+]?[1-9][0-9 ().-]{6,24}[0-9Xx]|[0-9 +()@.Xx_a-]{0,40}|[a-z.]{1,5}@[a-z]{1,4}\\.[a-z]{2,3}",
+            enabled in 1u8..16,
+        ) {
+            let mut d = Detectors::default();
+            for (k, name) in Detector::NAMES.iter().enumerate() {
+                if enabled >> k & 1 == 1 {
+                    d.enable(Detector::parse(name).unwrap_or(Detector::Email));
+                }
+            }
+            let mut found = Vec::new();
+            d.find(&text, &mut Scratch::default(), &mut found);
+            let digits = text.bytes().filter(u8::is_ascii_digit).count();
+            if !found.is_empty() {
+                prop_assert!(d.wants(digits, text.contains('@')), "{text:?} {found:?}");
+            }
+        }
     }
 }

@@ -88,16 +88,16 @@ impl Selectors {
         Ok(sel)
     }
 
-    /// Whether the stored selector key `stored` names the body key `key`.
-    fn key_eq(&self, stored: &str, key: &str) -> bool {
+    /// Whether the stored selector key `stored` (lower case when keys are
+    /// case-insensitive) names the body key `key`; `key_ascii` is
+    /// `key.is_ascii()`, computed once per key by the caller.
+    fn key_eq(&self, stored: &str, key: &str, key_ascii: bool) -> bool {
         if self.case_sensitive {
             stored == key
-        } else if key.is_ascii() {
-            stored.len() == key.len()
-                && stored
-                    .bytes()
-                    .zip(key.bytes())
-                    .all(|(s, k)| s == k.to_ascii_lowercase())
+        } else if key_ascii {
+            // Lengths first; a non-ASCII byte of `stored` never equals an
+            // ASCII one, as in the char-wise comparison below.
+            stored.eq_ignore_ascii_case(key)
         } else {
             stored.chars().eq(key.chars().flat_map(char::to_lowercase))
         }
@@ -128,13 +128,14 @@ impl Selectors {
 
     /// The member `key` of an object whose own trie state is `node`.
     pub(crate) fn member(&self, node: Option<NodeId>, key: &str) -> Hit {
-        if self.any_depth.iter().any(|k| self.key_eq(k, key)) {
+        let ascii = !self.case_sensitive && key.is_ascii();
+        if self.any_depth.iter().any(|k| self.key_eq(k, key, ascii)) {
             return Hit::Mask;
         }
         let child = node.and_then(|n| self.node(n)).and_then(|n| {
             n.keys
                 .iter()
-                .find(|(k, _)| self.key_eq(k, key))
+                .find(|(k, _)| self.key_eq(k, key, ascii))
                 .map(|(_, c)| *c)
         });
         self.enter(child)
