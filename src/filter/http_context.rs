@@ -222,6 +222,22 @@ impl Http {
         }
     }
 
+    /// The store's answer to `dedup_begin`: the verdict (the marks go to
+    /// the store from now on), or `on_unavailable`'s answer.
+    fn dedup_begun(
+        &mut self,
+        state: &StatePolicy,
+        call: &StateCall,
+        query: &Query,
+        result: &Result<state::Answer, StateError>,
+    ) -> Answer {
+        if let Some((answer, marks)) = dedup::begun(call.query(), result) {
+            self.marks = marks;
+            return answer;
+        }
+        dedup::fallback(state).unwrap_or_else(|| self.request.answer_locally(query, &SharedData))
+    }
+
     /// The store's answer to a lease for the channel's `limits`.
     fn leased(
         &mut self,
@@ -313,18 +329,10 @@ impl Http {
             CallStep::Done(result) => result,
         };
         self.record(state, &call, &result, now);
-        let answer = match dedup::begun(call.query(), &result) {
-            _ if matches!(call.query(), state::Query::Lease { .. }) => {
-                self.leased(state, &query, &result, now)
-            }
-            Some((answer, marks)) => {
-                self.marks = marks;
-                answer
-            }
-            None => match dedup::fallback(state) {
-                Some(answer) => answer,
-                None => self.request.answer_locally(&query, &SharedData),
-            },
+        let answer = if matches!(call.query(), state::Query::Lease { .. }) {
+            self.leased(state, &query, &result, now)
+        } else {
+            self.dedup_begun(state, &call, &query, &result)
         };
         let worker = self.worker.clone();
         let env = HostEnv { worker: &worker };
