@@ -425,3 +425,42 @@ fn a_silent_store_costs_at_most_timeout_ms_and_an_unknown_cluster_nothing() {
     );
     assert_eq!(up.count(), 6);
 }
+
+#[test]
+fn a_body_masked_after_the_store_answered_goes_upstream_masked() {
+    // The body is replaced from the store call's answer callback (the
+    // request resumes there), not from a body callback.
+    let store = Store::start();
+    let up = Upstream::start();
+    let doc = json!({
+        "state": store.state_config("fleet-state"),
+        "channels": [{
+            "name": "payments", "match": {"path_prefix": PATH},
+            "signature": {"scheme": "standard-webhooks", "secrets": [{"value": whsec()}]},
+            "dedup": {"window_s": 3600},
+            "mask": {"fields": ["email"], "strategy": "redact"}
+        }]
+    });
+    let start = |name: &str| {
+        Envoy::builder(name)
+            .plugin(&doc.to_string())
+            .cluster("fleet-state", store.webdis_port)
+            .cluster("upstream", up.port())
+            .concurrency(1)
+            .start()
+    };
+    let (envoy, other) = (start("fleet-mask-a"), start("fleet-mask-b"));
+    let req = signed("msg_mask", r#"{"email":"alice@example.com","amount":1}"#);
+    let r = req.send(envoy.addr());
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let got = up.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body_str(), r#"{"email":"***","amount":1}"#);
+    assert_eq!(
+        got[0].header("content-length"),
+        Some(got[0].body.len().to_string().as_str())
+    );
+    // The store had the check: the other replica knows the delivery.
+    assert!(is_duplicate(&until_duplicate(&other, &req)));
+    assert_eq!(up.count(), 1);
+}
