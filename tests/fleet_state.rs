@@ -288,26 +288,47 @@ fn reject_answers_503_state_unavailable_while_redis_is_down() {
     }
 }
 
+const RPS: f64 = 20.0;
+const BURST: f64 = 5.0;
+
 #[test]
-fn a_fleet_wide_limit_holds_across_three_replicas() {
-    // R rps with a small burst, leased per worker (cap: a tenth of what the
-    // bucket refills in ttl_ms = 2 tokens), over 10 s of demand ~10x R.
-    const RPS: f64 = 20.0;
-    const BURST: f64 = 5.0;
+fn a_fleet_wide_channel_limit_holds_across_three_replicas() {
+    fleet_limit(
+        "fleet-limit",
+        json!({"limits": {"rps": RPS, "burst": BURST}}),
+        None,
+    );
+}
+
+#[test]
+fn a_fleet_wide_admission_bucket_holds_across_three_replicas() {
+    fleet_limit(
+        "fleet-adm",
+        json!({}),
+        Some(json!({"limits": {"normal": {"rps": RPS, "burst": BURST}}})),
+    );
+}
+
+/// R rps with a small burst, leased per worker (cap: a tenth of what the
+/// bucket refills in ttl_ms = 2 tokens), over 10 s of demand ~10x R on
+/// three replicas: the fleet admits R·t + burst within 10 %.
+fn fleet_limit(name: &str, channel_extra: Value, admission: Option<Value>) {
     const SECONDS: f64 = 10.0;
     let store = Store::start();
     let up = Upstream::start();
     let state = store.state_config("fleet-state");
-    let limited = |name: &str, hold: bool| {
-        let doc = json!({
-            "hold_headers": hold,
-            "state": state,
-            "channels": [{
-                "name": "limited", "match": {"path_prefix": "/callbacks/limited"},
-                "limits": {"rps": RPS, "burst": BURST}
-            }]
-        });
-        let mut builder = Envoy::builder(name)
+    let limited = |replica: &str, hold: bool| {
+        let mut channel =
+            json!({"name": "limited", "match": {"path_prefix": "/callbacks/limited"}});
+        for (k, v) in channel_extra.as_object().unwrap() {
+            channel[k] = v.clone();
+        }
+        let mut doc = json!({"hold_headers": hold, "state": state, "channels": [channel]});
+        if let Some(admission) = &admission {
+            doc["admission"] = admission.clone();
+        }
+        let name = format!("{name}-{replica}");
+        let mut builder = Envoy::builder(&name)
             .plugin(&doc.to_string())
             .cluster("fleet-state", store.webdis_port)
             .cluster("upstream", up.port())
@@ -317,11 +338,7 @@ fn a_fleet_wide_limit_holds_across_three_replicas() {
         }
         builder.start()
     };
-    let envoys = [
-        limited("fleet-limit-a", true),
-        limited("fleet-limit-b", true),
-        limited("fleet-limit-c", false),
-    ];
+    let envoys = [limited("a", true), limited("b", true), limited("c", false)];
     let start = Instant::now();
     let handles: Vec<_> = envoys
         .iter()
@@ -352,7 +369,7 @@ fn a_fleet_wide_limit_holds_across_three_replicas() {
     let expected = RPS * elapsed + BURST;
     let error = (admitted as f64 - expected) / expected;
     eprintln!(
-        "fleet limit {RPS} rps burst {BURST} over {elapsed:.1} s on 3 replicas: admitted {admitted} \
+        "{name}: {RPS} rps burst {BURST} over {elapsed:.1} s on 3 replicas: admitted {admitted} \
          (expected {expected:.0}, {:+.1}%), refused {refused}, per replica {:?}",
         error * 100.0,
         results.iter().map(|r| r.0).collect::<Vec<_>>()

@@ -33,7 +33,7 @@
 
 use super::state::{CallStep, StateCall};
 use super::worker::Worker;
-use crate::core::admission::{self, Decision};
+use crate::core::admission::Decision;
 use crate::core::policy::Policy;
 use crate::core::request::store::{Answer, Query, StoreWrite};
 use crate::core::request::{Effect, Env, Output, Phase, Request, Step};
@@ -143,30 +143,26 @@ impl Http {
     /// answer comes to `on_http_call_response`).
     fn ask(&mut self, query: Query) -> Option<Answer> {
         let policy = self.request.policy().cloned();
-        if let (Some(state), Query::AdmissionDraw { decision, now_ms }) =
+        if let (Some(state), Query::AdmissionDraw { decision, .. }) =
             (policy.as_ref().and_then(|p| p.state.as_ref()), &query)
-            && decision.admitted().is_some()
-            && let Some(ch) = self.request.channel()
-            && let Some(limit) = ch.limit.as_ref().map(|l| l.limit())
+            && let Some(draw) = self.fleet_draw(state, *decision)
         {
             let now = host::now_ms();
-            let cap = state.lease.cap(limit.rps);
+            let cap = state.lease.cap(draw.slowest_rps());
             let step = self
                 .worker
                 .leases
                 .borrow_mut()
-                .entry(ch.name.clone())
+                .entry(draw.lease_key.clone())
                 .or_default()
                 .step(&state.lease, cap, now);
-            if let Some(after) = limits::after(step, *decision) {
-                return Some(self.admission_rest(after, *decision, *now_ms));
+            if let Some(decision) = draw.after(step, *decision) {
+                return Some(Answer::Admission(decision));
             }
-            let lease::Step::Ask { want } = step else {
-                return Some(self.request.answer_locally(&query, &SharedData));
-            };
-            if self.worker.state_health.allow(state, now) {
-                let ask = limits::lease_query(state, &ch.name, limit, want);
-                match StateCall::start(state, ask) {
+            if let lease::Step::Ask { want } = step
+                && self.worker.state_health.allow(state, now)
+            {
+                match StateCall::start(state, draw.query(want)) {
                     Ok(call) => {
                         self.waiting = Some((call, query));
                         return None;
@@ -202,24 +198,24 @@ impl Http {
         Some(self.request.answer_locally(&query, &SharedData))
     }
 
-    /// After the channel's leased token: the admission buckets (shared
-    /// data, as `admission::draw_all` draws them after the channel's), or
-    /// the channel's refusal.
-    fn admission_rest(
-        &self,
-        after: Result<(), Decision>,
-        decision: Decision,
-        now_ms: u64,
-    ) -> Answer {
-        match after {
-            Ok(()) => {
-                let admission = self.request.policy().and_then(|p| p.admission.as_ref());
-                let (decision, _) =
-                    admission::draw_all(admission, None, &SharedData, decision, now_ms);
-                Answer::Admission(decision)
-            }
-            Err(shed) => Answer::Admission(shed),
-        }
+    /// The fleet buckets an admitted `decision` draws from on this
+    /// request's channel (`None`: not admitted, or no bucket at all).
+    fn fleet_draw(&self, state: &StatePolicy, decision: Decision) -> Option<limits::Draw> {
+        let priority = decision.admitted()?;
+        let ch = self.request.channel()?;
+        let admission = self
+            .request
+            .policy()
+            .and_then(|p| p.admission.as_ref())
+            .map(|a| a.limits());
+        let draw = limits::Draw::new(
+            state,
+            &ch.name,
+            ch.limit.as_ref().map(|l| l.limit()),
+            admission,
+            priority,
+        );
+        (!draw.buckets.is_empty()).then_some(draw)
     }
 
     /// The store's answer to `dedup_begin`: the verdict (the marks go to
@@ -238,7 +234,7 @@ impl Http {
         dedup::fallback(state).unwrap_or_else(|| self.request.answer_locally(query, &SharedData))
     }
 
-    /// The store's answer to a lease for the channel's `limits`.
+    /// The store's answer to a lease of the request's buckets.
     fn leased(
         &mut self,
         state: &StatePolicy,
@@ -246,23 +242,27 @@ impl Http {
         result: &Result<state::Answer, StateError>,
         now: u64,
     ) -> Answer {
-        let (Query::AdmissionDraw { decision, now_ms }, Some(ch)) = (query, self.request.channel())
-        else {
+        let Query::AdmissionDraw { decision, .. } = query else {
             return Answer::Unavailable;
         };
-        let mut leases = self.worker.leases.borrow_mut();
-        let lease = leases.entry(ch.name.clone()).or_default();
-        if let Ok(state::Answer::Lease(grant)) = result {
-            let step = lease.granted(&state.lease, *grant, now);
-            drop(leases);
-            if let Some(after) = limits::after(step, *decision) {
-                return self.admission_rest(after, *decision, *now_ms);
+        let Some(draw) = self.fleet_draw(state, *decision) else {
+            return self.request.answer_locally(query, &SharedData);
+        };
+        let step = {
+            let mut leases = self.worker.leases.borrow_mut();
+            let lease = leases.entry(draw.lease_key.clone()).or_default();
+            match result {
+                Ok(state::Answer::Lease(grant)) => Some(lease.granted(&state.lease, *grant, now)),
+                _ => {
+                    lease.clear();
+                    None
+                }
             }
-        } else {
-            lease.clear();
-            drop(leases);
+        };
+        match step.and_then(|step| draw.after(step, *decision)) {
+            Some(decision) => Answer::Admission(decision),
+            None => self.request.answer_locally(query, &SharedData),
         }
-        self.request.answer_locally(query, &SharedData)
     }
 
     fn store_failed(&self, state: &StatePolicy, op: &str, error: &StateError, now_ms: u64) {
