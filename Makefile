@@ -14,6 +14,9 @@ ENVOY_VERSION ?= 1.40.0
 VENV          ?= .venv
 ENVOY         := $(VENV)/bin/envoy
 WASM          := target/wasm32-wasip1/release/callback_guard.wasm
+# The same module with body contracts (cargo feature `contract`, issue #18),
+# for tests/contract.rs while the feature is not in the default build.
+WASM_CONTRACT := target/wasm32-wasip1/release/callback_guard_contract.wasm
 TOOLS         ?= $(HOME)/.cache/callback-guard
 WBG_VERSION   := $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/"/,"",$$3); print $$3; exit}' Cargo.lock)
 WBG_DIR       := $(TOOLS)/wasm-bindgen-$(WBG_VERSION)
@@ -50,7 +53,7 @@ CARGO_FUZZ_DIR := $(TOOLS)/cargo-fuzz-$(CARGO_FUZZ_VERSION)
 
 export PATH := $(WBG_DIR)/bin:$(CARGO_FUZZ_DIR)/bin:$(PATH)
 
-.PHONY: help setup toolchain envoy wasm-bindgen wasm lint unit wasm-unit e2e test soak run bench bench-core bench-tools noop-wasm hostcall-wasm ext-authz-verifier clean oci validate schema fuzz fuzz-tools state-tools
+.PHONY: help setup toolchain envoy wasm-bindgen wasm wasm-contract lint unit wasm-unit e2e test soak run bench bench-core bench-tools noop-wasm hostcall-wasm ext-authz-verifier clean oci oci-contract validate schema fuzz fuzz-tools state-tools
 
 help:
 	@echo "Entry points (each installs what it needs):"
@@ -63,6 +66,7 @@ help:
 	@echo "  make setup    - install the pinned Rust toolchain, Envoy $(ENVOY_VERSION) (./$(VENV)) and wasm-bindgen-cli"
 	@echo "  make toolchain / make envoy / make wasm-bindgen - one of those each"
 	@echo "  make wasm     - build $(WASM)"
+	@echo "  make wasm-contract - build $(WASM_CONTRACT) (with body contracts, cargo feature contract)"
 	@echo "  make lint     - rustfmt, clippy (native and wasm32-wasip1)"
 	@echo "  make unit     - native unit tests, doc tests, CLI unit tests"
 	@echo "  make wasm-unit - the core's unit tests compiled to wasm32, run in node"
@@ -82,7 +86,8 @@ help:
 	@echo "  make validate FILE='policy.json istio/overlays/*/*.yaml envoy/envoy.yaml' [ARGS='--allow-missing-env --format json']"
 	@echo "                - check policies, Istio manifests or Envoy bootstraps with the filter's own parser"
 	@echo "  make schema   - regenerate schema/callback-guard.schema.json from the config types"
-	@echo "  make oci      - the .wasm as an OCI image layout in $(OCI_DIR) (tag $(OCI_TAG))"
+	@echo "  make oci      - the default .wasm (no body contracts) as an OCI image layout in $(OCI_DIR) (tag $(OCI_TAG))"
+	@echo "  make oci-contract - the same for $(WASM_CONTRACT) in $(OCI_DIR)-contract (tag $(OCI_TAG)-contract)"
 	@echo "  make clean    - cargo clean, remove ./$(VENV)"
 	@echo "  make help     - this list (the default target)"
 
@@ -109,6 +114,11 @@ wasm: toolchain
 	cargo build --release --target wasm32-wasip1 --lib
 	@ls -l $(WASM) | awk '{print "built $(WASM): " $$5 " bytes"}'
 
+wasm-contract: toolchain
+	cargo build --release --target wasm32-wasip1 --lib --features contract
+	cp $(WASM) $(WASM_CONTRACT)
+	@ls -l $(WASM_CONTRACT) | awk '{print "built $(WASM_CONTRACT): " $$5 " bytes"}'
+
 lint: toolchain
 	cargo fmt --all --check
 	cargo clippy --all-targets --all-features -- -D warnings
@@ -124,11 +134,15 @@ wasm-unit: toolchain wasm-bindgen
 	@# Without `rego`: regorus' std timer reads std::time::Instant, which panics on
 	@# wasm32-unknown-unknown, and its rand needs getrandom's js backend; the Rego
 	@# module runs on wasm in the e2e tests (tests/admission_policy.rs, Envoy's V8).
+	@# Without `contract` too: boon's ahash seeds from getrandom, which has no
+	@# wasm32-unknown-unknown backend; contracts run on wasm in tests/contract.rs.
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 	  cargo test --target wasm32-unknown-unknown --no-default-features --lib
 
-e2e: wasm envoy state-tools
+# wasm-contract before wasm: both build into $(WASM), the default build last.
+e2e: wasm-contract wasm envoy state-tools
 	ENVOY_BIN=$(abspath $(ENVOY)) CALLBACK_GUARD_WASM=$(abspath $(WASM)) \
+	  CALLBACK_GUARD_CONTRACT_WASM=$(abspath $(WASM_CONTRACT)) \
 	  cargo test --features cli --test '*' -- --test-threads $(E2E_THREADS)
 
 test: setup lint unit wasm-unit e2e
@@ -240,6 +254,10 @@ schema: toolchain
 
 oci: wasm
 	$(CLI) oci --wasm $(WASM) --out $(OCI_DIR) --tag $(OCI_TAG)
+
+# The opt-in module with body contracts, as its own image layout and tag.
+oci-contract: wasm-contract
+	$(CLI) oci --wasm $(WASM_CONTRACT) --out $(OCI_DIR)-contract --tag $(OCI_TAG)-contract
 
 clean:
 	cargo clean

@@ -442,3 +442,92 @@ fn make_help_lists_every_target() {
         assert!(listed, "make help does not list `make {target}`:\n{help}");
     }
 }
+
+#[test]
+fn sample_bodies_are_checked_against_a_channel_contract() {
+    let policy = scratch(
+        "contract.json",
+        r#"{"channels": [
+             {"name": "orders", "match": {"path_prefix": "/callbacks/orders"},
+              "contract": {"type": "object", "required": ["id", "amount"],
+                           "properties": {"amount": {"type": "integer", "minimum": 0}}}},
+             {"name": "refunds", "match": {"path_prefix": "/callbacks/refunds"},
+              "contract": {"type": "object"}},
+             {"name": "plain", "match": {"path_prefix": "/callbacks/plain"}}]}"#,
+    );
+    let good = scratch("order-good.json", r#"{"id": "o1", "amount": 5}"#);
+    let bad = scratch("order-bad.json", r#"{"amount": -4111111111111111}"#);
+    let not_json = scratch("order.txt", "id=o1");
+
+    let (ok, out) = validate(&[&policy, "--body", &good, "--channel", "orders"], &[]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "body {good} satisfies the contract of channel orders"
+        )),
+        "{out}"
+    );
+
+    let (ok, out) = validate(
+        &[
+            &policy,
+            "--body",
+            &good,
+            "--body",
+            &bad,
+            "--body",
+            &not_json,
+            "--channel",
+            "orders",
+        ],
+        &[],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "channels[0].contract: body {bad} fails: /amount (minimum), /id (required)"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("4111"), "a value was echoed: {out}");
+    assert!(
+        out.contains(&format!(
+            "channels[0].contract: body {not_json} fails: not JSON"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("2 errors"), "{out}");
+
+    // Two channels have a contract: which one must be said; and a channel
+    // without one has nothing to check against.
+    let (ok, out) = validate(&[&policy, "--body", &good], &[]);
+    assert!(
+        !ok && out.contains("2 channels have a contract; name one with --channel"),
+        "{out}"
+    );
+    let (ok, out) = validate(&[&policy, "--body", &good, "--channel", "plain"], &[]);
+    assert!(
+        !ok && out.contains("channel plain has no contract"),
+        "{out}"
+    );
+    let (ok, out) = validate(&[&policy, "--body", &good, "--channel", "nope"], &[]);
+    assert!(
+        !ok && out.contains("--channel nope: no such channel"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_invalid_contract_schema_is_refused_with_its_path() {
+    let policy = scratch(
+        "contract-invalid.json",
+        r#"{"channels": [{"name": "orders", "match": {"path_prefix": "/cb"},
+             "contract": {"properties": {"amount": {"type": "integr"}}}}]}"#,
+    );
+    let (ok, out) = validate(&[&policy], &[]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("channels[0].contract.properties.amount.type: invalid JSON Schema"),
+        "{out}"
+    );
+}

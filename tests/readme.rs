@@ -77,7 +77,7 @@ fn tokens(pattern: &str) -> Vec<Token> {
         }
         let run = chars[i..]
             .iter()
-            .take_while(|c| c.is_ascii_digit() || ('a'..='f').contains(c))
+            .take_while(|c| c.is_ascii_digit() || ('a'..='f').contains(*c))
             .count();
         if run >= 16 {
             out.push(Token::Text(std::mem::take(&mut text)));

@@ -47,6 +47,12 @@ pub struct ChannelSpec {
     /// PII masking of JSON bodies before they are forwarded.
     #[serde(default)]
     pub mask: Option<MaskSpec>,
+    /// *Extension.* A JSON Schema (draft 2020-12) every body must satisfy;
+    /// a body that does not is answered `422 contract` (cargo feature
+    /// `contract`).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("type" = ["object", "boolean", "null"])))]
+    pub contract: Option<serde_json::Value>,
     /// Weighted, latency-aware choice among clusters.
     #[serde(default)]
     pub routing: Option<ChannelRoutingSpec>,
@@ -232,6 +238,10 @@ pub(super) fn compile(
         Some(m) => Some(mask::compile(m, &path.key("mask"), env)?),
         None => None,
     };
+    let contract = match &spec.contract {
+        Some(c) => Some(super::contract::compile(c, &path.key("contract"))?),
+        None => None,
+    };
     let routing = match &spec.routing {
         Some(r) => Some(routing::compile_routing(
             r,
@@ -269,6 +279,7 @@ pub(super) fn compile(
         signature,
         dedup,
         mask,
+        contract,
         routing,
     })
 }

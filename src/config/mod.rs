@@ -26,6 +26,7 @@
 
 mod admission;
 mod channel;
+mod contract;
 mod deadletter;
 mod error;
 mod log;

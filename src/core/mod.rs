@@ -5,6 +5,7 @@
 pub mod abi_map;
 pub mod admission;
 pub mod channel;
+pub mod contract;
 pub mod deadletter;
 pub mod decision;
 pub mod dedup;

@@ -73,6 +73,7 @@ pub mod code {
     pub const POLICY_ERROR: &str = "policy_error";
     pub const NO_CHANNEL: &str = "no_channel";
     pub const AMBIGUOUS_PATH: &str = "ambiguous_path";
+    pub const CONTRACT: &str = "contract";
 }
 
 /// Metric names (see [`crate::core::metrics`] for the label encoding).
@@ -104,11 +105,18 @@ pub mod metric {
     pub const UNMATCHED_TOTAL: &str = "callback_unmatched_total";
 
     /// `reason` of `callback_rejected_total`: a content-encoded body on a
-    /// masking channel (answered `415`).
+    /// masking or `contract` channel (answered `415`).
     pub const REJECTED_UNSUPPORTED_ENCODING: &str = super::code::UNSUPPORTED_ENCODING;
     /// `reason` of `callback_rejected_total`: a delivery-id header repeated or
     /// not ASCII on an unsigned dedup channel (answered `400`).
     pub const REJECTED_BAD_DELIVERY_ID: &str = super::code::BAD_DELIVERY_ID;
+    /// `reason` of `callback_rejected_total`: a body that claims JSON (or
+    /// must be JSON, on a `contract` channel) and does not parse (answered
+    /// `400`).
+    pub const REJECTED_BAD_JSON: &str = super::code::BAD_JSON;
+    /// `reason` of `callback_rejected_total`: a body that breaks its
+    /// channel's `contract` (answered `422`).
+    pub const REJECTED_CONTRACT: &str = super::code::CONTRACT;
     /// `reason` of `callback_rejected_total`: a retry while another attempt of
     /// the delivery is in flight (answered `409`).
     pub const REJECTED_IN_PROGRESS: &str = super::code::IN_PROGRESS;

@@ -10,16 +10,21 @@
 //!    channel this is the first step).
 //! 3. **encoding**: a masking channel refuses a content-encoded body with
 //!    `415` ([`refuse_encoded`]), before dedup could remember its id.
-//! 4. **admission** buckets of a signed channel, drawn only now.
-//! 5. **dedup** after verification, so forged requests cannot plant ids.
-//! 6. **mask** last: it changes the bytes the signature was computed over.
+//! 4. **contract**: a channel's JSON Schema ([`check_contract`]), on the
+//!    verified bytes as sent and before anything is drawn or remembered:
+//!    a body that can never be accepted takes no admission token and
+//!    leaves no dedup id (`422`, or `400 bad_json` if it is not JSON).
+//! 5. **admission** buckets of a signed channel, drawn only now.
+//! 6. **dedup** after verification, so forged requests cannot plant ids.
+//! 7. **mask** last: it changes the bytes the signature was computed over.
 //!
-//! Steps 4 and 5 ask the state store ([`Query`]); [`BodyCheck`] stops
+//! Steps 5 and 6 ask the state store ([`Query`]); [`BodyCheck`] stops
 //! there and goes on with the answer, so the answer may come later (see
 //! [`crate::core::request`]). [`inspect_body`] runs the whole sequence
 //! with a store that answers at once.
 
 use crate::core::admission::{AdmissionPolicy, ChannelLimit, Decision};
+use crate::core::contract::Breach;
 use crate::core::dedup::DedupOutcome;
 use crate::core::empty;
 use crate::core::encoding;
@@ -263,6 +268,11 @@ impl BodyCheck {
             return self.reply(refusal);
         }
 
+        if let Some((refusal, event)) = check_contract(ch, body) {
+            self.events.push(event);
+            return self.reply(refusal);
+        }
+
         match self.admission {
             // Only an admitted decision has buckets to draw from.
             Some((decision, now_ms)) if decision.admitted().is_some() => {
@@ -364,7 +374,7 @@ impl BodyCheck {
                     }
                 }
                 Err(err) => {
-                    self.events.push(Event::Rejected(code::BAD_JSON));
+                    self.events.push(Event::Rejected(metric::REJECTED_BAD_JSON));
                     let detail = match err {
                         MaskError::BadJson => "callback body claims JSON but does not parse",
                         MaskError::TooDeep => {
@@ -386,12 +396,36 @@ impl BodyCheck {
     }
 }
 
+/// `contract`: every body that reaches this step must be JSON satisfying
+/// the channel's schema. An empty body (no bytes, whitespace, `{}`, `[]`,
+/// `null`) forwarded by `empty.action: forward` has nothing to satisfy and
+/// is not checked; a body with content is checked even when the headers
+/// call it empty (`x-callback-status: 204`). A content-encoded body never
+/// gets here (`415`).
+fn check_contract(ch: &ChannelPolicy, body: &[u8]) -> Option<(LocalReply, Event)> {
+    let contract = ch.contract.as_ref()?;
+    if empty::empty_body(body) {
+        return None;
+    }
+    match contract.check(body).err()? {
+        Breach::NotJson => Some((
+            LocalReply::new(400, code::BAD_JSON, "callback body is not JSON"),
+            Event::Rejected(metric::REJECTED_BAD_JSON),
+        )),
+        Breach::Violations(v) => Some((
+            LocalReply::contract(&v),
+            Event::Rejected(metric::REJECTED_CONTRACT),
+        )),
+    }
+}
+
 /// A masking channel cannot mask a content-encoded body (it cannot read
 /// it) and must not forward it unmasked: `415`, whatever the content-type
-/// claims, since the filter cannot see what the encoded bytes hold.
-/// Channels without `mask` forward encoded bodies as they are.
+/// claims, since the filter cannot see what the encoded bytes hold. The
+/// same holds for a channel with a `contract`: it cannot check them.
+/// Channels without `mask` or `contract` forward encoded bodies as they are.
 fn refuse_encoded(ch: &ChannelPolicy, encoded: bool) -> Option<LocalReply> {
-    (encoded && ch.mask.is_some()).then(LocalReply::unsupported_encoding)
+    (encoded && (ch.mask.is_some() || ch.contract.is_some())).then(LocalReply::unsupported_encoding)
 }
 
 fn signature_reply(reason: FailureReason) -> LocalReply {
@@ -732,6 +766,154 @@ mod tests {
             panic!()
         };
         assert!(matches!(verdict.action, BodyAction::Reply(ref r) if r.status == 429));
+    }
+
+    #[cfg(feature = "contract")]
+    const CONTRACT_CHANNEL: &str = r#"{"name":"a","match":{"path_prefix":"/"},
+        "mask":{"fields":["phone"]},
+        "dedup":{"window_s":60,"allow_unsigned":true},
+        "contract":{"type":"object","required":["id"],
+                    "properties":{"id":{"type":"string"},"amount":{"type":"integer"}}}}"#;
+
+    #[cfg(feature = "contract")]
+    #[test]
+    fn a_body_within_the_contract_is_masked_and_forwarded() {
+        let ch = channel(CONTRACT_CHANNEL);
+        let v = run(&ch, br#"{"id":"o1","amount":3,"phone":"+8613812345678"}"#);
+        assert_eq!(v.events, [Event::Masked(1)]);
+        assert!(matches!(
+            v.action,
+            BodyAction::Forward { body: Some(_), .. }
+        ));
+    }
+
+    #[cfg(feature = "contract")]
+    #[test]
+    fn a_body_outside_the_contract_is_422_and_leaves_no_dedup_id() {
+        let ch = channel(CONTRACT_CHANNEL);
+        let store = MemoryStore::new();
+        let headers: Headers = [("content-type", "application/json"), ("webhook-id", "m1")]
+            .into_iter()
+            .collect();
+        let input = |body: &'static [u8]| BodyInput {
+            headers: &headers,
+            body,
+            empty_by_header: false,
+            now_unix_s: 1_700_000_000,
+            admission: None,
+        };
+        let bad = inspect_body(&ch, &input(br#"{"amount":"4111111111111111"}"#), &store);
+        assert_eq!(bad.events, [Event::Rejected("contract")]);
+        let BodyAction::Reply(r) = &bad.action else {
+            panic!("{bad:?}")
+        };
+        assert_eq!((r.status, r.code), (422, "contract"));
+        for failure in ["/amount (type)", "/id (required)"] {
+            assert!(r.detail.contains(failure), "{}", r.detail);
+        }
+        assert!(!r.detail.contains("4111"));
+        // Not remembered: the corrected redelivery with the same id is a
+        // first delivery, not a duplicate or "in progress".
+        let good = inspect_body(&ch, &input(br#"{"id":"o1"}"#), &store);
+        assert!(
+            matches!(
+                good.action,
+                BodyAction::Forward {
+                    dedup_key: Some(_),
+                    ..
+                }
+            ),
+            "{good:?}"
+        );
+    }
+
+    #[cfg(feature = "contract")]
+    #[test]
+    fn a_body_outside_the_contract_asks_the_store_nothing() {
+        use crate::core::admission::Priority;
+        let ch = channel(CONTRACT_CHANNEL);
+        let headers: Headers = [("content-type", "application/json"), ("webhook-id", "m1")]
+            .into_iter()
+            .collect();
+        let admitted = Decision::Admitted(Priority::Normal);
+        let body: &[u8] = br#"{"amount":1}"#;
+        let input = BodyInput {
+            headers: &headers,
+            body,
+            empty_by_header: false,
+            now_unix_s: 1_700_000_000,
+            admission: Some(PendingAdmission {
+                admission: None,
+                channel: None,
+                decision: admitted,
+                now_ms: 5,
+            }),
+        };
+        // No admission draw (no token taken), no dedup check (no id
+        // planted): the verdict comes at once.
+        let step = BodyCheck::new(&input).start(&ch, &headers, body);
+        let BodyStep::Done(verdict) = step else {
+            panic!("{step:?}")
+        };
+        assert_eq!(verdict.events, [Event::Rejected("contract")]);
+        assert_eq!(verdict.forget, None);
+        // Within the contract, the same request asks for its draw first.
+        let body: &[u8] = br#"{"id":"o1"}"#;
+        let step = BodyCheck::new(&input).start(&ch, &headers, body);
+        assert!(
+            matches!(step, BodyStep::Query(Query::AdmissionDraw { .. })),
+            "{step:?}"
+        );
+    }
+
+    #[cfg(feature = "contract")]
+    #[test]
+    fn on_a_contract_channel_every_body_must_be_json() {
+        let ch = channel(
+            r#"{"name":"a","match":{"path_prefix":"/"},"contract":{"type":"object"},
+                "empty":{"action":"forward"}}"#,
+        );
+        for ct in ["application/json", "text/plain"] {
+            let v = run_with(&ch, &[("content-type", ct)], b"id=1");
+            assert_eq!(v.events, [Event::Rejected("bad_json")], "{ct}");
+            assert!(
+                matches!(v.action, BodyAction::Reply(ref r) if r.status == 400 && r.code == "bad_json")
+            );
+        }
+        // Encoded: cannot be checked, so refused like on a masking channel.
+        let v = run_with(&ch, GZIP_JSON, GZIP_BYTES);
+        assert_eq!(v.events, [Event::Rejected("unsupported_encoding")]);
+        // An empty callback forwarded by choice has nothing to satisfy.
+        for empty in [&b""[..], b" {} ", b"null"] {
+            let v = run(&ch, empty);
+            assert_eq!(v.events, [Event::Empty]);
+            assert!(matches!(v.action, BodyAction::Forward { .. }));
+        }
+        // A body with content is checked even if the headers call it empty.
+        let headers: Headers = [("content-type", "text/plain")].into_iter().collect();
+        let input = BodyInput {
+            headers: &headers,
+            body: b"not json",
+            empty_by_header: true,
+            now_unix_s: 1_700_000_000,
+            admission: None,
+        };
+        let v = inspect_body(&ch, &input, &MemoryStore::new());
+        assert_eq!(v.events, [Event::Empty, Event::Rejected("bad_json")]);
+    }
+
+    #[cfg(feature = "contract")]
+    #[test]
+    fn the_contract_is_checked_after_the_signature() {
+        let ch = channel(
+            r#"{"name":"gh","match":{"path_prefix":"/"},"contract":false,
+                "signature":{"scheme":"github","secrets":[{"value":"s3cret"}]}}"#,
+        );
+        let v = run_signed(&ch, &[], br#"{"a":1}"#, false);
+        assert!(
+            matches!(v.action, BodyAction::Reply(ref r) if r.status == 401),
+            "{v:?}"
+        );
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct ChannelPolicy {
     pub signature: Option<Verifier>,
     pub dedup: Option<DedupPolicy>,
     pub mask: Option<Masker>,
+    /// `contract`: the body's JSON Schema, compiled.
+    pub contract: Option<crate::core::contract::Contract>,
     pub routing: Option<RoutingPolicy>,
 }
 

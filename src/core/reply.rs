@@ -100,9 +100,19 @@ impl LocalReply {
         Self::new(
             415,
             code::UNSUPPORTED_ENCODING,
-            "callback body is content-encoded; this channel masks bodies and accepts only identity (uncompressed) bodies",
+            "callback body is content-encoded; this channel reads bodies (mask or contract) and accepts only identity (uncompressed) bodies",
         )
         .with_header("accept-encoding", "identity")
+    }
+
+    /// A body that breaks its channel's `contract`: `422` naming where
+    /// (instance JSON pointers and the failing keywords), never what.
+    pub fn contract(violations: &crate::core::contract::Violations) -> Self {
+        Self::new(
+            422,
+            code::CONTRACT,
+            format!("callback body does not satisfy the channel contract at {violations}"),
+        )
     }
 
     /// A redelivery of a callback the service already took: not an error,

@@ -83,13 +83,13 @@ impl Root {
             for base in [metric::REQUESTS_TOTAL, metric::EMPTY_TOTAL] {
                 m.declare_counter(stat_name(base, &[c]));
             }
-            let encoding = ch
-                .mask
-                .is_some()
+            let encoding = (ch.mask.is_some() || ch.contract.is_some())
                 .then_some(metric::REJECTED_UNSUPPORTED_ENCODING);
+            let contract = ch.contract.is_some().then_some(metric::REJECTED_CONTRACT);
             for reason in [code::TOO_LARGE, code::BAD_JSON]
                 .into_iter()
                 .chain(encoding)
+                .chain(contract)
             {
                 m.declare_counter(stat_name(metric::REJECTED_TOTAL, &[c, (REASON, reason)]));
             }

@@ -78,6 +78,8 @@ pub struct EnvoyBuilder {
     /// Every route's `timeout` (Envoy answers 504 past it).
     route_timeout: String,
     normalize_paths: bool,
+    /// Another module than [`wasm_path`] (a build with other features).
+    wasm: Option<PathBuf>,
 }
 
 impl EnvoyBuilder {
@@ -99,7 +101,14 @@ impl EnvoyBuilder {
             lds_port: None,
             route_timeout: "10s".to_string(),
             normalize_paths: false,
+            wasm: None,
         }
+    }
+
+    /// Load this module instead of [`wasm_path`].
+    pub fn wasm(mut self, path: PathBuf) -> Self {
+        self.wasm = Some(path);
+        self
     }
 
     /// The filter with this plugin configuration (JSON text).
@@ -235,7 +244,7 @@ impl EnvoyBuilder {
                         "vm_config": {
                             "vm_id": "callback-guard",
                             "runtime": "envoy.wasm.runtime.v8",
-                            "code": {"local": {"filename": wasm_path()}},
+                            "code": {"local": {"filename": self.wasm.clone().unwrap_or_else(wasm_path)}},
                             "environment_variables": {"key_values": env}
                         }
                     }

@@ -52,6 +52,14 @@ enum Command {
         /// Output: text for people, json (one document on stdout) for CI
         #[arg(long, value_enum, default_value = "text")]
         format: validate::Format,
+        /// Also check this sample body (repeatable) against a channel's
+        /// `contract`, as the filter would; a body that fails is an error
+        #[arg(long = "body", value_name = "FILE")]
+        bodies: Vec<PathBuf>,
+        /// The channel whose contract the bodies are checked against
+        /// (needed when more than one channel has a contract)
+        #[arg(long, value_name = "NAME", requires = "bodies")]
+        channel: Option<String>,
     },
     /// Print the JSON Schema of the plugin configuration
     Schema {
@@ -83,12 +91,16 @@ fn main() -> ExitCode {
             files,
             allow_missing_env,
             format,
+            bodies,
+            channel,
         } => {
             let outcome = validate::run(
                 &files,
                 &validate::Options {
                     allow_missing_env,
                     format,
+                    bodies,
+                    channel,
                 },
             );
             return if outcome.ok() {

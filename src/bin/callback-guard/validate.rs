@@ -47,6 +47,10 @@ pub enum Format {
 pub struct Options {
     pub allow_missing_env: bool,
     pub format: Format,
+    /// `--body`: sample bodies checked against a channel's contract.
+    pub bodies: Vec<PathBuf>,
+    /// `--channel`: whose contract.
+    pub channel: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -718,8 +722,14 @@ fn check_target(file: &Path, target: &Target, opts: &Options) -> Entry {
     if errors.is_empty()
         && let Some(policy) = policy
     {
-        entry.status = Status::Ok;
         entry.summary = Some(summary(&policy));
+        let (notes, failed) = check_bodies(&policy, opts);
+        entry.notes.extend(notes);
+        if failed.is_empty() {
+            entry.status = Status::Ok;
+        } else {
+            entry.errors = failed;
+        }
         return entry;
     }
     entry.errors = errors;
@@ -742,6 +752,71 @@ fn check_target(file: &Path, target: &Target, opts: &Options) -> Entry {
         ));
     }
     entry
+}
+
+/// `--body`: each sample body through the chosen channel's contract, as
+/// the filter checks it (`Contract::check`). Passing bodies become notes,
+/// failing ones errors whose reason names the file and the pointers.
+fn check_bodies(policy: &Policy, opts: &Options) -> (Vec<String>, Vec<ConfigError>) {
+    if opts.bodies.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let with_contract: Vec<_> = policy
+        .channels
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.contract.is_some())
+        .collect();
+    let chosen = match &opts.channel {
+        Some(name) => policy
+            .channels
+            .iter()
+            .enumerate()
+            .find(|(_, c)| &c.name == name)
+            .ok_or_else(|| format!("--channel {name}: no such channel")),
+        None => match with_contract.as_slice() {
+            [one] => Ok(*one),
+            [] => Err("--body: no channel has a contract".to_string()),
+            _ => Err(format!(
+                "--body: {} channels have a contract; name one with --channel",
+                with_contract.len()
+            )),
+        },
+    };
+    let (i, channel) = match chosen {
+        Ok(c) => c,
+        Err(reason) => return (Vec::new(), vec![ConfigError::new("", reason)]),
+    };
+    let path = format!("channels[{i}].contract");
+    let Some(contract) = &channel.contract else {
+        let reason = format!(
+            "channel {} has no contract to check bodies against",
+            channel.name
+        );
+        return (Vec::new(), vec![ConfigError::new(path, reason)]);
+    };
+    let mut notes = Vec::new();
+    let mut errors = Vec::new();
+    for file in &opts.bodies {
+        let shown = file.display();
+        match std::fs::read(file) {
+            Err(e) => errors.push(ConfigError::new(
+                "",
+                format!("body {shown}: cannot read: {e}"),
+            )),
+            Ok(body) => match contract.check(&body) {
+                Ok(()) => notes.push(format!(
+                    "body {shown} satisfies the contract of channel {}",
+                    channel.name
+                )),
+                Err(breach) => errors.push(ConfigError::new(
+                    path.clone(),
+                    format!("body {shown} fails: {breach}"),
+                )),
+            },
+        }
+    }
+    (notes, errors)
 }
 
 /// `{"env": NAME}` secrets whose variable the manifest does not give the VM.
@@ -829,6 +904,14 @@ fn summary(policy: &Policy) -> String {
         (
             "mask",
             policy.channels.iter().filter(|c| c.mask.is_some()).count(),
+        ),
+        (
+            "contract",
+            policy
+                .channels
+                .iter()
+                .filter(|c| c.contract.is_some())
+                .count(),
         ),
         (
             "routing",
