@@ -53,7 +53,7 @@ CARGO_FUZZ_DIR := $(TOOLS)/cargo-fuzz-$(CARGO_FUZZ_VERSION)
 
 export PATH := $(WBG_DIR)/bin:$(CARGO_FUZZ_DIR)/bin:$(PATH)
 
-.PHONY: help setup toolchain envoy wasm-bindgen wasm wasm-contract lint unit wasm-unit e2e test soak run bench bench-core bench-tools noop-wasm hostcall-wasm ext-authz-verifier clean oci oci-contract validate schema fuzz fuzz-tools
+.PHONY: help setup toolchain envoy wasm-bindgen wasm wasm-contract lint unit wasm-unit e2e test soak run bench bench-core bench-tools noop-wasm hostcall-wasm ext-authz-verifier clean oci oci-contract validate schema fuzz fuzz-tools state-tools
 
 help:
 	@echo "Entry points (each installs what it needs):"
@@ -76,6 +76,7 @@ help:
 	@echo "                  BENCH_QUICK=1: seconds per scenario -> target/bench/BENCHMARKS.quick.md"
 	@echo "  make bench-core - criterion benchmarks of the pure core"
 	@echo "  make bench-tools - install wrk (for make bench)"
+	@echo "  make state-tools - install redis-server and webdis (fleet-state e2e tests and bench scenario; make e2e and make bench run it)"
 	@echo "  make noop-wasm - build the no-op control filter of make bench"
 	@echo "  make hostcall-wasm - build the host-call counting variant (make bench's host calls per request)"
 	@echo "  make ext-authz-verifier - build the ext_authz peer's verifier service (make bench, peer p2)"
@@ -139,7 +140,7 @@ wasm-unit: toolchain wasm-bindgen
 	  cargo test --target wasm32-unknown-unknown --no-default-features --lib
 
 # wasm-contract before wasm: both build into $(WASM), the default build last.
-e2e: wasm-contract wasm envoy
+e2e: wasm-contract wasm envoy state-tools
 	ENVOY_BIN=$(abspath $(ENVOY)) CALLBACK_GUARD_WASM=$(abspath $(WASM)) \
 	  CALLBACK_GUARD_CONTRACT_WASM=$(abspath $(WASM_CONTRACT)) \
 	  cargo test --features cli --test '*' -- --test-threads $(E2E_THREADS)
@@ -207,7 +208,7 @@ fuzz: fuzz-tools
 # harness, numbers are noise). Knobs: BENCH_DURATION, BENCH_ROUNDS,
 # BENCH_WARMUP, BENCH_CONNECTIONS, BENCH_ONLY, ... (python3 bench/run.py --help).
 # About 12 minutes on 2 cores, plus the builds.
-bench: wasm hostcall-wasm noop-wasm ext-authz-verifier envoy bench-tools
+bench: wasm hostcall-wasm noop-wasm ext-authz-verifier envoy bench-tools state-tools
 	python3 bench/run.py
 
 # The filter with the hostcall-count feature (counts every host call), in
@@ -229,6 +230,16 @@ bench-tools:
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq wrk; }
 	@command -v taskset >/dev/null || echo "taskset not found: the benchmark runs unpinned"
+
+# Fleet state (issue #15): the e2e tests start redis-server and webdis (its
+# HTTP front) as processes on loopback ports of their own, so only the
+# binaries are needed; Debian packages, installed once (root or sudo).
+state-tools:
+	@command -v redis-server >/dev/null && command -v webdis >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "redis-server and webdis are required (apt-get not found: install them yourself)"; exit 1; }; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq redis-server webdis; }
+	@redis-server --version
 
 # Criterion benchmarks of the pure core.
 bench-core:

@@ -18,7 +18,7 @@ from .scenarios import ROUTE_CLUSTERS
 from .shapes import CHANNEL_PATH
 
 # Label names the filter encodes in stat names (src/core/metrics.rs LABELS).
-LABELS = ("channel", "reason", "priority", "decision", "cluster", "result")
+LABELS = ("channel", "reason", "priority", "decision", "cluster", "result", "op")
 STATS_TAGS = [{"tag_name": label, "regex": f"(_{label}=\\.=(.*?);\\.;)"} for label in LABELS]
 ROUTER = {
     "name": "envoy.filters.http.router",
@@ -141,7 +141,7 @@ def ext_authz_filter():
                 }}}
 
 
-def proxy_bootstrap(proxy, wasms, upstream_port, echo_port, verifier_port=None):
+def proxy_bootstrap(proxy, wasms, upstream_port, echo_port, verifier_port=None, fleet_port=None):
     """The bootstrap of one proxy Envoy (a scenarios.Proxy)."""
     filters = {
         "plain": [],
@@ -163,6 +163,8 @@ def proxy_bootstrap(proxy, wasms, upstream_port, echo_port, verifier_port=None):
         clusters += [cluster(c, upstream_port) for c in ROUTE_CLUSTERS]
     if proxy.kind == "ext_authz":
         clusters.append(cluster("verifier", verifier_port))
+    if proxy.fleet:
+        clusters.append(cluster("fleet-state", fleet_port))
     return bootstrap([listener(routes, filters)], clusters)
 
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import hostcalls, load, report, scenarios, system
+from . import fleet, hostcalls, load, report, scenarios, system
 from .common import READY_TIMEOUT_S, ROOT, BenchError
 from .envoy import Envoy, proxy_bootstrap, upstream_bootstrap
 from .probe import probe
@@ -109,12 +109,17 @@ def describe(args, work, wasms):
 def start_proxies(run, proxies, wasms, upstream, echo, cpus, verifier_bin):
     """Starts `proxies` (name -> Proxy); returns (envoys, verifiers, errors)."""
     envoys, verifiers, errors = {}, [], {}
+    store = None
+    if any(p.fleet for p in proxies.values()):
+        store = fleet.Store(run.work)
+        verifiers.append(store)
     for name, proxy in proxies.items():
         verifier = None
         if proxy.kind == "ext_authz":
             verifier = Verifier(verifier_bin, cpus)
             verifiers.append(verifier)
-        cfg = proxy_bootstrap(proxy, wasms, upstream.port, echo.port, verifier and verifier.port)
+        cfg = proxy_bootstrap(proxy, wasms, upstream.port, echo.port, verifier and verifier.port,
+                              store and store.port)
         envoys[name] = Envoy(run.args.envoy, run.work, name, cfg, cpus)
         if verifier:
             envoys[name].helpers.append(verifier)

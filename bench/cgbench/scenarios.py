@@ -22,6 +22,9 @@ ADMISSION = {
     "capacity": {"rps": 1e7, "burst": 1e7},
     "limits": {p: {"rps": 1e7, "burst": 1e7} for p in ("high", "normal", "low")},
 }
+DEDUP = {"window_s": 3600}
+# The fleet-state store's cluster (bench/cgbench/fleet.py starts it).
+STATE = {"cluster": "fleet-state", "authority": "webdis", "timeout_ms": 100}
 ROUTING = {"clusters": [{"name": c, "weight": w, "latency_sla_ms": 1000}
                         for c, w in zip(ROUTE_CLUSTERS, (60, 35, 5))]}
 
@@ -67,6 +70,7 @@ class Proxy:
     kind: str
     config: dict | None = None
     routed: bool = False  # the channel's route reads cluster_header
+    fleet: bool = False  # needs the fleet-state store (redis-server + webdis)
 
     def config_json(self):
         return json.dumps(self.config) if self.config is not None else None
@@ -114,6 +118,13 @@ PROXIES = {p.name: p for p in (
     Proxy("guard-routing", "guard", plugin(channel(routing=ROUTING)), routed=True),
     Proxy("guard-full", "guard", plugin(channel(signature=SIGNATURE, mask=MASK, routing=ROUTING),
                                         ADMISSION), routed=True),
+    # (g) plus dedup: every request after the first repeats the delivery id,
+    # so it is a duplicate: answered after the dedup check, not forwarded.
+    Proxy("guard-full-dedup", "guard", plugin(channel(signature=SIGNATURE, mask=MASK, routing=ROUTING,
+                                                      dedup=DEDUP), ADMISSION), routed=True),
+    Proxy("guard-full-fleet", "guard", {**plugin(channel(signature=SIGNATURE, mask=MASK, routing=ROUTING,
+                                                         dedup=DEDUP), ADMISSION), "state": STATE},
+          routed=True, fleet=True),
     Proxy("lua", "lua"),
     Proxy("ext-authz", "ext_authz"),
 )}
@@ -151,6 +162,10 @@ SCENARIOS = (
              "1k", "1k", Expect(verified=True, masked=True, forged_status=401, counters_moved=(
                  "callback_masked_fields_total", "decision=.=admitted", "callback_routed_total")),
              hostcalls=True),
+    Scenario("gd", "(gd) as (g) plus dedup, local state: a repeated delivery answered duplicate",
+             "guard-full-dedup", "1k", "1k", Expect(verified=True)),
+    Scenario("gs", "(gs) as (gd) with fleet state: each dedup check one round trip to Redis via webdis",
+             "guard-full-fleet", "1k", "1k", Expect(verified=True), added_over="gd"),
     Scenario("p1e", "(p1) Lua filter: empty callback `{}` counted, answered 204", "lua", "empty",
              "1k", Expect(status=204, filter_ran=False, answer_header="x-empty-callbacks"),
              peer_of="b"),

@@ -34,6 +34,7 @@ mod mask;
 mod policy;
 mod routing;
 mod signature;
+mod state;
 
 pub use admission::{AdmissionSpec, compile_admission};
 pub use channel::{ChannelSpec, EmptySpec, MatchSpec};
@@ -43,6 +44,7 @@ pub use log::RefusalLogSpec;
 pub use mask::{MaskSpec, compile_mask};
 pub use routing::{ChannelRoutingSpec, ClusterSpec, RoutingSpec, compile_routing};
 pub use signature::{DedupSpec, SecretSpec, SignatureSpec, compile_dedup, compile_signature};
+pub use state::StateSpec;
 
 use crate::core::policy::Policy;
 use serde::Deserialize;
@@ -95,6 +97,10 @@ pub struct ConfigSpec {
         schemars(length(max = 64), inner(regex(pattern = r"^/")))
     )]
     pub reject_unmatched: Option<Vec<String>>,
+    /// *Extension* (issue #15). Fleet-wide dedup and limits in Redis,
+    /// through an HTTP front in an Envoy cluster.
+    #[serde(default)]
+    pub state: Option<StateSpec>,
 }
 
 /// Step 1: JSON to the serde model. An empty document means "no channels".

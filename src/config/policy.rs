@@ -91,6 +91,11 @@ pub(super) fn compile(
             .map_err(|e| errors.push(e))
             .ok()
     });
+    let state = spec.state.as_ref().and_then(|s| {
+        super::state::compile(s, &root.key("state"), env)
+            .map_err(|e| errors.push(e))
+            .ok()
+    });
     if let Some(errors) = ConfigErrors::from_vec(errors) {
         return Err(errors);
     }
@@ -102,6 +107,7 @@ pub(super) fn compile(
         refusal_log,
         dead_letter,
         guards,
+        state,
     })
 }
 

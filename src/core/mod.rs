@@ -25,4 +25,5 @@ pub mod rng;
 pub mod routing;
 pub mod shared;
 pub mod signature;
+pub mod state;
 pub mod trace;

@@ -64,6 +64,9 @@ pub mod code {
     pub const BAD_DELIVERY_ID: &str = "bad_delivery_id";
     pub const DUPLICATE: &str = "duplicate";
     pub const IN_PROGRESS: &str = "in_progress";
+    /// The fleet state store did not answer and `state.on_unavailable` is
+    /// `reject` (`503`).
+    pub const STATE_UNAVAILABLE: &str = "state_unavailable";
     pub const RATE_LIMITED: &str = "rate_limited";
     pub const SHED: &str = "shed";
     pub const PRIORITY_REJECTED: &str = "priority_rejected";
@@ -99,6 +102,10 @@ pub mod metric {
     /// Dead-letter copies, by `channel` and `result` (`sent`, `failed`,
     /// `dropped`; see [`crate::core::deadletter`]).
     pub const DEADLETTER_TOTAL: &str = "callback_deadletter_total";
+    /// Fleet-state store calls that failed (timeout, front or Redis down, an
+    /// error answer), by `op` ([`crate::core::state::OPS`]); the configured
+    /// `state.on_unavailable` fallback decided instead.
+    pub const STATE_ERRORS_TOTAL: &str = "callback_state_errors_total";
     /// Requests refused by channel selection (label `reason`: `no_channel`,
     /// `ambiguous_path`; see [`crate::core::channel::Refusal`]).
     pub const UNMATCHED_TOTAL: &str = "callback_unmatched_total";
@@ -119,6 +126,9 @@ pub mod metric {
     /// `reason` of `callback_rejected_total`: a retry while another attempt of
     /// the delivery is in flight (answered `409`).
     pub const REJECTED_IN_PROGRESS: &str = super::code::IN_PROGRESS;
+    /// `reason` of `callback_rejected_total`: the fleet state store did not
+    /// answer and `state.on_unavailable` is `reject` (answered `503`).
+    pub const REJECTED_STATE_UNAVAILABLE: &str = super::code::STATE_UNAVAILABLE;
 }
 
 /// Metric label keys.
@@ -129,7 +139,9 @@ pub mod label {
     pub const DECISION: &str = "decision";
     pub const CLUSTER: &str = "cluster";
     pub const RESULT: &str = "result";
+    /// `callback_state_errors_total`: the store operation (script name).
+    pub const OP: &str = "op";
 
     /// Every label key we emit, for the `stats_tags` the configs ship.
-    pub const ALL: [&str; 6] = [CHANNEL, REASON, PRIORITY, DECISION, CLUSTER, RESULT];
+    pub const ALL: [&str; 7] = [CHANNEL, REASON, PRIORITY, DECISION, CLUSTER, RESULT, OP];
 }

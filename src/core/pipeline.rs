@@ -312,6 +312,11 @@ impl BodyCheck {
                             .push(Event::Rejected(metric::REJECTED_IN_PROGRESS));
                         self.reply(LocalReply::in_progress(retry_after_s))
                     }
+                    Answer::Refused => {
+                        self.events
+                            .push(Event::Rejected(metric::REJECTED_STATE_UNAVAILABLE));
+                        self.reply(LocalReply::state_unavailable())
+                    }
                     // A store failure must not lose the callback: forward
                     // it (fail open).
                     _ => self.mask(ch, headers, body, Some(key)),

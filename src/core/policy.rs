@@ -29,6 +29,8 @@ pub struct Policy {
     pub dead_letter: Option<DeadLetterPolicy>,
     /// `reject_unmatched`: canonical, lower-case guard prefixes.
     pub guards: Vec<String>,
+    /// `state`: fleet-wide dedup and limits (issue #15).
+    pub state: Option<crate::core::state::StatePolicy>,
 }
 
 /// One channel, compiled.

@@ -134,6 +134,16 @@ impl LocalReply {
         )
         .with_header(header::RETRY_AFTER, retry_after_s.to_string())
     }
+
+    /// The fleet state store (`state`) did not answer and
+    /// `state.on_unavailable` is `reject`: `503`, so the provider retries.
+    pub fn state_unavailable() -> Self {
+        Self::new(
+            503,
+            code::STATE_UNAVAILABLE,
+            "the fleet state store is unavailable; retry later",
+        )
+    }
 }
 
 #[cfg(test)]

@@ -20,11 +20,26 @@
 //! - `body_size` in the body callback is the total buffered so far.
 //! - The routing header is written during the headers phase: Envoy re-reads
 //!   the route (`cluster_header`) after a header change there.
+//! - Fleet state (`state`, issue #15): the dedup question goes to the store
+//!   (`dedup_begin`) and the callback that asked returns `Pause` (in hold
+//!   mode the headers are held already; in stream mode the body waits as
+//!   `StopIterationAndBuffer`). The answer, or Envoy's own answer at
+//!   `state.timeout_ms`, comes to `on_http_call_response`; the machine
+//!   resumes there, and the stream is resumed (`proxy_continue_stream`)
+//!   only if the machine goes on upstream (a local reply ends it). A call
+//!   that cannot even be sent falls back at once, without pausing. Commit
+//!   and forget marks are sent without waiting; Envoy makes outgoing calls
+//!   on the root context, so a call outlives the request that sent it.
 
+use super::state::{CallStep, StateCall};
 use super::worker::Worker;
+use crate::core::admission::Decision;
 use crate::core::policy::Policy;
-use crate::core::request::{Effect, Env, Output, Request, Step};
+use crate::core::request::store::{Answer, Query, StoreWrite};
+use crate::core::request::{Effect, Env, Output, Phase, Request, Step};
 use crate::core::shared::SharedStore;
+use crate::core::state::dedup::{self, Marks};
+use crate::core::state::{self, StateError, StatePolicy, lease, limits};
 use crate::host::{self, SharedData};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -33,6 +48,14 @@ use std::rc::Rc;
 pub struct Http {
     worker: Rc<Worker>,
     request: Request,
+    /// The fleet-store call the request waits for, with the request's
+    /// question (answered from shared data if the store does not).
+    waiting: Option<(StateCall, Query)>,
+    /// Marks sent without waiting (commit, forget): their answers only
+    /// count errors.
+    marks_sent: Vec<StateCall>,
+    /// Where this request's dedup marks go.
+    marks: Marks,
 }
 
 /// The host as the request machine reads it.
@@ -79,15 +102,24 @@ impl Http {
         Self {
             worker,
             request: Request::new(policy),
+            waiting: None,
+            marks_sent: Vec::new(),
+            marks: Marks::Local,
         }
     }
 
-    /// Applies the machine's output and answers what it asks, until it
-    /// gives the host something to return.
+    /// Hands one host event to the machine and drives its output.
     fn run(&mut self, first: impl FnOnce(&mut Request, &dyn Env) -> Output) -> Action {
         let worker = self.worker.clone();
         let env = HostEnv { worker: &worker };
-        let mut output = first(&mut self.request, &env);
+        let output = first(&mut self.request, &env);
+        self.drive(output, &env)
+    }
+
+    /// Applies the machine's output and answers what it asks, until it
+    /// gives the host something to return (`Pause` while the fleet store
+    /// has the question).
+    fn drive(&mut self, mut output: Output, env: &HostEnv<'_>) -> Action {
         loop {
             for effect in output.effects {
                 self.apply(effect);
@@ -97,19 +129,235 @@ impl Http {
                 Step::Pause => return Action::Pause,
                 Step::ReplaceBody { size, body } => {
                     let ok = host::replace_request_body(size, &body);
-                    self.request.body_replaced(ok, &env)
+                    self.request.body_replaced(ok, env)
                 }
-                // Shared data answers at once (a remote store would pause
-                // here and resume from `on_http_call_response`).
-                Step::Query(query) => {
-                    let answer = self.request.answer_locally(&query, &SharedData);
-                    self.request.resume(answer, &env)
-                }
+                Step::Query(query) => match self.ask(query) {
+                    Some(answer) => self.request.resume(answer, env),
+                    None => return Action::Pause,
+                },
             };
         }
     }
 
-    fn apply(&self, effect: Effect) {
+    /// Answers `query` now, or sends it to the fleet store (`None`: the
+    /// answer comes to `on_http_call_response`).
+    fn ask(&mut self, query: Query) -> Option<Answer> {
+        let policy = self.request.policy().cloned();
+        if let (Some(state), Query::AdmissionDraw { decision, .. }) =
+            (policy.as_ref().and_then(|p| p.state.as_ref()), &query)
+            && let Some(draw) = self.fleet_draw(state, *decision)
+        {
+            let now = host::now_ms();
+            let cap = state.lease.cap(draw.slowest_rps());
+            let step = self
+                .worker
+                .leases
+                .borrow_mut()
+                .entry(draw.lease_key.clone())
+                .or_default()
+                .step(&state.lease, cap, now);
+            if let Some(decision) = draw.after(step, *decision) {
+                return Some(Answer::Admission(decision));
+            }
+            if let lease::Step::Ask { want } = step
+                && self.worker.state_health.allow(state, now)
+            {
+                match StateCall::start(state, draw.query(want)) {
+                    Ok(call) => {
+                        self.waiting = Some((call, query));
+                        return None;
+                    }
+                    Err(e) => self.store_failed(state, state::LEASE.name, &e, now),
+                }
+            }
+            // Limits fall back to this Envoy's buckets (whatever
+            // `on_unavailable` says: it governs dedup).
+            return Some(self.request.answer_locally(&query, &SharedData));
+        }
+        if let (Some(state), Query::DedupCheck { key, .. }) =
+            (policy.as_ref().and_then(|p| p.state.as_ref()), &query)
+            && let Some(ch) = self.request.channel()
+            && let Some(in_flight_s) = ch.dedup.as_ref().map(|d| d.in_flight_s)
+        {
+            let now = host::now_ms();
+            if self.worker.state_health.allow(state, now) {
+                let token = format!("{:016x}", self.worker.rng.borrow_mut().next_u64());
+                let begin = dedup::begin(state, &ch.name, key, token, in_flight_s);
+                match StateCall::start(state, begin) {
+                    Ok(call) => {
+                        self.waiting = Some((call, query));
+                        return None;
+                    }
+                    Err(e) => self.store_failed(state, state::DEDUP_BEGIN.name, &e, now),
+                }
+            }
+            if let Some(answer) = dedup::fallback(state) {
+                return Some(answer);
+            }
+        }
+        Some(self.request.answer_locally(&query, &SharedData))
+    }
+
+    /// The fleet buckets an admitted `decision` draws from on this
+    /// request's channel (`None`: not admitted, or no bucket at all).
+    fn fleet_draw(&self, state: &StatePolicy, decision: Decision) -> Option<limits::Draw> {
+        let priority = decision.admitted()?;
+        let ch = self.request.channel()?;
+        let admission = self
+            .request
+            .policy()
+            .and_then(|p| p.admission.as_ref())
+            .map(|a| a.limits());
+        let draw = limits::Draw::new(
+            state,
+            &ch.name,
+            ch.limit.as_ref().map(|l| l.limit()),
+            admission,
+            priority,
+        );
+        (!draw.buckets.is_empty()).then_some(draw)
+    }
+
+    /// The store's answer to `dedup_begin`: the verdict (the marks go to
+    /// the store from now on), or `on_unavailable`'s answer.
+    fn dedup_begun(
+        &mut self,
+        state: &StatePolicy,
+        call: &StateCall,
+        query: &Query,
+        result: &Result<state::Answer, StateError>,
+    ) -> Answer {
+        if let Some((answer, marks)) = dedup::begun(call.query(), result) {
+            self.marks = marks;
+            return answer;
+        }
+        dedup::fallback(state).unwrap_or_else(|| self.request.answer_locally(query, &SharedData))
+    }
+
+    /// The store's answer to a lease of the request's buckets.
+    fn leased(
+        &mut self,
+        state: &StatePolicy,
+        query: &Query,
+        result: &Result<state::Answer, StateError>,
+        now: u64,
+    ) -> Answer {
+        let Query::AdmissionDraw { decision, .. } = query else {
+            return Answer::Unavailable;
+        };
+        let Some(draw) = self.fleet_draw(state, *decision) else {
+            return self.request.answer_locally(query, &SharedData);
+        };
+        let step = {
+            let mut leases = self.worker.leases.borrow_mut();
+            let lease = leases.entry(draw.lease_key.clone()).or_default();
+            match result {
+                Ok(state::Answer::Lease(grant)) => Some(lease.granted(&state.lease, *grant, now)),
+                _ => {
+                    lease.clear();
+                    None
+                }
+            }
+        };
+        match step.and_then(|step| draw.after(step, *decision)) {
+            Some(decision) => Answer::Admission(decision),
+            None => self.request.answer_locally(query, &SharedData),
+        }
+    }
+
+    fn store_failed(&self, state: &StatePolicy, op: &str, error: &StateError, now_ms: u64) {
+        self.worker
+            .state_health
+            .failure(state, &self.worker.metrics, op, error, now_ms);
+    }
+
+    /// A dedup mark: to the fleet store when the request's check went
+    /// there (without waiting), else to shared data.
+    fn write(&mut self, write: StoreWrite) {
+        let policy = self.request.policy().cloned();
+        if let Some(state) = policy.as_ref().and_then(|p| p.state.as_ref())
+            && let Some(window_s) = self
+                .request
+                .channel()
+                .and_then(|c| c.dedup.as_ref())
+                .map(|d| d.window_s)
+            && let Some(query) = dedup::mark(&self.marks, &write, window_s)
+        {
+            self.fire(state, query);
+            return;
+        }
+        self.request.write_locally(&write, &SharedData);
+    }
+
+    fn fire(&mut self, state: &StatePolicy, query: state::Query) {
+        let op = query.script().name;
+        match StateCall::fire(state, query) {
+            Some(call) => self.marks_sent.push(call),
+            None => self.store_failed(state, op, &StateError::NoAnswer, host::now_ms()),
+        }
+    }
+
+    /// The fleet store answered `token` (or Envoy did, at the timeout).
+    fn answered(&mut self, token: u32, body_size: usize) {
+        let Some(policy) = self.request.policy().cloned() else {
+            return;
+        };
+        let Some(state) = policy.state.as_ref() else {
+            return;
+        };
+        let now = host::now_ms();
+        if let Some(i) = self.marks_sent.iter().position(|c| c.token() == token) {
+            let mut call = self.marks_sent.swap_remove(i);
+            match call.answered(state, body_size) {
+                CallStep::Resent => self.marks_sent.push(call),
+                CallStep::Done(result) => self.record(state, &call, &result, now),
+            }
+            return;
+        }
+        let Some((mut call, query)) = self.waiting.take() else {
+            return;
+        };
+        if call.token() != token {
+            self.waiting = Some((call, query));
+            return;
+        }
+        let result = match call.answered(state, body_size) {
+            CallStep::Resent => {
+                self.waiting = Some((call, query));
+                return;
+            }
+            CallStep::Done(result) => result,
+        };
+        self.record(state, &call, &result, now);
+        let answer = if matches!(call.query(), state::Query::Lease { .. }) {
+            self.leased(state, &query, &result, now)
+        } else {
+            self.dedup_begun(state, &call, &query, &result)
+        };
+        let worker = self.worker.clone();
+        let env = HostEnv { worker: &worker };
+        let output = self.request.resume(answer, &env);
+        // Paused for this call: resume the stream if the request goes on
+        // upstream; a local reply already ended it.
+        if self.drive(output, &env) == Action::Continue && self.request.phase() != Phase::Replied {
+            host::resume_request();
+        }
+    }
+
+    fn record(
+        &self,
+        state: &StatePolicy,
+        call: &StateCall,
+        result: &Result<state::Answer, StateError>,
+        now_ms: u64,
+    ) {
+        match result {
+            Ok(_) => self.worker.state_health.success(),
+            Err(e) => self.store_failed(state, call.query().script().name, e, now_ms),
+        }
+    }
+
+    fn apply(&mut self, effect: Effect) {
         match effect {
             Effect::RemoveRequestHeader(name) => host::remove_request_header(&name),
             Effect::SetRequestHeader(name, value) => host::set_request_header(&name, &value),
@@ -165,12 +413,22 @@ impl Http {
                     self.worker.dead_letter(dead_letter, &channel, envelope);
                 }
             }
-            Effect::Store(write) => self.request.write_locally(&write, &SharedData),
+            Effect::Store(write) => self.write(write),
         }
     }
 }
 
-impl Context for Http {}
+impl Context for Http {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        self.answered(token_id, body_size);
+    }
+}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -194,6 +452,15 @@ impl HttpContext for Http {
     }
 
     fn on_log(&mut self) {
+        // The stream ended while its dedup check was with the store: the
+        // store may hold this attempt's in-flight mark; drop it.
+        if let Some((call, _)) = self.waiting.take()
+            && let Some(forget) = dedup::abandoned(call.query())
+            && let Some(state) = self.request.policy().cloned()
+            && let Some(state) = &state.state
+        {
+            self.fire(state, forget);
+        }
         self.run(|request, env| request.on_end(env));
     }
 }

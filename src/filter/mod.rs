@@ -5,6 +5,8 @@
 
 mod http_context;
 mod root_context;
+#[allow(dead_code)] // the request flow uses it in the next step of issue #15
+pub(crate) mod state;
 mod worker;
 
 use crate::host;

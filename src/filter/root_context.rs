@@ -16,6 +16,7 @@ use crate::core::policy::Policy;
 use crate::core::routing;
 use crate::core::shared;
 use crate::core::signature::FailureReason;
+use crate::core::state::{Answer, Query, StateError, StatePolicy};
 use crate::host;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
@@ -24,6 +25,16 @@ use std::rc::Rc;
 pub struct Root {
     policy: Option<Rc<Policy>>,
     worker: Rc<Worker>,
+    /// `state`: the start-up probe of the store (sent on the first tick,
+    /// answered here), so a wrong cluster, ACL or password shows in the
+    /// log before the first callback needs the store.
+    probe: Probe,
+}
+
+enum Probe {
+    None,
+    Due,
+    Sent(super::state::StateCall),
 }
 
 impl Root {
@@ -31,6 +42,7 @@ impl Root {
         Self {
             policy: None,
             worker: Rc::new(Worker::new()),
+            probe: Probe::None,
         }
     }
 
@@ -122,6 +134,27 @@ impl Root {
     }
 }
 
+impl Root {
+    fn state_policy(&self) -> Option<StatePolicy> {
+        self.policy.as_ref()?.state.clone()
+    }
+}
+
+/// One line saying whether the store answered the start-up probe.
+fn log_probe(state: &StatePolicy, result: &Result<Answer, StateError>) {
+    match result {
+        Ok(_) => host::log_info(&format!(
+            "callback-guard: fleet state store reachable through cluster {}",
+            state.cluster
+        )),
+        Err(e) => host::log_warn(&format!(
+            "callback-guard: fleet state store not usable through cluster {}: {}",
+            state.cluster,
+            e.reason()
+        )),
+    }
+}
+
 /// Creates the shared-data keys request-time updates compare-and-swap on,
 /// before traffic arrives (the host cannot CAS a key that does not exist).
 fn create_shared_keys(policy: &Policy) {
@@ -151,9 +184,22 @@ impl Context for Root {
         &mut self,
         token_id: u32,
         _num_headers: usize,
-        _body_size: usize,
+        body_size: usize,
         _num_trailers: usize,
     ) {
+        let state = self.state_policy();
+        if let (Probe::Sent(call), Some(state)) = (&mut self.probe, state)
+            && call.token() == token_id
+        {
+            match call.answered(&state, body_size) {
+                super::state::CallStep::Resent => {}
+                super::state::CallStep::Done(result) => {
+                    log_probe(&state, &result);
+                    self.probe = Probe::None;
+                }
+            }
+            return;
+        }
         // 0 when the call failed without an answer (timeout, reset).
         self.worker
             .dead_letter_answered(token_id, host::call_response_status());
@@ -169,8 +215,14 @@ impl RootContext for Root {
                 *self.worker.log_budget.borrow_mut() =
                     LogBudget::new(policy.refusal_log.per_second);
                 create_shared_keys(&policy);
+                self.probe = if policy.state.is_some() {
+                    Probe::Due
+                } else {
+                    Probe::None
+                };
                 if policy.channels.iter().any(|c| c.routing.is_some())
                     || policy.dead_letter.is_some()
+                    || policy.state.is_some()
                 {
                     host::set_tick_period_ms(ROUTE_REFRESH_MS);
                 }
@@ -193,6 +245,21 @@ impl RootContext for Root {
 
     /// Sends the worker's batched routing feedback.
     fn on_tick(&mut self) {
+        if matches!(self.probe, Probe::Due)
+            && let Some(state) = self.state_policy()
+        {
+            let query = Query::DedupForget {
+                key: format!("{}probe", state.key_prefix),
+                token: "probe".into(),
+            };
+            self.probe = match super::state::StateCall::start(&state, query) {
+                Ok(call) => Probe::Sent(call),
+                Err(e) => {
+                    log_probe(&state, &Err(e));
+                    Probe::None
+                }
+            };
+        }
         if let Some(policy) = &self.policy {
             self.worker.flush_routes(policy);
             if let Some(dead_letter) = &policy.dead_letter {

@@ -4,6 +4,7 @@
 //! dead-letter outbox. `root` and `http` both depend on it; it depends on
 //! neither.
 
+use super::state::StoreHealth;
 use crate::core::deadletter::{self, DeadLetterPolicy, Outbox};
 use crate::core::decision::{DEFAULT_LOG_PER_SECOND, LogBudget};
 use crate::core::metrics::stat_name;
@@ -13,6 +14,7 @@ use crate::core::policy::Policy;
 use crate::core::rng::SplitMix64;
 use crate::core::routing::{self, Observation};
 use crate::core::shared::ReadCache;
+use crate::core::state::lease::Lease;
 use crate::host;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -40,6 +42,11 @@ pub struct Worker {
     outbox: RefCell<Outbox>,
     /// Open dead-letter calls: token → channel (for the result metric).
     calls: RefCell<HashMap<u32, String>>,
+    /// The fleet store's breaker and error-log budget (`state`).
+    pub state_health: StoreHealth,
+    /// Leased tokens of each channel's fleet-wide `limits` (`state`), by
+    /// channel name.
+    pub leases: RefCell<HashMap<String, Lease>>,
 }
 
 impl Worker {
@@ -156,6 +163,8 @@ impl Worker {
             log_budget: RefCell::new(LogBudget::new(DEFAULT_LOG_PER_SECOND)),
             outbox: RefCell::new(Outbox::default()),
             calls: RefCell::new(HashMap::new()),
+            state_health: StoreHealth::default(),
+            leases: RefCell::new(HashMap::new()),
         }
     }
 }

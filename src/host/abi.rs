@@ -50,11 +50,14 @@ pub const LOG_ERROR: u32 = 4;
 pub const LOG_CRITICAL: u32 = 5;
 
 pub const BUFFER_HTTP_REQUEST_BODY: u32 = 0;
+pub const BUFFER_HTTP_CALL_RESPONSE_BODY: u32 = 4;
 pub const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
 
 pub const MAP_HTTP_REQUEST_HEADERS: u32 = 0;
 pub const MAP_HTTP_RESPONSE_HEADERS: u32 = 2;
 pub const MAP_HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
+
+pub const STREAM_HTTP_REQUEST: u32 = 0;
 
 pub const METRIC_COUNTER: u32 = 0;
 pub const METRIC_HISTOGRAM: u32 = 2;
@@ -143,6 +146,7 @@ unsafe extern "C" {
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
+    fn proxy_continue_stream(stream_type: u32) -> u32;
 }
 
 /// Native builds (unit tests, the CLI) compile the adapter but never call
@@ -249,6 +253,9 @@ mod native {
         1
     }
     pub unsafe fn proxy_record_metric(_: u32, _: u64) -> u32 {
+        1
+    }
+    pub unsafe fn proxy_continue_stream(_: u32) -> u32 {
         1
     }
 }
@@ -455,6 +462,14 @@ pub fn record_metric(id: u32, value: u64) -> HostResult<()> {
     check(unsafe { proxy_record_metric(id, value) })
 }
 
+/// Resumes a stream the filter paused (`STREAM_HTTP_REQUEST` after an
+/// outgoing call answered, e.g. the fleet-state store).
+pub fn continue_stream(stream: u32) -> HostResult<()> {
+    count(Call::ContinueStream);
+    // SAFETY: no pointers.
+    check(unsafe { proxy_continue_stream(stream) })
+}
+
 // ---- host call counting (cargo feature `hostcall-count`, off by default) ----
 //
 // `make bench` builds a variant with this feature to report host calls per
@@ -485,6 +500,7 @@ enum Call {
     DefineMetric,
     IncrementMetric,
     RecordMetric,
+    ContinueStream,
 }
 
 #[cfg(not(feature = "hostcall-count"))]
@@ -493,7 +509,7 @@ fn count(_: Call) {}
 
 #[cfg(feature = "hostcall-count")]
 impl Call {
-    const ALL: usize = Call::RecordMetric as usize + 1;
+    const ALL: usize = Call::ContinueStream as usize + 1;
 
     fn import_name(self) -> &'static str {
         match self {
@@ -514,6 +530,7 @@ impl Call {
             Call::DefineMetric => "proxy_define_metric",
             Call::IncrementMetric => "proxy_increment_metric",
             Call::RecordMetric => "proxy_record_metric",
+            Call::ContinueStream => "proxy_continue_stream",
         }
     }
 }

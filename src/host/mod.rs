@@ -15,7 +15,7 @@
 //! | `hostcalls::get_map`, `get_map_value`, `get_map_bytes` (names), `get_http_*_header(s)` | non-UTF-8 names/values (`from_utf8().unwrap()`) | no: [`abi::get_map_pairs`] / [`abi::get_map_value`] return bytes |
 //! | every other `hostcalls::*` (`log`, `get_buffer`, `set_buffer`, `set_map_value`, `remove_map_value`, `get_property`, `send_http_response`, `get/set_shared_data`, `define/increment/record_metric`, `get_current_time`, `set_tick_period`) | any status outside its `match` (`panic!("unexpected status")`); a status outside `types::Status` is UB in its extern declaration | no: [`abi`] returns `u32` statuses as [`abi::HostError`] |
 //! | `Context`/`HttpContext` helper methods (`get_http_request_header`, `set_http_request_header`, `send_http_response`, ...) | they `unwrap()` the hostcalls above | never called |
-//! | `hostcalls::dispatch_http_call` (dead-letter copies) | statuses other than `Ok`/`BadArgument`/`InternalFailure`, which Envoy's `httpCall` does not return | used, for this one call: the SDK's dispatcher must register the token, or it panics on the answer |
+//! | `hostcalls::dispatch_http_call` (dead-letter copies, fleet-state calls) | statuses other than `Ok`/`BadArgument`/`InternalFailure`, which Envoy's `httpCall` does not return | used, for this one call: the SDK's dispatcher must register the token, or it panics on the answer |
 //! | `dispatcher` (`proxy_on_*` exports) | host protocol violations only: unknown context or token ids, `set_effective_context` failing | used (the SDK's context dispatch); not reachable from request data |
 //! | `proxy_on_memory_allocate` | allocation failure (abort) | used: the host writes returned data there |
 //!
@@ -202,6 +202,42 @@ pub fn dispatch_post(
         std::time::Duration::from_millis(u64::from(timeout_ms)),
     )
     .ok()
+}
+
+/// Sends an outgoing HTTP call with these headers (pseudo-headers
+/// included) and body; the answer comes to the calling context's
+/// `on_http_call_response` with the returned token (`None`: not sent, e.g.
+/// an unknown cluster). Same SDK wrapper as [`dispatch_post`], for the
+/// same reason.
+pub fn dispatch_call(
+    cluster: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout_ms: u32,
+) -> Option<u32> {
+    proxy_wasm::hostcalls::dispatch_http_call(
+        cluster,
+        headers.to_vec(),
+        body,
+        Vec::new(),
+        std::time::Duration::from_millis(u64::from(timeout_ms)),
+    )
+    .ok()
+}
+
+/// The body of the answer to an outgoing call (`size` from
+/// `on_http_call_response`), at most `max` bytes; empty when none.
+pub fn call_response_body(size: usize, max: usize) -> Vec<u8> {
+    abi::get_buffer(abi::BUFFER_HTTP_CALL_RESPONSE_BODY, 0, size.min(max))
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Resumes the request this HTTP context paused (after its outgoing call
+/// answered). `false` when the host refused (the stream is gone).
+pub fn resume_request() -> bool {
+    abi::continue_stream(abi::STREAM_HTTP_REQUEST).is_ok()
 }
 
 /// The `:status` of the answer to an outgoing call (0 when none).

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 /// Label names the filter encodes in stat names (defined once, in
 /// src/core/names.rs).
-pub const LABELS: [&str; 6] = callback_guard::core::names::label::ALL;
+pub const LABELS: [&str; 7] = callback_guard::core::names::label::ALL;
 
 /// The secrets the shipped demo config reads from Envoy's environment
 /// (`host_env_keys`); `make run` exports the same values.

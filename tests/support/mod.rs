@@ -7,6 +7,7 @@ pub mod assert;
 pub mod client;
 pub mod envoy;
 pub mod h2;
+pub mod redis;
 pub mod sign;
 pub mod tls;
 pub mod upstream;

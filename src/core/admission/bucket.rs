@@ -305,6 +305,11 @@ impl ChannelLimit {
         &self.key
     }
 
+    /// The configured rate and burst.
+    pub fn limit(&self) -> Limit {
+        self.limit
+    }
+
     /// Takes one token (compare-and-swap on the channel's key).
     pub fn draw(&self, store: &dyn SharedStore, now_ms: u64) -> Result<Draw, StoreError> {
         update(store, &self.key, |bytes| {

@@ -318,6 +318,11 @@ pub struct AdmissionPolicy {
 }
 
 impl AdmissionPolicy {
+    /// The priority and `capacity` buckets.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// The policy from its checked parts (`config` compiles them):
     /// `priority_header` lower case, the rules in order, the buckets.
     pub fn new(

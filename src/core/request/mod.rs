@@ -262,6 +262,11 @@ impl Request {
         self.policy.as_ref()
     }
 
+    /// The channel the request was matched to, once it is.
+    pub fn channel(&self) -> Option<&ChannelPolicy> {
+        self.policy.as_ref()?.channels.get(self.channel?)
+    }
+
     fn channel_policy(&self) -> Option<(Rc<Policy>, usize)> {
         let policy = self.policy.clone()?;
         let index = self.channel?;

@@ -31,6 +31,10 @@ pub enum Answer {
     /// No answer (store error, timeout, contention). Every query fails
     /// open: the rules' decision stands, an unchecked delivery goes on.
     Unavailable,
+    /// The fleet store (`state`) did not answer and `state.on_unavailable`
+    /// is `reject`: the request is refused (`503` `state_unavailable`)
+    /// rather than decided without the fleet's state.
+    Refused,
 }
 
 /// A mark the request leaves in the store; nothing waits for it.
