@@ -37,6 +37,7 @@
 
 pub mod dedup;
 pub mod lease;
+pub mod stream;
 pub mod webdis;
 
 use crate::core::admission::bucket::Limit;
