@@ -51,18 +51,27 @@ fn redis_cli(store: &Store, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The stream's only entry as (id, fields), read as the replay user
+/// The stream's entries as (id, fields), read as the replay user
 /// (`--raw`: the id, then one line per field name and value; the envelope
-/// is compact JSON, one line).
-fn only_entry(store: &Store) -> (String, Vec<(String, String)>) {
-    assert_eq!(redis_cli(store, &["XLEN", STREAM]).trim(), "1");
+/// is compact JSON, one line; every entry here has the three fields).
+fn entries(store: &Store) -> Vec<(String, Vec<(String, String)>)> {
     let text = redis_cli(store, &["XRANGE", STREAM, "-", "+"]);
     let lines: Vec<&str> = text.lines().collect();
-    let fields = lines[1..]
-        .chunks(2)
-        .map(|kv| (kv[0].to_string(), kv.get(1).unwrap_or(&"").to_string()))
-        .collect();
-    (lines[0].to_string(), fields)
+    lines
+        .chunks(7)
+        .map(|e| {
+            let fields = e[1..]
+                .chunks(2)
+                .map(|kv| (kv[0].to_string(), kv.get(1).unwrap_or(&"").to_string()))
+                .collect();
+            (e[0].to_string(), fields)
+        })
+        .collect()
+}
+
+fn only_entry(store: &Store) -> (String, Vec<(String, String)>) {
+    assert_eq!(redis_cli(store, &["XLEN", STREAM]).trim(), "1");
+    entries(store).remove(0)
 }
 
 fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
@@ -213,4 +222,49 @@ fn a_store_that_is_down_is_counted_and_changes_nothing_for_the_provider() {
             .status,
         200
     );
+}
+
+/// webdis refuses a request head over 80 KiB, and the command travels in
+/// the path: a copy near the filter's 79,000-byte path cap goes through
+/// Envoy and webdis with its body; a larger one is stored without it.
+#[test]
+fn a_copy_up_to_the_path_cap_keeps_its_body_a_larger_one_goes_without() {
+    let store = Store::start();
+    let up = Upstream::with_reply(Reply {
+        status: 502,
+        ..Reply::default()
+    });
+    let envoy = start("dead-letter-stream-size", &up, &store);
+    let near = format!(r#"{{"pad":"{}"}}"#, "a".repeat(77_500));
+    let big = format!(r#"{{"pad":"{}"}}"#, "a".repeat(90_000));
+    assert_eq!(signed("msg_near", &near).send(envoy.addr()).status, 502);
+    assert_eq!(signed("msg_big", &big).send(envoy.addr()).status, 502);
+    envoy.wait_metric(
+        "callback_deadletter_total",
+        &[("channel", "payments"), ("result", "sent")],
+        2.0,
+    );
+    let all = entries(&store);
+    assert_eq!(
+        all.len(),
+        2,
+        "{:?}",
+        all.iter().map(|e| &e.0).collect::<Vec<_>>()
+    );
+    for (_, fields) in &all {
+        let e: serde_json::Value = serde_json::from_str(field(fields, "envelope")).unwrap();
+        match field(fields, "delivery_id") {
+            "msg_near" => {
+                assert_eq!(e["body"].as_str(), Some(near.as_str()));
+                assert!(e.get("body_omitted").is_none());
+            }
+            "msg_big" => {
+                assert!(e.get("body").is_none());
+                assert_eq!(e["body_omitted"], true);
+                assert_eq!(e["channel"], "payments");
+            }
+            other => panic!("unexpected entry {other}"),
+        }
+    }
+    assert!(envoy.log().contains("without its body"));
 }
