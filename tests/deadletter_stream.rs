@@ -161,6 +161,39 @@ fn a_failed_callback_lands_masked_in_the_stream_and_replay_resends_it() {
     assert_eq!(got[0].header("content-type"), Some("application/json"));
     assert_eq!(got[0].header("x-verified-signature"), None);
 
+    // Re-signed with the channel's secret, a replay passes back through
+    // the verifying filter to the (now healthy) service.
+    up.set_reply(Reply::default());
+    let before = up.count();
+    let url = format!("http://{}/callbacks/payments", envoy.addr());
+    let out = Command::new(env!("CARGO_BIN_EXE_callback-guard"))
+        .arg("replay")
+        .args(["--redis", &format!("127.0.0.1:{}", store.redis_port)])
+        .args([
+            "--user",
+            REPLAY_USER,
+            "--password-env",
+            "CG_REPLAY_PASSWORD",
+        ])
+        .args(["--key", STREAM, "--target", &url])
+        .args(["--sign-secret-env", "CG_SIGN"])
+        .env("CG_REPLAY_PASSWORD", REPLAY_PASSWORD)
+        .env("CG_SIGN", whsec())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("replayed: 200"),
+        "{text}"
+    );
+    let got = &up.received()[before];
+    assert_eq!(got.body_str(), r#"{"amount":100,"phone":"***"}"#);
+    assert_eq!(got.header("x-callback-replay"), Some(id.as_str()));
+    assert_eq!(
+        got.header("x-verified-signature"),
+        Some("standard-webhooks")
+    );
+
     // A target that fails makes the run fail.
     let failing = Upstream::with_reply(Reply {
         status: 500,

@@ -66,6 +66,42 @@ pub struct Args {
     /// List what would be sent, send nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Name of the environment variable holding a Standard Webhooks secret
+    /// (`whsec_...`): sign each replay with it (webhook-id: the delivery
+    /// id, or the stream id; webhook-timestamp: now), for a target that
+    /// verifies with that secret (e.g. a callback-guard channel whose
+    /// `signature` is a mesh-internal standard-webhooks secret)
+    #[arg(long, value_name = "VAR")]
+    pub sign_secret_env: Option<String>,
+}
+
+/// The `whsec_` secret's key bytes.
+pub fn signing_key(secret: &str) -> Result<Vec<u8>, String> {
+    let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| "the signing secret is not whsec_<base64>".to_string())?;
+    if key.is_empty() {
+        return Err("the signing secret is empty".into());
+    }
+    Ok(key)
+}
+
+/// Replaces any Standard Webhooks headers of `replay` with a signature of
+/// its body under `key` at `now_unix_s`.
+pub fn sign(replay: &mut Replay, entry: &Entry, key: &[u8], now_unix_s: u64) {
+    use callback_guard::core::resign::{ID_HEADER, Resigner, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+    let id = entry
+        .envelope
+        .get("delivery_id")
+        .and_then(|v| v.as_str())
+        .unwrap_or(&entry.id)
+        .to_string();
+    let (headers, body) = replay;
+    headers.retain(|(k, _)| ![ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER].contains(&k.as_str()));
+    for (k, v) in Resigner::new(key.to_vec()).headers(&id, now_unix_s, body) {
+        headers.push((k.to_string(), v));
+    }
 }
 
 /// One stream entry: its id and its envelope (the JSON the filter wrote).
@@ -127,6 +163,12 @@ pub fn run(args: &Args) -> Result<bool, String> {
         Some(var) => Some(std::env::var(var).map_err(|_| format!("{var} is not set"))?),
         None => None,
     };
+    let sign_key = match &args.sign_secret_env {
+        Some(var) => Some(signing_key(
+            &std::env::var(var).map_err(|_| format!("{var} is not set"))?,
+        )?),
+        None => None,
+    };
     let mut redis = Redis::connect(&args.redis)?;
     if let Some(password) = &password {
         let mut cmd = vec!["AUTH"];
@@ -170,7 +212,13 @@ pub fn run(args: &Args) -> Result<bool, String> {
         );
         let outcome = match (&args.target, send) {
             (Some(target), true) => {
-                match replay_request(entry).and_then(|(h, b)| post(target, &h, &b)) {
+                let sent = replay_request(entry).and_then(|mut r| {
+                    if let Some(key) = &sign_key {
+                        sign(&mut r, entry, key, now_unix_s());
+                    }
+                    post(target, &r.0, &r.1)
+                });
+                match sent {
                     Ok(code) if (200..300).contains(&code) => format!("replayed: {code}"),
                     Ok(code) => {
                         ok = false;
@@ -198,6 +246,12 @@ pub fn run(args: &Args) -> Result<bool, String> {
         None => eprintln!("no entries"),
     }
     Ok(ok)
+}
+
+fn now_unix_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// `XRANGE`'s reply as entries; an entry without an `envelope` field, or
@@ -400,6 +454,30 @@ mod tests {
         assert_eq!(replay_request(&b64).unwrap().1, [0xff]);
         let omitted = entry(serde_json::json!({"body_omitted": true}));
         assert!(replay_request(&omitted).unwrap_err().contains("no body"));
+    }
+
+    #[test]
+    fn a_signed_replay_verifies_with_a_stock_standard_webhooks_library() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let e = entry(serde_json::json!({
+            "delivery_id": "msg_9",
+            "body": "{\"phone\":\"***\"}",
+            "headers": [["webhook-id", "msg_9"], ["webhook-signature", "v1,old"]]
+        }));
+        let mut r = replay_request(&e).unwrap();
+        sign(&mut r, &e, &signing_key(secret).unwrap(), now_unix_s());
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in &r.0 {
+            headers.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        assert_eq!(headers.get_all("webhook-id").iter().count(), 1);
+        assert_eq!(headers.get_all("webhook-signature").iter().count(), 1);
+        let webhook = standardwebhooks::Webhook::new(secret).unwrap();
+        webhook.verify(&r.1, &headers).unwrap();
+        assert!(signing_key("whsec_").is_err() && signing_key("whsec_!!").is_err());
     }
 
     #[test]
