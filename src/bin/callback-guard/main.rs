@@ -83,7 +83,8 @@ enum Command {
     /// Redis) and, with --target, POSTs each one's body (as forwarded:
     /// masked) and headers to it, with `x-callback-replay: <stream id>`.
     /// The masked body no longer matches the provider's signature: send
-    /// replays to the service itself, not through a verifying filter.
+    /// replays to the service itself, or re-sign them (--sign-secret-env)
+    /// for a target behind a verifying filter.
     /// Exit status 0 when every entry listed was replayed (or listed), 1
     /// otherwise.
     Replay(replay::Args),

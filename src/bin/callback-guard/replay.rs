@@ -16,7 +16,9 @@
 //! delivery-id headers: a service that deduplicates on them still can)
 //! except the filter's own claims (`x-verified-signature`,
 //! `x-callback-priority-admitted`), plus `x-callback-replay: <stream id>`
-//! so the service can tell a replay from a live delivery. The stream is
+//! so the service can tell a replay from a live delivery; or, with
+//! `--sign-secret-env`, signed anew with a Standard Webhooks secret for a
+//! target that verifies it (a callback-guard channel). The stream is
 //! left as it is (an audit log, capped by `max_len`); `--from` resumes
 //! after the last id a run printed.
 
