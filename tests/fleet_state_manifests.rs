@@ -11,7 +11,7 @@ mod support;
 
 use serde_json::Value;
 use std::collections::BTreeSet;
-use support::redis::{REDIS_COMMANDS, WEBDIS_COMMANDS};
+use support::redis::{REDIS_COMMANDS, REPLAY_COMMANDS, REPLAY_KEYS, REPLAY_USER, WEBDIS_COMMANDS};
 use support::repo_root;
 
 const SECRET: &str = "fleet-state-auth";
@@ -70,6 +70,37 @@ fn redis_allows_only_the_scripts_commands_on_the_prefix_with_a_password() {
         .collect();
     assert_eq!(allowed, REDIS_COMMANDS.into_iter().collect(), "{rule:?}");
     assert!(rule[6..].iter().all(|c| c.starts_with('+')));
+    // The second user: `callback-guard replay`, read-only on the stream.
+    let replay = user
+        + 1
+        + args[user + 1..]
+            .iter()
+            .position(|a| a == "--user")
+            .expect("a second --user (cg-replay)");
+    let rule: Vec<&str> = args[replay + 1..]
+        .iter()
+        .take_while(|a| !a.starts_with("--"))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        rule[..6],
+        [
+            REPLAY_USER,
+            "on",
+            ">$(REPLAY_PASSWORD)",
+            REPLAY_KEYS,
+            "resetchannels",
+            "-@all"
+        ]
+    );
+    let replay_allowed: Vec<&str> = rule[6..]
+        .iter()
+        .map(|c| c.trim_start_matches('+'))
+        .collect();
+    assert_eq!(replay_allowed, REPLAY_COMMANDS, "{rule:?}");
+    let replay_env = &container["env"][1];
+    assert_eq!(replay_env["name"], "REPLAY_PASSWORD");
+    assert_eq!(replay_env["valueFrom"]["secretKeyRef"]["name"], SECRET);
     let env = &container["env"][0];
     assert_eq!(env["name"], "REDIS_PASSWORD");
     assert_eq!(env["valueFrom"]["secretKeyRef"]["name"], SECRET);
@@ -80,7 +111,7 @@ fn redis_allows_only_the_scripts_commands_on_the_prefix_with_a_password() {
 }
 
 #[test]
-fn webdis_refuses_everything_without_auth_and_passes_only_evalsha_eval_ping() {
+fn webdis_refuses_everything_without_auth_and_passes_only_the_filters_commands() {
     let docs = docs();
     let template = named(&docs, "ConfigMap", "fleet-state-webdis-template");
     let text = template["data"]["webdis.json.template"].as_str().unwrap();

@@ -86,13 +86,13 @@ pub(super) fn compile(
             errors.push(e);
             crate::core::policy::RefusalLog::default()
         });
-    let dead_letter = spec.dead_letter.as_ref().and_then(|d| {
-        super::deadletter::compile(d, &root.key("dead_letter"))
+    let state = spec.state.as_ref().and_then(|s| {
+        super::state::compile(s, &root.key("state"), env)
             .map_err(|e| errors.push(e))
             .ok()
     });
-    let state = spec.state.as_ref().and_then(|s| {
-        super::state::compile(s, &root.key("state"), env)
+    let dead_letter = spec.dead_letter.as_ref().and_then(|d| {
+        super::deadletter::compile(d, &root.key("dead_letter"), state.as_ref())
             .map_err(|e| errors.push(e))
             .ok()
     });

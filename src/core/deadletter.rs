@@ -5,7 +5,9 @@
 //! (5xx, an upstream reset, connect failure or timeout), the filter sends
 //! a copy to a sink so operators can inspect and replay it after the
 //! provider gives up: an HTTP `POST` of one JSON [`Envelope`] to an Envoy
-//! cluster. The copy never delays the reply to the provider: the request
+//! cluster, and/or (with fleet `state`) an `XADD` of the same envelope to a
+//! capped Redis Stream through the state store's HTTP front
+//! ([`crate::core::state::stream`]). The copy never delays the reply to the provider: the request
 //! only queues it, and each worker sends its queue from its timer, at most
 //! `max_pending` envelopes waiting and `max_in_flight` calls open; what
 //! does not fit is dropped and counted, never retried forever.
@@ -30,15 +32,16 @@ pub const RESULT_FAILED: &str = "failed";
 pub const RESULT_DROPPED: &str = "dropped";
 pub const RESULTS: [&str; 3] = [RESULT_SENT, RESULT_FAILED, RESULT_DROPPED];
 
-/// A compiled `dead_letter` section.
+/// A compiled `dead_letter` section: one or both sinks, and the bounds
+/// they share.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetterPolicy {
-    /// Envoy cluster of the sink.
-    pub cluster: String,
-    /// `:path` of the POST.
-    pub path: String,
-    /// `:authority` of the POST.
-    pub authority: String,
+    /// The HTTP sink (`cluster`), if configured.
+    pub http: Option<HttpSink>,
+    /// The Redis Stream sink (`redis_stream`, through the `state` front),
+    /// if configured.
+    pub stream: Option<StreamSink>,
+    /// Timeout of an HTTP sink call (a stream call uses `state.timeout_ms`).
     pub timeout_ms: u32,
     /// Largest body kept for a copy.
     pub max_body_bytes: usize,
@@ -46,6 +49,43 @@ pub struct DeadLetterPolicy {
     pub max_pending: usize,
     /// Sink calls open per worker.
     pub max_in_flight: usize,
+}
+
+/// The HTTP sink: a `POST` of the envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSink {
+    /// Envoy cluster of the sink.
+    pub cluster: String,
+    /// `:path` of the POST.
+    pub path: String,
+    /// `:authority` of the POST.
+    pub authority: String,
+}
+
+/// The Redis Stream sink: an `XADD <key> MAXLEN ~ <max_len>` through the
+/// fleet-state front (see [`crate::core::state::stream`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSink {
+    /// The stream's key (under `state.key_prefix`).
+    pub key: String,
+    /// Approximate cap on the stream's length (Redis trims whole nodes).
+    pub max_len: u32,
+}
+
+/// Where one queued copy goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    Http,
+    Stream,
+}
+
+impl DeadLetterPolicy {
+    /// The configured sinks: each copy is sent to every one of them.
+    pub fn sinks(&self) -> impl Iterator<Item = Sink> {
+        let http = self.http.as_ref().map(|_| Sink::Http);
+        let stream = self.stream.as_ref().map(|_| Sink::Stream);
+        http.into_iter().chain(stream)
+    }
 }
 
 /// What the sink receives, as JSON.
@@ -117,23 +157,29 @@ pub const COPIED_HEADERS: [&str; 8] = [
 /// One worker's queue of envelopes and count of open sink calls.
 #[derive(Debug, Default)]
 pub struct Outbox {
-    queue: VecDeque<(String, Vec<u8>)>,
+    queue: VecDeque<(Sink, String, Vec<u8>)>,
     in_flight: usize,
 }
 
 impl Outbox {
-    /// Queues `(channel, envelope)`; `false` (dropped) when `max_pending`
-    /// are already waiting.
-    pub fn push(&mut self, policy: &DeadLetterPolicy, channel: &str, envelope: Vec<u8>) -> bool {
+    /// Queues `(channel, envelope)` for `sink`; `false` (dropped) when
+    /// `max_pending` are already waiting (all sinks together).
+    pub fn push(
+        &mut self,
+        policy: &DeadLetterPolicy,
+        sink: Sink,
+        channel: &str,
+        envelope: Vec<u8>,
+    ) -> bool {
         if self.queue.len() >= policy.max_pending {
             return false;
         }
-        self.queue.push_back((channel.to_string(), envelope));
+        self.queue.push_back((sink, channel.to_string(), envelope));
         true
     }
 
     /// The next envelope to send, if a call may be opened now.
-    pub fn next(&mut self, policy: &DeadLetterPolicy) -> Option<(String, Vec<u8>)> {
+    pub fn next(&mut self, policy: &DeadLetterPolicy) -> Option<(Sink, String, Vec<u8>)> {
         if self.in_flight >= policy.max_in_flight {
             return None;
         }
@@ -160,9 +206,12 @@ mod tests {
 
     fn policy(max_pending: usize, max_in_flight: usize) -> DeadLetterPolicy {
         DeadLetterPolicy {
-            cluster: "deadletter".into(),
-            path: "/dead-letter".into(),
-            authority: "deadletter".into(),
+            http: Some(HttpSink {
+                cluster: "deadletter".into(),
+                path: "/dead-letter".into(),
+                authority: "deadletter".into(),
+            }),
+            stream: None,
             timeout_ms: 1000,
             max_body_bytes: 1024,
             max_pending,
@@ -201,15 +250,31 @@ mod tests {
     fn the_outbox_is_bounded_both_ways() {
         let p = policy(2, 1);
         let mut o = Outbox::default();
-        assert!(o.push(&p, "a", b"1".to_vec()));
-        assert!(o.push(&p, "a", b"2".to_vec()));
-        assert!(!o.push(&p, "a", b"3".to_vec()), "max_pending");
-        assert_eq!(o.next(&p).map(|(_, e)| e), Some(b"1".to_vec()));
+        assert!(o.push(&p, Sink::Http, "a", b"1".to_vec()));
+        assert!(o.push(&p, Sink::Stream, "a", b"2".to_vec()));
+        assert!(!o.push(&p, Sink::Http, "a", b"3".to_vec()), "max_pending");
+        assert_eq!(o.next(&p).map(|(_, _, e)| e), Some(b"1".to_vec()));
         assert_eq!(o.next(&p), None, "max_in_flight");
         o.done();
-        assert_eq!(o.next(&p).map(|(_, e)| e), Some(b"2".to_vec()));
+        assert_eq!(
+            o.next(&p).map(|(s, _, e)| (s, e)),
+            Some((Sink::Stream, b"2".to_vec()))
+        );
         o.done();
         assert_eq!(o.next(&p), None);
         assert_eq!(o.pending(), 0);
+    }
+
+    #[test]
+    fn every_configured_sink_gets_the_copy() {
+        let mut p = policy(2, 1);
+        assert_eq!(p.sinks().collect::<Vec<_>>(), [Sink::Http]);
+        p.stream = Some(StreamSink {
+            key: "cg:deadletter".into(),
+            max_len: 10,
+        });
+        assert_eq!(p.sinks().collect::<Vec<_>>(), [Sink::Http, Sink::Stream]);
+        p.http = None;
+        assert_eq!(p.sinks().collect::<Vec<_>>(), [Sink::Stream]);
     }
 }

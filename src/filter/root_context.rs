@@ -201,8 +201,14 @@ impl Context for Root {
             return;
         }
         // 0 when the call failed without an answer (timeout, reset).
-        self.worker
-            .dead_letter_answered(token_id, host::call_response_status());
+        let policy = self.policy.clone();
+        self.worker.dead_letter_answered(
+            token_id,
+            host::call_response_status(),
+            body_size,
+            policy.as_ref().and_then(|p| p.dead_letter.as_ref()),
+            policy.as_ref().and_then(|p| p.state.as_ref()),
+        );
     }
 }
 
@@ -263,7 +269,8 @@ impl RootContext for Root {
         if let Some(policy) = &self.policy {
             self.worker.flush_routes(policy);
             if let Some(dead_letter) = &policy.dead_letter {
-                self.worker.send_dead_letters(dead_letter);
+                self.worker
+                    .send_dead_letters(dead_letter, policy.state.as_ref());
             }
         }
     }

@@ -5,7 +5,7 @@
 //! neither.
 
 use super::state::StoreHealth;
-use crate::core::deadletter::{self, DeadLetterPolicy, Outbox};
+use crate::core::deadletter::{self, DeadLetterPolicy, Outbox, Sink};
 use crate::core::decision::{DEFAULT_LOG_PER_SECOND, LogBudget};
 use crate::core::metrics::stat_name;
 use crate::core::names::label::{CHANNEL, RESULT};
@@ -15,6 +15,7 @@ use crate::core::rng::SplitMix64;
 use crate::core::routing::{self, Observation};
 use crate::core::shared::ReadCache;
 use crate::core::state::lease::Lease;
+use crate::core::state::{ErrorLog, StatePolicy, stream};
 use crate::host;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -40,8 +41,11 @@ pub struct Worker {
     pub log_budget: RefCell<LogBudget>,
     /// Dead-letter copies waiting to be sent, and the calls open.
     outbox: RefCell<Outbox>,
-    /// Open dead-letter calls: token → channel (for the result metric).
-    calls: RefCell<HashMap<u32, String>>,
+    /// Open dead-letter calls: token → (channel, sink) (for the result
+    /// metric and to read a stream answer).
+    calls: RefCell<HashMap<u32, (String, Sink)>>,
+    /// At most one dead-letter failure log line per 10 s.
+    dead_letter_log: RefCell<ErrorLog>,
     /// The fleet store's breaker and error-log budget (`state`).
     pub state_health: StoreHealth,
     /// Leased tokens of each channel's fleet-wide `limits` (`state`), by
@@ -52,11 +56,29 @@ pub struct Worker {
 impl Worker {
     /// Queues a dead-letter copy; it is sent on the next tick, never while
     /// the provider waits for its answer.
+    /// With two sinks, each gets its own copy (and its own count).
     pub fn dead_letter(&self, policy: &DeadLetterPolicy, channel: &str, envelope: Vec<u8>) {
-        if !self.outbox.borrow_mut().push(policy, channel, envelope) {
-            self.count_dead_letter(channel, deadletter::RESULT_DROPPED);
+        for sink in policy.sinks() {
+            if !self
+                .outbox
+                .borrow_mut()
+                .push(policy, sink, channel, envelope.clone())
+            {
+                self.count_dead_letter(channel, deadletter::RESULT_DROPPED);
+                self.log_dead_letter(&format!(
+                    "dead-letter copy of a {channel} callback dropped: the queue is full"
+                ));
+            }
+        }
+    }
+
+    /// A warning, at most one line per 10 s per worker (a dead sink fails
+    /// every copy).
+    fn log_dead_letter(&self, message: &str) {
+        if let Some(suppressed) = self.dead_letter_log.borrow_mut().admit(host::now_ms()) {
             host::log_warn(&format!(
-                "callback-guard: dead-letter copy of a {channel} callback dropped: the queue is full"
+                "callback-guard: {message} ({suppressed} more dead-letter warnings since the \
+                 last line)"
             ));
         }
     }
@@ -73,47 +95,100 @@ impl Worker {
 
     /// Opens sink calls for queued copies (from the root context's timer,
     /// so the answers come back to the root, which outlives requests).
-    pub fn send_dead_letters(&self, policy: &DeadLetterPolicy) {
+    /// `state`: the fleet store a stream sink writes through.
+    pub fn send_dead_letters(&self, policy: &DeadLetterPolicy, state: Option<&StatePolicy>) {
         loop {
-            let Some((channel, envelope)) = self.outbox.borrow_mut().next(policy) else {
+            let Some((sink, channel, envelope)) = self.outbox.borrow_mut().next(policy) else {
                 return;
             };
-            match host::dispatch_post(
-                &policy.cluster,
-                &policy.path,
-                &policy.authority,
-                &envelope,
-                policy.timeout_ms,
-            ) {
+            let sent = match sink {
+                Sink::Http => policy.http.as_ref().and_then(|http| {
+                    host::dispatch_post(
+                        &http.cluster,
+                        &http.path,
+                        &http.authority,
+                        &envelope,
+                        policy.timeout_ms,
+                    )
+                }),
+                Sink::Stream => self.send_stream(policy, state, &channel, &envelope),
+            };
+            match sent {
                 Some(token) => {
-                    self.calls.borrow_mut().insert(token, channel);
+                    self.calls.borrow_mut().insert(token, (channel, sink));
                 }
                 None => {
                     self.outbox.borrow_mut().done();
                     self.count_dead_letter(&channel, deadletter::RESULT_FAILED);
-                    host::log_warn(&format!(
-                        "callback-guard: dead-letter copy of a {channel} callback could not be \
-                         sent to cluster {}",
-                        policy.cluster
+                    self.log_dead_letter(&format!(
+                        "dead-letter copy of a {channel} callback could not be sent ({})",
+                        sink_name(policy, state, sink)
                     ));
                 }
             }
         }
     }
 
-    /// A sink call ended: 2xx is `sent`, anything else `failed`.
-    pub fn dead_letter_answered(&self, token: u32, status: u32) {
-        let Some(channel) = self.calls.borrow_mut().remove(&token) else {
+    fn send_stream(
+        &self,
+        policy: &DeadLetterPolicy,
+        state: Option<&StatePolicy>,
+        channel: &str,
+        envelope: &[u8],
+    ) -> Option<u32> {
+        let (state, sink) = (state?, policy.stream.as_ref()?);
+        let request = stream::xadd(state, sink, envelope)?;
+        if request.body_dropped {
+            self.log_dead_letter(&format!(
+                "dead-letter copy of a {channel} callback sent to stream {} without its body \
+                 (longer than webdis takes in a path)",
+                sink.key
+            ));
+        }
+        let headers: Vec<(&str, &str)> = request
+            .http
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        host::dispatch_call(&state.cluster, &headers, None, state.timeout_ms)
+    }
+
+    /// A sink call ended (`status` 0: no answer): an HTTP sink's 2xx, or a
+    /// stream's entry id, is `sent`; anything else `failed`, never retried.
+    pub fn dead_letter_answered(
+        &self,
+        token: u32,
+        status: u32,
+        body_size: usize,
+        policy: Option<&DeadLetterPolicy>,
+        state: Option<&StatePolicy>,
+    ) {
+        let Some((channel, sink)) = self.calls.borrow_mut().remove(&token) else {
             return;
         };
         self.outbox.borrow_mut().done();
-        let result = if (200..300).contains(&status) {
-            deadletter::RESULT_SENT
-        } else {
-            host::log_warn(&format!(
-                "callback-guard: dead-letter sink answered {status} for a {channel} callback"
-            ));
-            deadletter::RESULT_FAILED
+        let failure = match (sink, state) {
+            (Sink::Http, _) => {
+                (!(200..300).contains(&status)).then(|| format!("answered {status}"))
+            }
+            (Sink::Stream, Some(state)) => {
+                let body = host::call_response_body(body_size, 4096);
+                stream::xadd_answer(state.protocol, status, &body)
+                    .err()
+                    .map(|e| e.reason())
+            }
+            (Sink::Stream, None) => Some("no state store".into()),
+        };
+        let result = match failure {
+            None => deadletter::RESULT_SENT,
+            Some(why) => {
+                let to = policy.map_or_else(String::new, |p| sink_name(p, state, sink));
+                self.log_dead_letter(&format!(
+                    "dead-letter copy of a {channel} callback failed ({to}): {why}"
+                ));
+                deadletter::RESULT_FAILED
+            }
         };
         self.count_dead_letter(&channel, result);
     }
@@ -163,8 +238,24 @@ impl Worker {
             log_budget: RefCell::new(LogBudget::new(DEFAULT_LOG_PER_SECOND)),
             outbox: RefCell::new(Outbox::default()),
             calls: RefCell::new(HashMap::new()),
+            dead_letter_log: RefCell::new(ErrorLog::default()),
             state_health: StoreHealth::default(),
             leases: RefCell::new(HashMap::new()),
         }
+    }
+}
+
+/// Where a copy went, for logs.
+fn sink_name(policy: &DeadLetterPolicy, state: Option<&StatePolicy>, sink: Sink) -> String {
+    match sink {
+        Sink::Http => policy
+            .http
+            .as_ref()
+            .map_or_else(String::new, |h| format!("HTTP sink cluster {}", h.cluster)),
+        Sink::Stream => format!(
+            "stream {} via cluster {}",
+            policy.stream.as_ref().map_or("", |s| s.key.as_str()),
+            state.map_or("", |s| s.cluster.as_str())
+        ),
     }
 }

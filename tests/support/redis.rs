@@ -20,13 +20,21 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Commands the scripts in src/core/state/*.lua call (Redis ACL).
-pub const REDIS_COMMANDS: [&str; 11] = [
+/// Commands the scripts in src/core/state/*.lua call, and the dead-letter
+/// stream sink's `XADD` (Redis ACL).
+pub const REDIS_COMMANDS: [&str; 12] = [
     "eval", "evalsha", "ping", "get", "set", "del", "pttl", "pexpire", "hmget", "hset", "time",
+    "xadd",
 ];
 /// Commands webdis passes to Redis for the filter (webdis ACL).
-pub const WEBDIS_COMMANDS: [&str; 3] = ["EVALSHA", "EVAL", "PING"];
+pub const WEBDIS_COMMANDS: [&str; 4] = ["EVALSHA", "EVAL", "PING", "XADD"];
 pub const REDIS_PASSWORD: &str = "test-redis-password";
+/// The read-only Redis user `callback-guard replay` logs in as: its key
+/// pattern and commands.
+pub const REPLAY_USER: &str = "cg-replay";
+pub const REPLAY_KEYS: &str = "~cg:deadletter*";
+pub const REPLAY_COMMANDS: [&str; 3] = ["xrange", "xlen", "ping"];
+pub const REPLAY_PASSWORD: &str = "test-replay-password";
 /// `user:password` webdis requires (HTTP basic auth).
 pub const WEBDIS_USER: &str = "callback-guard:test-webdis-password";
 
@@ -90,8 +98,10 @@ impl Store {
         let redis_conf = format!(
             "port {port}\nbind 127.0.0.1\nsave \"\"\nappendonly no\ndatabases 1\ndir {dir}\n\
              logfile {dir}/redis.log\n\
-             user default on >{REDIS_PASSWORD} ~cg:* resetchannels -@all {acl}\n",
+             user default on >{REDIS_PASSWORD} ~cg:* resetchannels -@all {acl}\n\
+             user {REPLAY_USER} on >{REPLAY_PASSWORD} {REPLAY_KEYS} resetchannels -@all {replay}\n",
             port = self.redis_port,
+            replay = REPLAY_COMMANDS.map(|c| format!("+{c}")).join(" "),
             dir = self.dir.display(),
         );
         std::fs::write(self.dir.join("redis.conf"), redis_conf).expect("write redis.conf");

@@ -9,11 +9,14 @@
 //!   the same serde types.
 //! - `oci` writes the built `.wasm` as an OCI image layout that Istio pulls
 //!   with `oci://` once pushed to a registry.
+//! - `replay` reads dead-letter copies from the Redis Stream sink and
+//!   re-sends them to a target (or lists them).
 //!
 //! Built only with `--features cli` (`make validate`, `make oci`, `make
 //! schema`); the `.wasm` never links any of this.
 
 mod oci;
+mod replay;
 mod schema;
 mod validate;
 
@@ -82,6 +85,17 @@ enum Command {
         #[arg(long, default_value = concat!("v", env!("CARGO_PKG_VERSION")))]
         tag: String,
     },
+    /// List dead-letter copies in the Redis Stream sink, or re-send them
+    ///
+    /// Reads entries of dead_letter.redis_stream (XRANGE, directly from
+    /// Redis) and, with --target, POSTs each one's body (as forwarded:
+    /// masked) and headers to it, with `x-callback-replay: <stream id>`.
+    /// The masked body no longer matches the provider's signature: send
+    /// replays to the service itself, or re-sign them (--sign-secret-env)
+    /// for a target behind a verifying filter.
+    /// Exit status 0 when every entry listed was replayed (or listed), 1
+    /// otherwise.
+    Replay(replay::Args),
 }
 
 fn main() -> ExitCode {
@@ -111,6 +125,11 @@ fn main() -> ExitCode {
         }
         Command::Schema { output } => schema::run(output.as_deref()),
         Command::Oci { wasm, out, tag } => oci::run(&wasm, &out, &tag),
+        Command::Replay(args) => match replay::run(&args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

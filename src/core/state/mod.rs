@@ -38,6 +38,7 @@
 pub mod dedup;
 pub mod lease;
 pub mod limits;
+pub mod stream;
 pub mod webdis;
 
 use crate::core::admission::bucket::Limit;
