@@ -2,12 +2,11 @@
 //! sink (`dead_letter.redis_stream`) and re-sends each one's body and
 //! headers to a target, or lists them.
 //!
-//! It speaks to Redis directly (RESP over TCP, `AUTH`, `XRANGE`: the few
-//! lines below), not through webdis and not with a client crate: the
-//! operator runs it next to Redis (or through `kubectl port-forward`) as a
-//! separate, read-only Redis user, and the tool stays free of an async
-//! runtime and of new dependencies. For the same reason the target is
-//! plain `http://` (a port-forward, or the service's cluster address).
+//! It reads Redis directly with the `redis` crate (`XRANGE`, as its own
+//! read-only ACL user), not through webdis: the operator runs it next to
+//! Redis (or through `kubectl port-forward`). It re-sends with `ureq` to a
+//! plain `http://` target (a port-forward, or the service's cluster
+//! address).
 //!
 //! What a replay is: the copy's body is the body *as forwarded*, masked,
 //! so the provider's signature no longer matches it. A replay therefore
@@ -23,8 +22,6 @@
 //! after the last id a run printed.
 
 use base64::Engine;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 /// The header a replayed request carries, with the entry's stream id.
@@ -32,8 +29,6 @@ pub const REPLAY_HEADER: &str = "x-callback-replay";
 /// Copied headers a replay does not send: the filter's own claims.
 const NOT_REPLAYED: [&str; 2] = ["x-verified-signature", "x-callback-priority-admitted"];
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest Redis reply element read (a copy is at most ~80 KB).
-const MAX_BULK: usize = 8 * 1024 * 1024;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -171,17 +166,15 @@ pub fn run(args: &Args) -> Result<bool, String> {
         )?),
         None => None,
     };
-    let mut redis = Redis::connect(&args.redis)?;
-    if let Some(password) = &password {
-        let mut cmd = vec!["AUTH"];
-        if let Some(user) = &args.user {
-            cmd.push(user);
-        }
-        cmd.push(password);
-        redis.command(&cmd)?;
-    }
-    let count = args.count.to_string();
-    let reply = redis.command(&["XRANGE", &args.key, &args.from, &args.to, "COUNT", &count])?;
+    let mut redis = connect(&args.redis, args.user.clone(), password)?;
+    let reply: redis::Value = redis::cmd("XRANGE")
+        .arg(&args.key)
+        .arg(&args.from)
+        .arg(&args.to)
+        .arg("COUNT")
+        .arg(args.count)
+        .query(&mut redis)
+        .map_err(|e| format!("redis: {e}"))?;
     let entries = entries(reply)?;
     let send = args.target.is_some() && !args.dry_run;
     let mut ok = true;
@@ -258,23 +251,24 @@ fn now_unix_s() -> u64 {
 
 /// `XRANGE`'s reply as entries; an entry without an `envelope` field, or
 /// whose envelope is not JSON, is an error (not a copy the filter wrote).
-pub fn entries(reply: Resp) -> Result<Vec<Entry>, String> {
-    let Resp::Array(items) = reply else {
+pub fn entries(reply: redis::Value) -> Result<Vec<Entry>, String> {
+    use redis::Value;
+    let Value::Array(items) = reply else {
         return Err("XRANGE did not answer an array".into());
     };
     let mut out = Vec::new();
     for item in items {
-        let Resp::Array(parts) = item else {
+        let Value::Array(parts) = item else {
             return Err("malformed XRANGE entry".into());
         };
-        let [Resp::Bulk(id), Resp::Array(fields)] = parts.as_slice() else {
+        let [Value::BulkString(id), Value::Array(fields)] = parts.as_slice() else {
             return Err("malformed XRANGE entry".into());
         };
         let id = String::from_utf8_lossy(id).into_owned();
         let envelope = fields
             .chunks(2)
             .find_map(|kv| match kv {
-                [Resp::Bulk(k), Resp::Bulk(v)] if k == b"envelope" => Some(v),
+                [Value::BulkString(k), Value::BulkString(v)] if k == b"envelope" => Some(v),
                 _ => None,
             })
             .ok_or_else(|| format!("entry {id} has no envelope field"))?;
@@ -285,127 +279,50 @@ pub fn entries(reply: Resp) -> Result<Vec<Entry>, String> {
     Ok(out)
 }
 
-/// A RESP reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resp {
-    Simple(String),
-    Int(i64),
-    Bulk(Vec<u8>),
-    Nil,
-    Array(Vec<Resp>),
-}
-
-struct Redis {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Redis {
-    fn connect(addr: &str) -> Result<Self, String> {
-        let stream = TcpStream::connect(addr).map_err(|e| format!("redis {addr}: {e}"))?;
-        let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-        let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-        let writer = stream.try_clone().map_err(|e| e.to_string())?;
-        Ok(Self {
-            reader: BufReader::new(stream),
-            writer,
-        })
-    }
-
-    fn command(&mut self, args: &[&str]) -> Result<Resp, String> {
-        self.writer
-            .write_all(&encode_command(args))
-            .map_err(|e| format!("redis: {e}"))?;
-        read_resp(&mut self.reader, 0)
-    }
-}
-
-/// A command as a RESP array of bulk strings.
-pub fn encode_command(args: &[&str]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
-/// Reads one reply; a Redis error (`-ERR ...`) is `Err`.
-pub fn read_resp(r: &mut impl BufRead, depth: usize) -> Result<Resp, String> {
-    if depth > 8 {
-        return Err("redis reply nested too deep".into());
-    }
-    let mut line = Vec::new();
-    r.read_until(b'\n', &mut line)
-        .map_err(|e| format!("redis: {e}"))?;
-    let line = line
-        .strip_suffix(b"\r\n")
-        .ok_or("redis closed the connection")?;
-    let (kind, rest) = line.split_first().ok_or("empty redis reply")?;
-    let text = String::from_utf8_lossy(rest).into_owned();
-    let number = || text.parse::<i64>().map_err(|_| "malformed redis length");
-    match kind {
-        b'+' => Ok(Resp::Simple(text)),
-        b'-' => Err(format!("redis: {text}")),
-        b':' => Ok(Resp::Int(number()?)),
-        b'$' => {
-            let Ok(len) = usize::try_from(number()?) else {
-                return Ok(Resp::Nil);
-            };
-            if len > MAX_BULK {
-                return Err("redis reply too large".into());
-            }
-            let mut buf = vec![0; len + 2];
-            r.read_exact(&mut buf).map_err(|e| format!("redis: {e}"))?;
-            buf.truncate(len);
-            Ok(Resp::Bulk(buf))
-        }
-        b'*' => {
-            let Ok(n) = usize::try_from(number()?) else {
-                return Ok(Resp::Nil);
-            };
-            (0..n.min(100_000))
-                .map(|_| read_resp(r, depth + 1))
-                .collect::<Result<_, _>>()
-                .map(Resp::Array)
-        }
-        _ => Err("unknown redis reply type".into()),
-    }
+/// A connection to `addr` (`host:port`) as `user` (ACL) with `password`.
+fn connect(
+    addr: &str,
+    username: Option<String>,
+    password: Option<String>,
+) -> Result<redis::Connection, String> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| format!("--redis {addr:?}: expected host:port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("--redis {addr:?}: bad port"))?;
+    let info = redis::ConnectionInfo {
+        addr: redis::ConnectionAddr::Tcp(host.to_string(), port),
+        redis: redis::RedisConnectionInfo {
+            username,
+            password,
+            ..Default::default()
+        },
+    };
+    let client = redis::Client::open(info).map_err(|e| format!("redis {addr}: {e}"))?;
+    let con = client
+        .get_connection_with_timeout(IO_TIMEOUT)
+        .map_err(|e| format!("redis {addr}: {e}"))?;
+    con.set_read_timeout(Some(IO_TIMEOUT))
+        .and_then(|()| con.set_write_timeout(Some(IO_TIMEOUT)))
+        .map_err(|e| format!("redis {addr}: {e}"))?;
+    Ok(con)
 }
 
 /// `POST`s `body` to `target` (`http://host[:port]/path`); the status.
 fn post(target: &str, headers: &[(String, String)], body: &[u8]) -> Result<u16, String> {
-    let (host, path) = split_url(target)?;
-    let addr = if host.contains(':') {
-        host.to_string()
-    } else {
-        format!("{host}:80")
-    };
-    let mut stream = TcpStream::connect(&addr).map_err(|e| format!("target {addr}: {e}"))?;
-    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-    let mut head = format!(
-        "POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-length: {}\r\nconnection: close\r\n",
-        body.len()
-    );
+    split_url(target)?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(IO_TIMEOUT))
+        .build()
+        .into();
+    let mut request = agent.post(target);
     for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
+        request = request.header(k.as_str(), v.as_str());
     }
-    head.push_str("\r\n");
-    stream
-        .write_all(head.as_bytes())
-        .and_then(|()| stream.write_all(body))
-        .map_err(|e| format!("target: {e}"))?;
-    let mut status = String::new();
-    BufReader::new(stream)
-        .read_line(&mut status)
-        .map_err(|e| format!("target: {e}"))?;
-    status
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("target answered no HTTP status: {:?}", status.trim()))
+    let response = request.send(body).map_err(|e| format!("target: {e}"))?;
+    Ok(response.status().as_u16())
 }
 
 /// `http://host[:port]/path` → (`host[:port]`, `/path`).
@@ -483,28 +400,37 @@ mod tests {
     }
 
     #[test]
-    fn resp_round_trip_of_an_xrange_reply() {
+    fn xrange_replies_become_entries() {
+        use redis::Value;
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk("1-0"),
+            Value::Array(vec![
+                bulk("envelope"),
+                bulk("{\"channel\":\"c\"}"),
+                bulk("channel"),
+                bulk("c"),
+            ]),
+        ])]);
         assert_eq!(
-            encode_command(&["XRANGE", "cg:dl", "-"]),
-            b"*3\r\n$6\r\nXRANGE\r\n$5\r\ncg:dl\r\n$1\r\n-\r\n"
-        );
-        let raw = b"*1\r\n*2\r\n$3\r\n1-0\r\n*4\r\n$8\r\nenvelope\r\n$15\r\n{\"channel\":\"c\"}\r\n$7\r\nchannel\r\n$1\r\nc\r\n";
-        let reply = read_resp(&mut &raw[..], 0).unwrap();
-        let list = entries(reply).unwrap();
-        assert_eq!(
-            list,
+            entries(reply).unwrap(),
             [Entry {
                 id: "1-0".into(),
                 envelope: serde_json::json!({"channel": "c"})
             }]
         );
-        assert_eq!(
-            read_resp(&mut &b"-NOPERM no\r\n"[..], 0),
-            Err("redis: NOPERM no".into())
-        );
-        assert_eq!(read_resp(&mut &b"$-1\r\n"[..], 0), Ok(Resp::Nil));
-        assert!(read_resp(&mut &b"$5\r\nab"[..], 0).is_err());
-        assert!(entries(Resp::Array(vec![Resp::Int(1)])).is_err());
+        assert!(entries(Value::Array(vec![Value::Int(1)])).is_err());
+        assert!(entries(Value::Nil).is_err());
+        let no_envelope = Value::Array(vec![Value::Array(vec![
+            bulk("1-0"),
+            Value::Array(vec![bulk("channel"), bulk("c")]),
+        ])]);
+        assert!(entries(no_envelope).is_err());
+        let not_json = Value::Array(vec![Value::Array(vec![
+            bulk("1-0"),
+            Value::Array(vec![bulk("envelope"), bulk("{")]),
+        ])]);
+        assert!(entries(not_json).is_err());
     }
 
     #[test]
