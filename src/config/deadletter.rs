@@ -1,6 +1,7 @@
 //! `dead_letter` (extension): where copies of callbacks the upstream failed
 //! are sent (see [`crate::core::deadletter`]).
 
+use super::error::bounded;
 use super::{ConfigError, FieldPath};
 use crate::core::deadletter::{DeadLetterPolicy, HttpSink, StreamSink};
 use crate::core::state::StatePolicy;
@@ -69,19 +70,6 @@ pub struct RedisStreamSpec {
     /// (default 10000, 1..=10000000).
     #[serde(default)]
     pub max_len: Option<u32>,
-}
-
-fn bounded<T: PartialOrd + Copy + std::fmt::Display>(
-    value: Option<T>,
-    default: T,
-    (min, max): (T, T),
-    path: FieldPath,
-) -> Result<T, ConfigError> {
-    let v = value.unwrap_or(default);
-    if v < min || v > max {
-        return Err(path.error(format!("must be between {min} and {max}, got {v}")));
-    }
-    Ok(v)
 }
 
 /// `state`: the compiled top-level `state` section, which a

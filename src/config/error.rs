@@ -141,3 +141,17 @@ impl fmt::Display for FieldPath {
         f.write_str(&self.0)
     }
 }
+
+/// `value` or its `default`, refused at `path` outside `min..=max`.
+pub(crate) fn bounded<T: PartialOrd + Copy + std::fmt::Display>(
+    value: Option<T>,
+    default: T,
+    (min, max): (T, T),
+    path: FieldPath,
+) -> Result<T, ConfigError> {
+    let v = value.unwrap_or(default);
+    if v < min || v > max {
+        return Err(path.error(format!("must be between {min} and {max}, got {v}")));
+    }
+    Ok(v)
+}

@@ -2,6 +2,7 @@
 //! reached through an HTTP front in an Envoy cluster (see
 //! [`crate::core::state`]).
 
+use super::error::bounded;
 use super::{ConfigError, EnvLookup, FieldPath, SecretSpec};
 use crate::core::state::lease::{self, LeaseConfig};
 use crate::core::state::{Fallback, Protocol, StatePolicy};
@@ -90,19 +91,6 @@ pub struct LeaseSpec {
     /// How long leased tokens may be spent (default 1000, 10..=60000 ms).
     #[serde(default)]
     pub ttl_ms: Option<u64>,
-}
-
-fn bounded<T: PartialOrd + Copy + std::fmt::Display>(
-    value: Option<T>,
-    default: T,
-    (min, max): (T, T),
-    path: FieldPath,
-) -> Result<T, ConfigError> {
-    let v = value.unwrap_or(default);
-    if v < min || v > max {
-        return Err(path.error(format!("must be between {min} and {max}, got {v}")));
-    }
-    Ok(v)
 }
 
 /// `{"value": ...}` or `{"env": NAME}`, as for `signature.secrets[]`:
