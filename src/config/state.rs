@@ -93,30 +93,6 @@ pub struct LeaseSpec {
     pub ttl_ms: Option<u64>,
 }
 
-/// `{"value": ...}` or `{"env": NAME}`, as for `signature.secrets[]`:
-/// exactly one, not empty, no surrounding whitespace.
-fn secret_text(
-    spec: &SecretSpec,
-    path: &FieldPath,
-    env: EnvLookup<'_>,
-) -> Result<String, ConfigError> {
-    let text = match (&spec.value, &spec.env) {
-        (Some(_), Some(_)) => return Err(path.error("give either `value` or `env`, not both")),
-        (None, None) => return Err(path.error("needs `value` or `env`")),
-        (Some(v), None) => v.clone(),
-        (None, Some(name)) => {
-            env(name).ok_or_else(|| path.error(format!("env var {name} is not set")))?
-        }
-    };
-    if text.is_empty() {
-        return Err(path.error("must not be empty"));
-    }
-    if text.trim() != text {
-        return Err(path.error("has leading or trailing whitespace"));
-    }
-    Ok(text)
-}
-
 pub(super) fn compile(
     spec: &StateSpec,
     path: &FieldPath,
@@ -152,7 +128,7 @@ pub(super) fn compile(
         None => None,
         Some(secret) => {
             let at = path.key("basic_auth");
-            let text = secret_text(secret, &at, env)?;
+            let text = super::signature::secret_text(secret, &at, env)?;
             if !text.contains(':') {
                 return Err(at.error("must be user:password"));
             }
