@@ -172,7 +172,11 @@ impl Http {
             }
             // Limits fall back to this Envoy's buckets (whatever
             // `on_unavailable` says: it governs dedup).
-            return Some(self.request.answer_locally(&query, &SharedData));
+            return Some(self.request.answer_locally(
+                &query,
+                &SharedData,
+                &mut self.worker.local_leases.borrow_mut(),
+            ));
         }
         if let (Some(state), Query::DedupCheck { key, .. }) =
             (policy.as_ref().and_then(|p| p.state.as_ref()), &query)
@@ -195,7 +199,11 @@ impl Http {
                 return Some(answer);
             }
         }
-        Some(self.request.answer_locally(&query, &SharedData))
+        Some(self.request.answer_locally(
+            &query,
+            &SharedData,
+            &mut self.worker.local_leases.borrow_mut(),
+        ))
     }
 
     /// The fleet buckets an admitted `decision` draws from on this
@@ -231,7 +239,13 @@ impl Http {
             self.marks = marks;
             return answer;
         }
-        dedup::fallback(state).unwrap_or_else(|| self.request.answer_locally(query, &SharedData))
+        dedup::fallback(state).unwrap_or_else(|| {
+            self.request.answer_locally(
+                query,
+                &SharedData,
+                &mut self.worker.local_leases.borrow_mut(),
+            )
+        })
     }
 
     /// The store's answer to a lease of the request's buckets.
@@ -246,7 +260,11 @@ impl Http {
             return Answer::Unavailable;
         };
         let Some(draw) = self.fleet_draw(state, *decision) else {
-            return self.request.answer_locally(query, &SharedData);
+            return self.request.answer_locally(
+                query,
+                &SharedData,
+                &mut self.worker.local_leases.borrow_mut(),
+            );
         };
         let step = {
             let mut leases = self.worker.leases.borrow_mut();
@@ -261,7 +279,11 @@ impl Http {
         };
         match step.and_then(|step| draw.after(step, *decision)) {
             Some(decision) => Answer::Admission(decision),
-            None => self.request.answer_locally(query, &SharedData),
+            None => self.request.answer_locally(
+                query,
+                &SharedData,
+                &mut self.worker.local_leases.borrow_mut(),
+            ),
         }
     }
 

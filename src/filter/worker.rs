@@ -11,6 +11,7 @@ use crate::core::metrics::stat_name;
 use crate::core::names::label::{CHANNEL, RESULT};
 use crate::core::names::metric;
 use crate::core::policy::Policy;
+use crate::core::request::store::LocalLeases;
 use crate::core::rng::SplitMix64;
 use crate::core::routing::{self, Observation};
 use crate::core::shared::ReadCache;
@@ -51,6 +52,8 @@ pub struct Worker {
     /// Leased tokens of each channel's fleet-wide `limits` (`state`), by
     /// channel name.
     pub leases: RefCell<HashMap<String, Lease>>,
+    /// Leased draws of this Envoy's buckets (local state).
+    pub local_leases: RefCell<LocalLeases>,
 }
 
 impl Worker {
@@ -241,6 +244,7 @@ impl Worker {
             dead_letter_log: RefCell::new(ErrorLog::default()),
             state_health: StoreHealth::default(),
             leases: RefCell::new(HashMap::new()),
+            local_leases: RefCell::new(LocalLeases::default()),
         }
     }
 }

@@ -86,9 +86,25 @@ impl BucketState {
     /// Whole seconds until the bucket holds `level` tokens, at least 1 and
     /// at most [`MAX_RETRY_AFTER_S`].
     pub fn retry_after_s(self, limit: Limit, level: f64) -> u64 {
-        let wait_s = ((level - self.tokens) / limit.rps).ceil();
+        self.retry_after_ms(limit, level).div_ceil(1000)
+    }
+
+    /// The same wait in ms, at least 1 and at most [`MAX_RETRY_AFTER_S`]
+    /// seconds (a lease remembers a refusal for less than a second).
+    pub fn retry_after_ms(self, limit: Limit, level: f64) -> u64 {
+        let wait_ms = ((level - self.tokens) * 1000.0 / limit.rps).ceil();
         // `as` saturates (NaN → 0, +inf → u64::MAX); clamp bounds both ends.
-        (wait_s as u64).clamp(1, MAX_RETRY_AFTER_S)
+        (wait_ms as u64).clamp(1, MAX_RETRY_AFTER_S * 1000)
+    }
+
+    /// How many draws in a row leave at least `level` tokens before each:
+    /// `tokens - (k - 1) >= level`.
+    fn draws_allowed(self, level: f64) -> u32 {
+        if self.tokens < level {
+            return 0;
+        }
+        // `as` saturates: a huge bucket allows `u32::MAX` draws.
+        ((self.tokens - level).floor() as u32).saturating_add(1)
     }
 }
 
@@ -179,6 +195,41 @@ pub enum Draw {
     Refused { retry_after_s: u64, cause: Cause },
 }
 
+/// Result of taking up to `want` draws at once (a worker's lease of this
+/// Envoy's buckets, see `core::request::store::LocalLeases`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Take {
+    /// Draws taken, each one every bucket allowed (0: refused).
+    pub granted: u32,
+    /// With none taken: ms until the refusing buckets allow one draw.
+    pub retry_after_ms: u64,
+    /// With none taken: which bucket refused.
+    pub cause: Cause,
+}
+
+impl Take {
+    /// All `want` draws taken.
+    pub fn all(want: u32) -> Self {
+        Self {
+            granted: want,
+            retry_after_ms: 0,
+            cause: Cause::RateLimited,
+        }
+    }
+
+    /// The single draw of a take of one (`retry-after` in whole seconds).
+    fn draw(self) -> Draw {
+        if self.granted > 0 {
+            Draw::Taken
+        } else {
+            Draw::Refused {
+                retry_after_s: self.retry_after_ms.div_ceil(1000),
+                cause: self.cause,
+            }
+        }
+    }
+}
+
 /// The configured buckets; `None` = unlimited.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Limits {
@@ -212,19 +263,44 @@ impl Limits {
         priority: Priority,
         now_ms: u64,
     ) -> Result<Draw, StoreError> {
+        self.take(store, priority, 1, now_ms).map(Take::draw)
+    }
+
+    /// Takes up to `want` draws for `priority` in one compare-and-swap.
+    /// Without any bucket for it, touches no shared data.
+    pub fn take(
+        &self,
+        store: &dyn SharedStore,
+        priority: Priority,
+        want: u32,
+        now_ms: u64,
+    ) -> Result<Take, StoreError> {
         if self.for_priority(priority).is_none() && self.capacity.is_none() {
-            return Ok(Draw::Taken);
+            return Ok(Take::all(want));
         }
         update(store, STATE_KEY, |bytes| {
             let mut table = BucketTable::decode(bytes);
-            let draw = self.draw_from(&mut table, priority, now_ms);
-            (table.encode(), draw)
+            let take = self.take_from(&mut table, priority, want, now_ms);
+            (table.encode(), take)
         })
     }
 
     /// The pure step of [`Limits::draw`]: refills the buckets involved and
     /// takes from both when both allow it.
     pub fn draw_from(&self, table: &mut BucketTable, priority: Priority, now_ms: u64) -> Draw {
+        self.take_from(table, priority, 1, now_ms).draw()
+    }
+
+    /// The pure step of [`Limits::take`]: refills the buckets involved and
+    /// takes as many draws (at most `want`) as both allow, each leaving
+    /// the priority's shedding reserve in `capacity`.
+    pub fn take_from(
+        &self,
+        table: &mut BucketTable,
+        priority: Priority,
+        want: u32,
+        now_ms: u64,
+    ) -> Take {
         let own = self.for_priority(priority).map(|limit| {
             let slot = table.slot_mut(priority);
             let state = refilled(*slot, limit, now_ms);
@@ -235,35 +311,35 @@ impl Limits {
             let level = (capacity_reserve(priority) * limit.burst).max(1.0);
             (limit, state, level)
         });
+        let allows = |b: &Option<(Limit, BucketState, f64)>| {
+            b.map_or(u32::MAX, |(_, s, l)| s.draws_allowed(l))
+        };
+        let granted = want.min(allows(&own)).min(allows(&shared));
         let refused = |b: &Option<(Limit, BucketState, f64)>| {
             b.filter(|(_, state, level)| state.tokens < *level)
-                .map(|(limit, state, level)| state.retry_after_s(limit, level))
+                .map(|(limit, state, level)| state.retry_after_ms(limit, level))
         };
-        // The caller's own limit names the refusal when it refuses too.
-        let cause = if refused(&own).is_some() {
-            Cause::RateLimited
-        } else {
-            Cause::Capacity
-        };
-        let refusals = refused(&own).max(refused(&shared));
-        let take = |s: BucketState| match refusals {
-            None => BucketState {
-                tokens: s.tokens - 1.0,
-                ..s
-            },
-            Some(_) => s,
+        let taken = |s: BucketState| BucketState {
+            tokens: s.tokens - f64::from(granted),
+            ..s
         };
         if let Some((_, state, _)) = own {
-            *table.slot_mut(priority) = Some(take(state));
+            *table.slot_mut(priority) = Some(taken(state));
         }
         if let Some((_, state, _)) = shared {
-            table.capacity = Some(take(state));
+            table.capacity = Some(taken(state));
         }
-        match refusals {
-            None => Draw::Taken,
-            Some(retry_after_s) => Draw::Refused {
-                retry_after_s,
-                cause,
+        if granted > 0 {
+            return Take::all(granted);
+        }
+        Take {
+            granted,
+            retry_after_ms: refused(&own).max(refused(&shared)).unwrap_or(1),
+            // The caller's own limit names the refusal when it refuses too.
+            cause: if refused(&own).is_some() {
+                Cause::RateLimited
+            } else {
+                Cause::Capacity
             },
         }
     }
@@ -279,9 +355,9 @@ fn refilled(slot: Option<BucketState>, limit: Limit, now_ms: u64) -> BucketState
 /// `channels[].limits`: one more bucket, per channel, so one noisy
 /// provider cannot starve the others. It lives in its own shared-data key
 /// (`cg:limit:<channel>`), drawn before the admission buckets: a request it
-/// refuses never touches them; one the admission buckets then refuse has
-/// spent its channel token (a refund could itself fail; the error is at
-/// most one token per refused request).
+/// refuses never touches them. Draws the admission buckets then refuse
+/// are given back ([`ChannelLimit::refund`], best effort: a failed refund
+/// loses those draws once, never admits more).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChannelLimit {
     key: String,
@@ -312,24 +388,53 @@ impl ChannelLimit {
 
     /// Takes one token (compare-and-swap on the channel's key).
     pub fn draw(&self, store: &dyn SharedStore, now_ms: u64) -> Result<Draw, StoreError> {
+        self.take(store, 1, now_ms).map(Take::draw)
+    }
+
+    /// Takes up to `want` tokens in one compare-and-swap.
+    pub fn take(
+        &self,
+        store: &dyn SharedStore,
+        want: u32,
+        now_ms: u64,
+    ) -> Result<Take, StoreError> {
         update(store, &self.key, |bytes| {
-            let state = decode_channel(bytes).map_or_else(
-                || BucketState::full(self.limit, now_ms),
-                |s| s.refill(self.limit, now_ms),
-            );
-            if state.tokens < 1.0 {
-                let draw = Draw::Refused {
-                    retry_after_s: state.retry_after_s(self.limit, 1.0),
+            let state = self.refilled(bytes, now_ms);
+            let granted = want.min(state.draws_allowed(1.0));
+            if granted == 0 {
+                let take = Take {
+                    granted,
+                    retry_after_ms: state.retry_after_ms(self.limit, 1.0),
                     cause: Cause::RateLimited,
                 };
-                return (encode_channel(state), draw);
+                return (encode_channel(state), take);
             }
             let taken = BucketState {
-                tokens: state.tokens - 1.0,
+                tokens: state.tokens - f64::from(granted),
                 ..state
             };
-            (encode_channel(taken), Draw::Taken)
+            (encode_channel(taken), Take::all(granted))
         })
+    }
+
+    /// Gives back `n` tokens taken by [`take`](Self::take) that the
+    /// admission buckets then refused (up to `burst`).
+    pub fn refund(&self, store: &dyn SharedStore, n: u32, now_ms: u64) -> Result<(), StoreError> {
+        update(store, &self.key, |bytes| {
+            let state = self.refilled(bytes, now_ms);
+            let back = BucketState {
+                tokens: (state.tokens + f64::from(n)).min(self.limit.burst),
+                ..state
+            };
+            (encode_channel(back), ())
+        })
+    }
+
+    fn refilled(&self, bytes: Option<&[u8]>, now_ms: u64) -> BucketState {
+        decode_channel(bytes).map_or_else(
+            || BucketState::full(self.limit, now_ms),
+            |s| s.refill(self.limit, now_ms),
+        )
     }
 }
 

@@ -146,8 +146,8 @@ use crate::core::names::{code, header};
 use crate::core::reply::LocalReply;
 use crate::core::shared::{SharedStore, StoreError};
 use bucket::Draw;
-pub use bucket::Limits;
 pub use bucket::{Cause, ChannelLimit};
+pub use bucket::{Limits, Take};
 use rules::{Effect, Rule};
 
 /// A request priority (`admission.rules[].priority`, the priority header).
@@ -497,4 +497,39 @@ pub fn draw_all(
         }
         None => (decision, error),
     }
+}
+
+/// Takes up to `want` draws for `priority` at once: the channel's own
+/// `limits` first, then the admission buckets, never more from one than
+/// the other allows (what the channel's bucket gave beyond that goes
+/// back). A worker's lease of this Envoy's buckets
+/// (`core::request::store::LocalLeases`) spends them one per request.
+pub fn take_all(
+    admission: Option<&AdmissionPolicy>,
+    channel: Option<&ChannelLimit>,
+    store: &dyn SharedStore,
+    priority: Priority,
+    want: u32,
+    now_ms: u64,
+) -> Result<Take, StoreError> {
+    let mut granted = want;
+    if let Some(limit) = channel {
+        let take = limit.take(store, want, now_ms)?;
+        if take.granted == 0 {
+            return Ok(take);
+        }
+        granted = take.granted;
+    }
+    let Some(policy) = admission else {
+        return Ok(Take::all(granted));
+    };
+    let take = policy.limits().take(store, priority, granted, now_ms);
+    let kept = take.as_ref().map_or(0, |t| t.granted);
+    if let Some(limit) = channel
+        && kept < granted
+    {
+        // A failed refund costs at most this lease's tokens, once.
+        let _ = limit.refund(store, granted - kept, now_ms);
+    }
+    take
 }

@@ -58,7 +58,7 @@ use crate::core::routing::Observation;
 use crate::core::shared::SharedStore;
 use crate::core::{empty, trace};
 use std::rc::Rc;
-use store::{Answer, Query, StoreWrite};
+use store::{Answer, LocalLeases, Query, StoreWrite};
 
 /// What the machine reads from the host, when a step needs it.
 pub trait Env {
@@ -309,14 +309,26 @@ impl Request {
         !matches!(self.wait, Wait::Nothing)
     }
 
-    /// Answers a query from `store` now (the synchronous path).
-    pub fn answer_locally(&self, query: &Query, store: &dyn SharedStore) -> Answer {
-        match self.channel_policy() {
-            Some((policy, index)) => match policy.channels.get(index) {
-                Some(ch) => store::answer(query, policy.admission.as_ref(), ch, store),
-                None => Answer::Unavailable,
-            },
-            None => Answer::Unavailable,
+    /// Answers a query from `store` now (the synchronous path); bucket
+    /// draws come from this worker's `leases` of the buckets.
+    pub fn answer_locally(
+        &self,
+        query: &Query,
+        store: &dyn SharedStore,
+        leases: &mut LocalLeases,
+    ) -> Answer {
+        let Some((policy, index)) = self.channel_policy() else {
+            return Answer::Unavailable;
+        };
+        let Some(ch) = policy.channels.get(index) else {
+            return Answer::Unavailable;
+        };
+        let admission = policy.admission.as_ref();
+        match query {
+            Query::AdmissionDraw { decision, now_ms } => {
+                Answer::Admission(leases.draw(admission, (index, ch), store, *decision, *now_ms))
+            }
+            Query::DedupCheck { .. } => store::answer(query, admission, ch, store),
         }
     }
 

@@ -21,6 +21,8 @@ struct FakeEnv {
     status: RefCell<Option<String>>,
     properties: RefCell<HashMap<String, String>>,
     routing: MemoryStore,
+    /// The worker's leases of the buckets (they outlive a request).
+    leases: RefCell<LocalLeases>,
 }
 
 impl FakeEnv {
@@ -32,6 +34,7 @@ impl FakeEnv {
             status: RefCell::new(None),
             properties: RefCell::new(HashMap::new()),
             routing: MemoryStore::new(),
+            leases: RefCell::new(LocalLeases::default()),
         }
     }
     fn body(&self, body: &[u8]) {
@@ -119,7 +122,7 @@ fn drive(
         effects.append(&mut out.effects);
         out = match out.step {
             Step::Query(query) => {
-                let answer = request.answer_locally(&query, store);
+                let answer = request.answer_locally(&query, store, &mut env.leases.borrow_mut());
                 request.resume(answer, env)
             }
             Step::ReplaceBody { .. } => request.body_replaced(true, env),

@@ -34,9 +34,12 @@
 //!   `capacity` was above its reserve; it may be spent up to `ttl_ms`
 //!   after `capacity` fell below it (at most `cap` requests per worker).
 //! - A refusal is remembered until the buckets would allow a draw again,
-//!   at most `ttl_ms`, so an empty bucket is not asked about per request.
+//!   at most `ttl_ms`, so an empty bucket is not asked about per request;
+//!   its `retry-after` is the buckets' own wait, which may be longer.
 //!
 //! `max_tokens: 1` turns leasing off (one Redis call per request, exact).
+
+use crate::core::admission::bucket::MAX_RETRY_AFTER_S;
 
 /// Default of `state.lease.max_tokens`.
 pub const DEFAULT_MAX_TOKENS: u32 = 10;
@@ -96,7 +99,11 @@ pub enum Step {
 pub struct Lease {
     tokens: u32,
     expires_ms: u64,
+    /// A refusal is remembered until then (at most `ttl_ms`)…
     refused_until_ms: u64,
+    /// …and answers `retry-after` until then (the buckets' own wait, which
+    /// may be longer).
+    retry_until_ms: u64,
     refused: u32,
     /// Demand: tokens spent in the current and the last `ttl_ms` window.
     window_start_ms: u64,
@@ -126,7 +133,7 @@ impl Lease {
         self.tokens = 0;
         if now_ms < self.refused_until_ms {
             return Step::Refuse {
-                retry_after_ms: self.refused_until_ms - now_ms,
+                retry_after_ms: self.retry_until_ms.saturating_sub(now_ms).max(1),
                 refused: self.refused,
             };
         }
@@ -143,8 +150,9 @@ impl Lease {
     pub fn granted(&mut self, config: &LeaseConfig, grant: super::LeaseGrant, now_ms: u64) -> Step {
         self.roll(config, now_ms);
         if grant.granted == 0 {
-            let wait = grant.retry_after_ms.clamp(1, config.ttl_ms);
-            self.refused_until_ms = now_ms.saturating_add(wait);
+            let wait = grant.retry_after_ms.clamp(1, MAX_RETRY_AFTER_S * 1000);
+            self.refused_until_ms = now_ms.saturating_add(wait.min(config.ttl_ms.max(1)));
+            self.retry_until_ms = now_ms.saturating_add(wait);
             self.refused = grant.refused;
             return Step::Refuse {
                 retry_after_ms: wait,

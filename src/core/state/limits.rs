@@ -86,26 +86,32 @@ impl Draw {
         }
     }
 
-    /// What a lease step means for the rules' `decision` (an admitted
-    /// one): `Some(decision)` taken (unchanged) or refused (`Shed`);
-    /// `None`: ask the store.
+    /// What a lease step means for the rules' `decision`, see [`after`].
     pub fn after(&self, step: Step, decision: Decision) -> Option<Decision> {
-        match step {
-            Step::Take => Some(decision),
-            Step::Refuse {
-                retry_after_ms,
-                refused,
-            } => Some(Decision::Shed {
-                priority: decision.admitted()?,
-                retry_after_s: retry_after_ms.div_ceil(1000).max(1),
-                cause: if refused & self.own_mask != 0 || refused == 0 {
-                    Cause::RateLimited
-                } else {
-                    Cause::Capacity
-                },
-            }),
-            Step::Ask { .. } => None,
-        }
+        after(step, decision, self.own_mask)
+    }
+}
+
+/// What a lease step means for the rules' `decision` (an admitted one):
+/// `Some(decision)` taken (unchanged) or refused (`Shed`); `None`: ask the
+/// store. `own_mask`: the refusing buckets that are the caller's own rate
+/// limit (`rate_limited`; by `capacity` alone it is `shed`).
+pub fn after(step: Step, decision: Decision, own_mask: u32) -> Option<Decision> {
+    match step {
+        Step::Take => Some(decision),
+        Step::Refuse {
+            retry_after_ms,
+            refused,
+        } => Some(Decision::Shed {
+            priority: decision.admitted()?,
+            retry_after_s: retry_after_ms.div_ceil(1000).max(1),
+            cause: if refused & own_mask != 0 || refused == 0 {
+                Cause::RateLimited
+            } else {
+                Cause::Capacity
+            },
+        }),
+        Step::Ask { .. } => None,
     }
 }
 

@@ -338,19 +338,28 @@ fn a_refusal_is_remembered_until_a_draw_could_pass() {
         }
     );
     assert_eq!(l.step(&c, 5, 40), Step::Ask { want: 1 });
-    // A long retry-after is capped at ttl: the buckets are asked again.
+    // A long wait is remembered for ttl only (the buckets are asked
+    // again), but answered as the buckets' own wait, within the
+    // `retry-after` bound.
     let long = LeaseGrant {
         granted: 0,
         retry_after_ms: 3_600_000,
         refused: 1,
     };
-    assert!(matches!(
+    assert_eq!(
         l.granted(&c, long, 50),
         Step::Refuse {
-            retry_after_ms: 1000,
-            ..
+            retry_after_ms: 300_000,
+            refused: 1
         }
-    ));
+    );
+    assert_eq!(
+        l.step(&c, 5, 550),
+        Step::Refuse {
+            retry_after_ms: 299_500,
+            refused: 1
+        }
+    );
     assert!(matches!(l.step(&c, 5, 1050), Step::Ask { .. }));
     l.clear();
     assert_eq!(l, Lease::default());
