@@ -470,6 +470,13 @@ pub fn continue_stream(stream: u32) -> HostResult<()> {
     check(unsafe { proxy_continue_stream(stream) })
 }
 
+/// Counts one `proxy_http_call`: outgoing calls go through the SDK's
+/// wrapper (its dispatcher must register the token, see
+/// `host::dispatch_call`), which counts them here.
+pub fn count_http_call() {
+    count(Call::Dispatch);
+}
+
 // ---- host call counting (cargo feature `hostcall-count`, off by default) ----
 //
 // `make bench` builds a variant with this feature to report host calls per
@@ -501,6 +508,7 @@ enum Call {
     IncrementMetric,
     RecordMetric,
     ContinueStream,
+    Dispatch,
 }
 
 #[cfg(not(feature = "hostcall-count"))]
@@ -509,7 +517,7 @@ fn count(_: Call) {}
 
 #[cfg(feature = "hostcall-count")]
 impl Call {
-    const ALL: usize = Call::ContinueStream as usize + 1;
+    const ALL: usize = Call::Dispatch as usize + 1;
 
     fn import_name(self) -> &'static str {
         match self {
@@ -531,6 +539,7 @@ impl Call {
             Call::IncrementMetric => "proxy_increment_metric",
             Call::RecordMetric => "proxy_record_metric",
             Call::ContinueStream => "proxy_continue_stream",
+            Call::Dispatch => "proxy_http_call",
         }
     }
 }

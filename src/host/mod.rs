@@ -194,6 +194,7 @@ pub fn dispatch_post(
         (":authority", authority),
         ("content-type", "application/json"),
     ];
+    abi::count_http_call();
     proxy_wasm::hostcalls::dispatch_http_call(
         cluster,
         headers,
@@ -215,6 +216,7 @@ pub fn dispatch_call(
     body: Option<&[u8]>,
     timeout_ms: u32,
 ) -> Option<u32> {
+    abi::count_http_call();
     proxy_wasm::hostcalls::dispatch_http_call(
         cluster,
         headers.to_vec(),
