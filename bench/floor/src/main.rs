@@ -12,7 +12,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use base64::Engine;
-use callback_guard::config::{FieldPath, MaskSpec, SignatureSpec};
+use callback_guard::config::{FieldPath, MaskSpec, SignatureSpec, compile_mask, compile_signature};
 use callback_guard::core::headers::Headers;
 use callback_guard::core::mask::Masker;
 use callback_guard::core::signature::Verifier;
@@ -91,7 +91,7 @@ fn main() {
         r#"{{"scheme":"standard-webhooks","secrets":[{{"value":"{secret}"}}],"tolerance_s":3600}}"#
     ))
     .unwrap();
-    let v = Verifier::compile(&spec, &FieldPath::root(), &|_| None).unwrap();
+    let v = compile_signature(&spec, &FieldPath::root(), &|_| None).unwrap();
     let mut mac = Hmac::<Sha256>::new_from_slice(&SECRET).unwrap();
     for part in [
         b"msg_bench.".as_slice(),
@@ -110,7 +110,7 @@ fn main() {
     .into_iter()
     .collect();
     let spec: MaskSpec = serde_json::from_str(MASK).unwrap();
-    let m = Masker::compile(&spec, &FieldPath::root().key("mask"), &|_| None).unwrap();
+    let m = compile_mask(&spec, &FieldPath::root().key("mask"), &|_| None).unwrap();
     assert_eq!(v.verify(&h, &body, TS), Ok(()));
     assert!(m.mask(&body).is_ok_and(|r| r.count >= 3));
 
