@@ -72,12 +72,12 @@ help:
 	@echo "  make wasm-unit - the core's unit tests compiled to wasm32, run in node"
 	@echo "  make e2e      - tests against a real Envoy (E2E_THREADS=$(E2E_THREADS))"
 	@echo "  make soak     - 1 M mixed requests against a 2-worker Envoy -> the soak section of RELIABILITY.md"
-	@echo "  make bench    - Envoy benchmark (plain / no-op / callback-guard / Lua and ext_authz peers) -> BENCHMARKS.md"
+	@echo "  make bench    - Envoy benchmark (plain / no-op / callback-guard / host-call floors / Lua and ext_authz peers) -> BENCHMARKS.md"
 	@echo "                  BENCH_QUICK=1: seconds per scenario -> target/bench/BENCHMARKS.quick.md"
 	@echo "  make bench-core - criterion benchmarks of the pure core"
-	@echo "  make bench-tools - install wrk (for make bench)"
+	@echo "  make bench-tools - install wrk and h2load (for make bench)"
 	@echo "  make state-tools - install redis-server and webdis (fleet-state e2e tests and bench scenario; make e2e and make bench run it)"
-	@echo "  make noop-wasm - build the no-op control filter of make bench"
+	@echo "  make noop-wasm - build the no-op control filter of make bench (also its host-call floors)"
 	@echo "  make hostcall-wasm - build the host-call counting variant (make bench's host calls per request)"
 	@echo "  make ext-authz-verifier - build the ext_authz peer's verifier service (make bench, peer p2)"
 	@echo "  make fuzz     - run each cargo-fuzz target (nightly) for FUZZ_RUNS ($(FUZZ_RUNS)) executions or"
@@ -201,13 +201,15 @@ fuzz: fuzz-tools
 	  --targets "$(FUZZ_TARGETS)" --sanitizer $(FUZZ_SANITIZER)
 
 # The Envoy benchmark: single-worker proxies (plain, no-op wasm control,
-# callback-guard scenarios, the Lua and ext_authz peers) in front of a
-# direct_response upstream, loaded by wrk; host calls per request from the
-# hostcall-count build; writes BENCHMARKS.md. BENCH_QUICK=1: a few seconds
+# callback-guard scenarios, their host-call floors, the Lua and ext_authz
+# peers) in front of a direct_response upstream, loaded by wrk; host calls
+# per request from the hostcall-count build (counted first: the floors are
+# configured from them); the fleet-state pair also at fixed rates (h2load);
+# writes BENCHMARKS.md. BENCH_QUICK=1: a few seconds
 # per scenario, report in target/bench/BENCHMARKS.quick.md (proves the
 # harness, numbers are noise). Knobs: BENCH_DURATION, BENCH_ROUNDS,
 # BENCH_WARMUP, BENCH_CONNECTIONS, BENCH_ONLY, ... (python3 bench/run.py --help).
-# About 12 minutes on 2 cores, plus the builds.
+# About 17 minutes on 2 cores, plus the builds.
 bench: wasm hostcall-wasm noop-wasm ext-authz-verifier envoy bench-tools state-tools
 	python3 bench/run.py
 
@@ -216,7 +218,8 @@ bench: wasm hostcall-wasm noop-wasm ext-authz-verifier envoy bench-tools state-t
 hostcall-wasm: toolchain
 	cargo build --release --target wasm32-wasip1 --lib --features hostcall-count --target-dir target/hostcall-count
 
-# The no-op proxy-wasm filter the benchmark uses as its control.
+# The no-op proxy-wasm filter the benchmark uses as its control (and, with
+# a plugin configuration, as each scenario's host-call floor).
 noop-wasm: toolchain
 	cargo build --release --target wasm32-wasip1 --manifest-path bench/noop/Cargo.toml --target-dir target/noop
 
@@ -224,11 +227,13 @@ noop-wasm: toolchain
 ext-authz-verifier: toolchain
 	cargo build --release --locked --manifest-path bench/ext-authz-verifier/Cargo.toml --target-dir target/ext-authz-verifier
 
+# wrk loads each scenario to saturation; h2load (nghttp2-client) offers the
+# fleet-state scenarios fixed rates below it (issue #15).
 bench-tools:
-	@command -v wrk >/dev/null || { \
-	  command -v apt-get >/dev/null || { echo "wrk is required (apt-get not found: install wrk yourself)"; exit 1; }; \
+	@command -v wrk >/dev/null && command -v h2load >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "wrk and h2load are required (apt-get not found: install wrk and nghttp2-client yourself)"; exit 1; }; \
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq wrk; }
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq wrk nghttp2-client; }
 	@command -v taskset >/dev/null || echo "taskset not found: the benchmark runs unpinned"
 
 # Fleet state (issue #15): the e2e tests start redis-server and webdis (its

@@ -3,7 +3,8 @@
 import statistics
 import time
 
-from .scenarios import BASELINE, FULL_PIPELINE, PROXIES
+from .load import percentile
+from .scenarios import BASELINE, FULL_PIPELINE, PROXIES, SCENARIOS
 from .shapes import CHANNEL_PATH
 
 TARGETS = {"throughput_min": 0.90, "cpu_max": 1.5}
@@ -27,7 +28,13 @@ HOW_TO_RUN = [
     "noise.",
     "- Knobs (environment or flags of bench/run.py): `BENCH_DURATION` (s per run), "
     "`BENCH_ROUNDS`, `BENCH_WARMUP` (s), `BENCH_CONNECTIONS`, `BENCH_BUDGET_S`, "
-    "`BENCH_HOSTCALL_REQUESTS`, `BENCH_ONLY=plain,noop,c,p2` (scenario keys), `BENCH_OUT`.",
+    "`BENCH_HOSTCALL_REQUESTS`, `BENCH_ONLY=plain,noop,c,p2` (scenario keys), `BENCH_OUT`; "
+    "for the fixed-rate runs `BENCH_RATES` (`1000,half`), `BENCH_RATE_REQUESTS`, "
+    "`BENCH_RATE_ROUNDS`, `BENCH_RATE_CLIENTS`.",
+    "- Order of a run: host calls are counted first (the `hostcall-count` build), the host-call "
+    "floors are configured from those counts, then every scenario is probed and loaded with wrk "
+    "in alternating rounds, then the fixed-rate scenarios are loaded with h2load "
+    "(`make bench-tools` installs wrk and h2load, Debian `wrk` and `nghttp2-client`).",
     "- The harness is bench/cgbench/ (one module per concern, see its `__init__.py`); the "
     "Standard Webhooks signer it uses is envoy/sign.py's (the Rust tests have theirs in "
     "tests/support/sign.rs).",
@@ -66,7 +73,7 @@ def write(out, run):
               f"- machine: {ctx['machine']['nproc']} CPUs (`nproc`), {ctx['machine']['model']}, "
               f"{ctx['machine']['memory']} RAM, {ctx['machine']['kernel']}",
               f"- Envoy: `{ctx['envoy_version']}`",
-              f"- wrk: `{ctx['wrk_version']}`",
+              f"- wrk: `{ctx['wrk_version']}`; h2load: `{ctx.get('h2load_version', 'not run')}`",
               f"- filter: `{ctx['guard_wasm']}` at commit `{ctx['commit']}`; no-op control "
               f"`{ctx['noop_wasm']}` (bench/noop, proxy-wasm {ctx['proxy_wasm']})",
               f"- command: `{ctx['command']}`",
@@ -81,6 +88,8 @@ def write(out, run):
     lines += results_section(run, med)
     lines += peers_section(run, med)
     lines += rego_section(run, med)
+    lines += fixed_rate_section(run, med)
+    lines += floor_section(run, med)
     lines += hostcalls_section(run)
     lines += memory_section(run)
     lines += ["## Verdict", ""] + verdict(run, med) + [""]
@@ -194,6 +203,133 @@ def rego_section(run, med):
     return lines + [""]
 
 
+def fixed_rate_section(run, med):
+    keys = [s for s in run.scenarios if s.fixed_rate]
+    if not keys:
+        return []
+    lines = ["## Fleet state added latency at a fixed rate (issue #15)", "",
+             "The saturation rows above load every proxy with wrk's closed loop (16 connections, "
+             "each sending its next request when the previous answer came): there the latency is "
+             "mostly the queue in front of a saturated worker, p ≈ connections / throughput, so "
+             "(gs)'s lower capacity shows up as latency. Here (gd) and (gs) get the same offered "
+             "rate below saturation: h2load (`--h1`, "
+             f"{run.args.rate_clients} connections, `--rps` per connection, one request in flight "
+             f"per connection), {run.args.rate_requests} requests per run, "
+             f"{run.args.rate_rounds} round(s) alternating the two, latency of every request from "
+             "h2load's `--log-file` (send to end of the answer), percentiles over all rounds' "
+             "requests together. `half` is 50% of the slower scenario's wrk throughput in this "
+             "run. A request whose connection was still busy when it was due starts late and its "
+             "wait is not counted (h2load measures from the send), so a p99 near the per-"
+             "connection interval understates the queue. `added` is (gs) − (gd): what one "
+             "`dedup_begin` round trip to webdis and Redis on loopback adds; `CPU µs/req` is the "
+             "proxy Envoy's only.", ""]
+    if run.rate_failed:
+        lines += [f"Failed or incomplete: {run.rate_failed}.", ""]
+    pairs = [(s.added_over, s.key) for s in keys if s.added_over
+             and any(b.key == s.added_over for b in keys)]
+    rates = sorted({rate for (_, rate) in run.rate_results})
+    if not rates or not pairs:
+        return lines + ["Not measured.", ""]
+
+    def stats(key, rate):
+        runs = run.rate_results.get((key, rate))
+        if not runs:
+            return None
+        lat = sorted(x for r in runs for x in r["lat_us"])
+        return {"p50": percentile(lat, 50) / 1e3, "p99": percentile(lat, 99) / 1e3,
+                "p999": percentile(lat, 99.9) / 1e3, "n": len(lat),
+                "rps": statistics.median(r["rps"] for r in runs),
+                "cpu": statistics.median(r["cpu_us"] for r in runs),
+                "errors": sum(r["errors"] for r in runs),
+                "p99s": [percentile(r["lat_us"], 99) / 1e3 for r in runs]}
+
+    lines += ["| offered req/s | scenario | achieved req/s | requests | p50 ms | p99 ms | p99.9 ms "
+              "| CPU µs/req | errors |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    added = []
+    for rate in rates:
+        for base, key in pairs:
+            got = {k: stats(k, rate) for k in (base, key)}
+            for k in (base, key):
+                st = got[k]
+                if st is None:
+                    lines.append(f"| {rate} | ({k}) | not measured | | | | | | |")
+                    continue
+                lines.append(f"| {rate} | ({k}) | {st['rps']:.0f} | {st['n']} | {st['p50']:.2f} | "
+                             f"{st['p99']:.2f} | {st['p999']:.2f} | {st['cpu']:.1f} | "
+                             f"{st['errors']} |")
+            if got[base] and got[key]:
+                b, k = got[base], got[key]
+                added.append(f"| {rate} | ({key}) − ({base}) | {k['p50'] - b['p50']:+.2f} | "
+                             f"{k['p99'] - b['p99']:+.2f} | {k['p999'] - b['p999']:+.2f} | "
+                             f"{k['cpu'] - b['cpu']:+.1f} | "
+                             + ", ".join(f"{x:.2f}" for x in b["p99s"]) + " / "
+                             + ", ".join(f"{x:.2f}" for x in k["p99s"]) + " |")
+    lines += ["", "Added by fleet state, at each offered rate (target ≤ 1 ms added p99 on "
+              "loopback), with the per-round p99s behind it:", "",
+              "| offered req/s | added | p50 ms | p99 ms | p99.9 ms | CPU µs/req | "
+              "per-round p99 ms, base / fleet |", "|---:|---|---:|---:|---:|---:|---|"]
+    lines += added
+    sat = [(b, k) for b, k in pairs if b in med and k in med]
+    if sat:
+        lines += ["", "At saturation (the wrk rows above, for comparison): " + "; ".join(
+            f"({k}) − ({b}) {med[k]['p50'] - med[b]['p50']:+.2f} ms p50, "
+            f"{med[k]['p99'] - med[b]['p99']:+.2f} ms p99" for b, k in sat) + "."]
+    return lines + [""]
+
+
+def floor_section(run, med):
+    floors = [s for s in run.scenarios if s.floor_of]
+    if not floors:
+        return []
+    lines = ["## Host-call floor (issue #17)", "",
+             "What a scenario cannot go below in this Envoy: the no-op filter, plus the host "
+             "calls the scenario makes per request (counted above in this run), plus the body "
+             "work no filter doing the same job can skip. Each floor row is bench/noop in its "
+             "floor mode, configured from the scenario's counts (bench/cgbench/floor.py: each "
+             "call in the phase where callback-guard makes it; inside a channel the request is "
+             "held and its body buffered like callback-guard does; SHA-256 of the body when the "
+             "signature is verified, a UTF-8 check and copy when it is masked, as bench/floor "
+             "measures natively) and doing nothing else: no parsing, no decisions. "
+             "`ours − floor` is callback-guard's own compute in the VM (header parsing, the "
+             "pipeline, JSON, the HMAC around the SHA-256, serialisation), the only part this "
+             "project can cut; `floor × no-op` is the best CPU ratio reachable with these host "
+             "calls; the target is issue #17's, CPU/request × the no-op filter of the same body "
+             "size. Routing floors take the plain route (they write no `x-callback-cluster`).", "",
+             "| scenario | target × no-op | ours µs/req | floor µs/req | no-op µs/req | "
+             "floor − no-op | ours − floor | ours × no-op | floor × no-op | verdict |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for f in floors:
+        ours = next((s for s in SCENARIOS if s.key == f.floor_of), None)
+        _, noop = BASELINE[f.baseline]
+        label = ours.label if ours else f.floor_of
+        if f.key in run.failed:
+            lines.append(f"| {label} | | | FAILED: {run.failed[f.key]} | | | | | | |")
+            continue
+        if ours is None or ours.key not in med or f.key not in med or noop not in med:
+            missing = [k for k in (f.floor_of, f.key, noop) if k not in med]
+            lines.append(f"| {label} | {fmt(ours and ours.target, '.2f')} | not measured "
+                         f"({', '.join(missing)}) | | | | | | | |")
+            continue
+        o, fl, n = med[ours.key]["cpu_us"], med[f.key]["cpu_us"], med[noop]["cpu_us"]
+        target = ours.target
+        if target is None:
+            verdict = ""
+        elif o / n <= target:
+            verdict = "met"
+        elif fl / n > target:
+            verdict = (f"not reachable: the floor alone is {fl / n:.2f}× (it costs "
+                       f"{fl - n:.1f} µs over the no-op, the target allows {n * (target - 1):.1f})")
+        else:
+            verdict = (f"not met; reachable if own compute drops from {o - fl:.1f} to "
+                       f"≤ {n * target - fl:.1f} µs")
+        lines.append(f"| {label} | {fmt(target, '.2f')} | {o:.1f} | {fl:.1f} | {n:.1f} | "
+                     f"{fl - n:+.1f} | {o - fl:+.1f} | {o / n:.2f} | {fl / n:.2f} | {verdict} |")
+    if run.floor_plans:
+        lines += ["", "Floor plans (bench/noop's configuration, calls per request and phase):", ""]
+        lines += [f"- `{k}`: `{v}`" for k, v in run.floor_plans.items()]
+    return lines + [""]
+
+
 def cell(calls):
     """Calls per request; blank for none, `<0.01` for a once-per-VM call."""
     if not calls:
@@ -216,7 +352,8 @@ def hostcalls_section(run):
     short = {n: n.removeprefix("proxy_") for n in imports}
     lines += ["| scenario | total | " + " | ".join(f"`{short[n]}`" for n in imports) + " |",
               "|---|---:|" + "---:|" * len(imports)]
-    for s in run.scenarios:
+    # Every counted scenario, also those counted only for a floor.
+    for s in SCENARIOS:
         calls = run.hostcalls.get(s.key)
         if calls is None:
             if s.hostcalls and s.key in run.hostcall_failed:
@@ -319,7 +456,11 @@ def scenarios_section(run):
             "data; (gs) has `state` (issue #15): each check is one `dedup_begin` round trip through the "
             "`fleet-state` cluster to webdis and Redis on loopback (bench/cgbench/fleet.py, unpinned: "
             "they compete with wrk and the upstream for CPU 0). *Added CPU per request* is (gs) over (gd), "
-            "CPU of the proxy Envoy only (not webdis or Redis).",
+            "CPU of the proxy Envoy only (not webdis or Redis). Both are also loaded at fixed offered "
+            "rates below saturation (*Fleet state added latency at a fixed rate*).",
+            "- (fa) … (fd) host-call floors of (a), (c), (e), (f), (g), (d): bench/noop in its floor "
+            "mode, the host calls of the scenario's count and the unavoidable body work, nothing else "
+            "(*Host-call floor*); the same request shape as the scenario they reproduce.",
             "- (p1) peer: Envoy's Lua filter (bench/cgbench/envoy.py `LUA_PEER`), written as "
             "people write it: on the channel's path it buffers the body, answers `{}` (or an "
             "empty body) `204` and counts it in a per-worker global, and masks email, phone and "
