@@ -53,7 +53,7 @@ CARGO_FUZZ_DIR := $(TOOLS)/cargo-fuzz-$(CARGO_FUZZ_VERSION)
 
 export PATH := $(WBG_DIR)/bin:$(CARGO_FUZZ_DIR)/bin:$(PATH)
 
-.PHONY: help setup toolchain envoy wasm-bindgen wasm wasm-contract lint unit wasm-unit e2e test soak run bench bench-core bench-tools noop-wasm hostcall-wasm ext-authz-verifier clean oci oci-contract validate schema fuzz fuzz-tools state-tools
+.PHONY: help setup toolchain envoy wasm-bindgen wasm wasm-contract lint unit wasm-unit e2e test soak run bench bench-test bench-core bench-tools noop-wasm hostcall-wasm ext-authz-verifier clean oci oci-contract validate schema fuzz fuzz-tools state-tools
 
 help:
 	@echo "Entry points (each installs what it needs):"
@@ -74,6 +74,7 @@ help:
 	@echo "  make soak     - 1 M mixed requests against a 2-worker Envoy -> the soak section of RELIABILITY.md"
 	@echo "  make bench    - Envoy benchmark (plain / no-op / callback-guard / host-call floors / Lua and ext_authz peers) -> BENCHMARKS.md"
 	@echo "                  BENCH_QUICK=1: seconds per scenario -> target/bench/BENCHMARKS.quick.md"
+	@echo "  make bench-test - the bench harness's own unit tests (floor plans, tables; no Envoy)"
 	@echo "  make bench-core - criterion benchmarks of the pure core"
 	@echo "  make bench-tools - install wrk and h2load (for make bench)"
 	@echo "  make state-tools - install redis-server and webdis (fleet-state e2e tests and bench scenario; make e2e and make bench run it)"
@@ -212,6 +213,13 @@ fuzz: fuzz-tools
 # About 17 minutes on 2 cores, plus the builds.
 bench: wasm hostcall-wasm noop-wasm ext-authz-verifier envoy bench-tools state-tools
 	python3 bench/run.py
+
+# The harness's own unit tests, no Envoy: bench/noop's plan parser (native
+# cargo test) and bench/cgbench's pure parts (floor plans, percentiles, the
+# floor and fixed-rate tables).
+bench-test: toolchain
+	cargo test --manifest-path bench/noop/Cargo.toml --target-dir target/noop
+	PYTHONDONTWRITEBYTECODE=1 python3 -m unittest discover -s bench -p 'test_*.py'
 
 # The filter with the hostcall-count feature (counts every host call), in
 # its own target dir so the shipped build is untouched.
