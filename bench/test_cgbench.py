@@ -154,6 +154,10 @@ class Tables(unittest.TestCase):
         added = row(lines, "| 1000 | (gs) − (gd)")
         cells = [c.strip() for c in added.split("|")]
         self.assertEqual(cells[3:7], ["+0.30", "+0.60", "+0.50", "+40.0"])  # p50, p99, p99.9, CPU
+        self.assertEqual(cells[8], "met")
+        run.rate_results[("gs", 1000)] = [{**slow, "lat_us": [800] * 98 + [1950, 2500]}]
+        self.assertEqual(row(report.fixed_rate_section(run, {}), "| 1000 | (gs) − (gd)")
+                         .split("|")[8].strip(), "not met")  # +1.05 ms
         self.assertIn("| 1000 | (gd) | 1000 | 200 | 0.50 | 0.90 | 2.00 |", "\n".join(lines))
 
     def test_offered_rates(self):
