@@ -158,7 +158,7 @@ class Tables(unittest.TestCase):
         run.rate_results[("gs", 1000)] = [{**slow, "lat_us": [800] * 98 + [1950, 2500]}]
         self.assertEqual(row(report.fixed_rate_section(run, {}), "| 1000 | (gs) − (gd)")
                          .split("|")[8].strip(), "not met")  # +1.05 ms
-        self.assertIn("| 1000 | (gd) | 1000 | 200 | 0.50 | 0.90 | 2.00 |", "\n".join(lines))
+        self.assertIn("| 1000 | 16.0 | (gd) | 1000 | 200 | 0.50 | 0.90 | 2.00 |", "\n".join(lines))
 
     def test_offered_rates(self):
         run = fake_run(only=["gd", "gs"])
