@@ -52,9 +52,10 @@ class FloorPlan(unittest.TestCase):
         self.assertEqual(got.pop("request_body.utf8_copy"), "1")  # masked
         self.assertEqual(got["response_headers.replace_header_map_value"], "2")  # trace id, verified
         self.assertEqual(got["request_body.replace_header_map_value"], "5")
-        self.assertEqual(got["request_headers.get_shared_data"], "1.14")
+        self.assertEqual(got["request_body.get_shared_data"], "1.14")  # drawn once verified
         self.assertNotIn("define_metric", " ".join(got))
         got = tokens(floor.plan(scenarios.scenario("f"), F))
+        self.assertEqual(got["request_headers.get_shared_data"], "0.14")  # unsigned: with the headers
         self.assertNotIn("request_body.sha256", got)
         self.assertNotIn("request_body.utf8_copy", got)
         # (m) masks without a signature, (s) verifies without masking.
