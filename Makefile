@@ -53,7 +53,7 @@ CARGO_FUZZ_DIR := $(TOOLS)/cargo-fuzz-$(CARGO_FUZZ_VERSION)
 
 export PATH := $(WBG_DIR)/bin:$(CARGO_FUZZ_DIR)/bin:$(PATH)
 
-.PHONY: help setup toolchain envoy wasm-bindgen wasm wasm-contract lint unit wasm-unit e2e test soak run bench bench-core bench-tools noop-wasm hostcall-wasm ext-authz-verifier clean oci oci-contract validate schema fuzz fuzz-tools state-tools
+.PHONY: help setup toolchain envoy wasm-bindgen wasm wasm-contract lint unit wasm-unit e2e test soak run bench bench-test bench-core bench-tools noop-wasm hostcall-wasm ext-authz-verifier clean oci oci-contract validate schema fuzz fuzz-tools state-tools
 
 help:
 	@echo "Entry points (each installs what it needs):"
@@ -72,12 +72,13 @@ help:
 	@echo "  make wasm-unit - the core's unit tests compiled to wasm32, run in node"
 	@echo "  make e2e      - tests against a real Envoy (E2E_THREADS=$(E2E_THREADS))"
 	@echo "  make soak     - 1 M mixed requests against a 2-worker Envoy -> the soak section of RELIABILITY.md"
-	@echo "  make bench    - Envoy benchmark (plain / no-op / callback-guard / Lua and ext_authz peers) -> BENCHMARKS.md"
+	@echo "  make bench    - Envoy benchmark (plain / no-op / callback-guard / host-call floors / Lua and ext_authz peers) -> BENCHMARKS.md"
 	@echo "                  BENCH_QUICK=1: seconds per scenario -> target/bench/BENCHMARKS.quick.md"
+	@echo "  make bench-test - the bench harness's own unit tests (floor plans, tables; no Envoy)"
 	@echo "  make bench-core - criterion benchmarks of the pure core"
-	@echo "  make bench-tools - install wrk (for make bench)"
+	@echo "  make bench-tools - install wrk and h2load (for make bench)"
 	@echo "  make state-tools - install redis-server and webdis (fleet-state e2e tests and bench scenario; make e2e and make bench run it)"
-	@echo "  make noop-wasm - build the no-op control filter of make bench"
+	@echo "  make noop-wasm - build the no-op control filter of make bench (also its host-call floors)"
 	@echo "  make hostcall-wasm - build the host-call counting variant (make bench's host calls per request)"
 	@echo "  make ext-authz-verifier - build the ext_authz peer's verifier service (make bench, peer p2)"
 	@echo "  make fuzz     - run each cargo-fuzz target (nightly) for FUZZ_RUNS ($(FUZZ_RUNS)) executions or"
@@ -201,22 +202,32 @@ fuzz: fuzz-tools
 	  --targets "$(FUZZ_TARGETS)" --sanitizer $(FUZZ_SANITIZER)
 
 # The Envoy benchmark: single-worker proxies (plain, no-op wasm control,
-# callback-guard scenarios, the Lua and ext_authz peers) in front of a
-# direct_response upstream, loaded by wrk; host calls per request from the
-# hostcall-count build; writes BENCHMARKS.md. BENCH_QUICK=1: a few seconds
+# callback-guard scenarios, their host-call floors, the Lua and ext_authz
+# peers) in front of a direct_response upstream, loaded by wrk; host calls
+# per request from the hostcall-count build (counted first: the floors are
+# configured from them); the fleet-state pair also at fixed rates (h2load);
+# writes BENCHMARKS.md. BENCH_QUICK=1: a few seconds
 # per scenario, report in target/bench/BENCHMARKS.quick.md (proves the
 # harness, numbers are noise). Knobs: BENCH_DURATION, BENCH_ROUNDS,
 # BENCH_WARMUP, BENCH_CONNECTIONS, BENCH_ONLY, ... (python3 bench/run.py --help).
-# About 12 minutes on 2 cores, plus the builds.
+# About 17 minutes on 2 cores, plus the builds.
 bench: wasm hostcall-wasm noop-wasm ext-authz-verifier envoy bench-tools state-tools
 	python3 bench/run.py
+
+# The harness's own unit tests, no Envoy: bench/noop's plan parser (native
+# cargo test) and bench/cgbench's pure parts (floor plans, percentiles, the
+# floor and fixed-rate tables).
+bench-test: toolchain
+	cargo test --manifest-path bench/noop/Cargo.toml --target-dir target/noop
+	PYTHONDONTWRITEBYTECODE=1 python3 -m unittest discover -s bench -p 'test_*.py'
 
 # The filter with the hostcall-count feature (counts every host call), in
 # its own target dir so the shipped build is untouched.
 hostcall-wasm: toolchain
 	cargo build --release --target wasm32-wasip1 --lib --features hostcall-count --target-dir target/hostcall-count
 
-# The no-op proxy-wasm filter the benchmark uses as its control.
+# The no-op proxy-wasm filter the benchmark uses as its control (and, with
+# a plugin configuration, as each scenario's host-call floor).
 noop-wasm: toolchain
 	cargo build --release --target wasm32-wasip1 --manifest-path bench/noop/Cargo.toml --target-dir target/noop
 
@@ -224,11 +235,13 @@ noop-wasm: toolchain
 ext-authz-verifier: toolchain
 	cargo build --release --locked --manifest-path bench/ext-authz-verifier/Cargo.toml --target-dir target/ext-authz-verifier
 
+# wrk loads each scenario to saturation; h2load (nghttp2-client) offers the
+# fleet-state scenarios fixed rates below it (issue #15).
 bench-tools:
-	@command -v wrk >/dev/null || { \
-	  command -v apt-get >/dev/null || { echo "wrk is required (apt-get not found: install wrk yourself)"; exit 1; }; \
+	@command -v wrk >/dev/null && command -v h2load >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "wrk and h2load are required (apt-get not found: install wrk and nghttp2-client yourself)"; exit 1; }; \
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq wrk; }
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq wrk nghttp2-client; }
 	@command -v taskset >/dev/null || echo "taskset not found: the benchmark runs unpinned"
 
 # Fleet state (issue #15): the e2e tests start redis-server and webdis (its

@@ -1,4 +1,5 @@
-"""wrk runs, and the CPU accounting around each one."""
+"""wrk runs (saturation), h2load runs (a fixed offered rate), and the CPU
+accounting around each one."""
 
 import re
 import subprocess
@@ -71,4 +72,65 @@ def run_wrk(proxy, shape, lua, seconds, connections, wrk_cpus, proxy_cpus):
         "errors": (int(non2xx.group(1)) if non2xx else 0)
         + (sum(int(x) for x in sock.groups()) if sock else 0),
         "requests": requests,
+    }
+
+
+def percentile(sorted_values, q):
+    """Nearest-rank percentile (q in 0..100) of an ascending list."""
+    if not sorted_values:
+        return None
+    rank = max(1, -(-len(sorted_values) * q // 100))
+    return sorted_values[int(rank) - 1]
+
+
+def run_h2load(proxy, shape, body_file, rate, requests, clients, work, wrk_cpus, proxy_cpus):
+    """Offers `rate` req/s of `shape` to `proxy` (an envoy.Envoy) from
+    `clients` HTTP/1.1 connections (h2load `--rps` per client, one request
+    in flight per connection) until `requests` are done; returns the
+    achieved req/s, per-request latencies (µs, ascending, from h2load's
+    `--log-file`), proxy CPU µs per request and errors."""
+    log = work / "h2load.log"
+    log.unlink(missing_ok=True)
+    cmd = ["h2load", "--h1", "-c", str(clients), "-m", "1", "--rps", f"{rate / clients:.3f}",
+           "-n", str(requests), "--log-file", str(log)]
+    headers = dict(shape.headers)
+    if shape.body:
+        cmd += ["-d", str(body_file)]
+        headers.pop("content-length", None)
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    cmd.append(f"http://127.0.0.1:{proxy.port}{shape.path}")
+    if wrk_cpus:
+        cmd = ["taskset", "-c", wrk_cpus] + cmd
+    before = proxy.cpu_ticks()
+    out = subprocess.run(cmd, capture_output=True, text=True,
+                         timeout=requests / rate * 3 + 30)
+    ticks = proxy.cpu_ticks() - before
+    text = out.stdout
+    if out.returncode != 0:
+        raise BenchError(f"h2load failed ({out.returncode}): {out.stderr.strip() or text[-500:]}")
+    m = re.search(r"finished in ([\d.]+)(us|ms|s|m), ([\d.]+) req/s", text)
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                     r"(\d+) errored, (\d+) timeout", text)
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+    if not m or not done or not codes:
+        raise BenchError(f"cannot read h2load output:\n{text[-1500:]}")
+    lat = []
+    try:
+        for line in log.read_text().splitlines():
+            fields = line.split("\t")
+            if len(fields) >= 3:
+                lat.append(int(fields[2]))
+    except (OSError, ValueError) as e:
+        raise BenchError(f"cannot read h2load's log {log}: {e}") from None
+    if not lat:
+        raise BenchError(f"h2load logged no request:\n{text[-1500:]}")
+    lat.sort()
+    return {
+        "rps": float(m.group(3)),
+        "lat_us": lat,
+        "cpu_us": ticks / CLK_TCK * 1e6 / max(1, len(lat)),
+        "errors": int(done.group(3)) + int(done.group(4)) + int(done.group(5))
+        + int(codes.group(3)) + int(codes.group(4)),
+        "requests": len(lat),
     }

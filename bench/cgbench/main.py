@@ -8,20 +8,22 @@ import re
 import shlex
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import fleet, hostcalls, load, report, scenarios, system
+from . import fleet, floor, hostcalls, load, report, scenarios, system
 from .common import READY_TIMEOUT_S, ROOT, BenchError
 from .envoy import Envoy, proxy_bootstrap, upstream_bootstrap
 from .probe import probe
 from .shapes import request_shapes, write_lua
 from .upstream import EchoServer, Verifier
 
-QUICK = {"duration": 2, "warmup": 1, "rounds": 1, "hostcall_requests": 50}
+QUICK = {"duration": 2, "warmup": 1, "rounds": 1, "hostcall_requests": 50, "rate_requests": 2000,
+         "rate_rounds": 1}
 
 
 def env_int(name, default):
@@ -45,7 +47,15 @@ def parse_args(argv):
     ap.add_argument("--rounds", type=int, default=env_int("BENCH_ROUNDS", 5))
     ap.add_argument("--connections", type=int, default=env_int("BENCH_CONNECTIONS", 16))
     ap.add_argument("--hostcall-requests", type=int, default=env_int("BENCH_HOSTCALL_REQUESTS", 1000))
-    ap.add_argument("--budget", type=int, default=env_int("BENCH_BUDGET_S", 900),
+    ap.add_argument("--rates", default=os.environ.get("BENCH_RATES", "1000,half"),
+                    help="offered req/s of the fixed-rate runs (h2load); `half`: 50%% of the "
+                         "slowest fixed-rate scenario's wrk throughput in this run")
+    ap.add_argument("--rate-requests", type=int, default=env_int("BENCH_RATE_REQUESTS", 10000),
+                    help="requests per fixed-rate run")
+    ap.add_argument("--rate-rounds", type=int, default=env_int("BENCH_RATE_ROUNDS", 3))
+    ap.add_argument("--rate-clients", type=int, default=env_int("BENCH_RATE_CLIENTS", 16),
+                    help="h2load connections per fixed-rate run (each at rate/clients req/s)")
+    ap.add_argument("--budget", type=int, default=env_int("BENCH_BUDGET_S", 1200),
                     help="seconds; rounds that would not fit are dropped (and said so)")
     ap.add_argument("--only", default=os.environ.get("BENCH_ONLY", ""),
                     help="comma-separated scenario keys; default all")
@@ -80,6 +90,9 @@ class Run:
     hostcalls: dict = field(default_factory=dict)
     hostcall_failed: dict = field(default_factory=dict)
     hostcalls_skipped: str = ""
+    floor_plans: dict = field(default_factory=dict)
+    rate_results: dict = field(default_factory=dict)  # (key, offered rps) -> [h2load runs]
+    rate_failed: str = ""
     keep_from: Path = ROOT / "BENCHMARKS.md"
 
     def scenario(self, key):
@@ -136,6 +149,8 @@ def measure(run, envoys, proxy_errors, shapes, luas, pins, t_start):
     up_cpus, wrk_cpus, proxy_cpus = pins
     active = []
     for s in run.scenarios:
+        if s.key in run.failed:
+            continue
         if s.proxy in proxy_errors:
             run.failed[s.key] = f"proxy Envoy {proxy_errors[s.proxy]}"
             continue
@@ -178,8 +193,63 @@ def measure(run, envoys, proxy_errors, shapes, luas, pins, t_start):
         print(f"bench: {name} upstream requests per cluster: {got}", flush=True)
 
 
+def offered_rates(run, keys):
+    """The fixed rates, ascending: numbers as given, `half` = 50% of the
+    slowest of `keys`' median wrk req/s, rounded to 100."""
+    rates = set()
+    for item in (r.strip() for r in run.args.rates.split(",") if r.strip()):
+        if item == "half":
+            measured = [statistics.median(x["rps"] for x in run.results[k]) for k in keys
+                        if run.results.get(k)]
+            if measured:
+                rates.add(max(100, round(min(measured) / 2 / 100) * 100))
+        else:
+            rates.add(int(item))
+    return sorted(rates)
+
+
+def fixed_rate(run, envoys, proxy_errors, shapes, pins):
+    """Issue #15: the fixed-rate scenarios loaded by h2load at offered rates
+    below saturation, rounds alternating the scenarios like the wrk runs."""
+    _, wrk_cpus, proxy_cpus = pins
+    keys = [s.key for s in run.scenarios if s.fixed_rate and s.key not in run.failed
+            and s.proxy not in proxy_errors and run.results.get(s.key)]
+    if not keys:
+        return
+    if not shutil.which("h2load"):
+        run.rate_failed = "h2load not found (make bench-tools installs it)"
+        print(f"bench: fixed rate: {run.rate_failed}", flush=True)
+        return
+    rates = offered_rates(run, keys)
+    run.ctx["h2load_version"] = system.version(["h2load", "--version"])
+    for r in range(run.args.rate_rounds):
+        order = keys[r % len(keys):] + keys[:r % len(keys)]
+        for rate in rates:
+            for key in order:
+                s = run.scenario(key)
+                shape = shapes[s.shape]
+                try:
+                    res = load.run_h2load(envoys[s.proxy], shape, run.work / f"{shape.name}.body",
+                                          rate, run.args.rate_requests, run.args.rate_clients,
+                                          run.work, wrk_cpus, proxy_cpus)
+                except (OSError, subprocess.TimeoutExpired, BenchError) as e:
+                    run.rate_failed = f"{key} at {rate} req/s: {e}"
+                    print(f"bench: fixed rate: {run.rate_failed}", flush=True)
+                    return
+                run.rate_results.setdefault((key, rate), []).append(res)
+                lat = res["lat_us"]
+                print(f"bench: rate round {r + 1} {key:4s} {rate:6d} req/s offered, "
+                      f"{res['rps']:7.0f} achieved, p50 {load.percentile(lat, 50) / 1e3:.2f} ms "
+                      f"p99 {load.percentile(lat, 99) / 1e3:.2f} ms, {res['cpu_us']:.1f} µs/req"
+                      + (f" errors {res['errors']}" if res["errors"] else ""), flush=True)
+
+
 def count_hostcalls(run, count_wasm, wasms, upstream, echo, shapes, pins):
-    counted = [s for s in run.scenarios if s.hostcalls and s.key not in run.failed]
+    """Host calls per request of the chosen scenarios that have
+    `hostcalls`, and of those a chosen floor reproduces."""
+    wanted = {s.key for s in run.scenarios if s.hostcalls} | {s.floor_of for s in run.scenarios
+                                                               if s.floor_of}
+    counted = [s for s in scenarios.SCENARIOS if s.key in wanted and s.key not in run.failed]
     if not counted:
         return
     if not count_wasm.exists():
@@ -211,6 +281,31 @@ def count_hostcalls(run, count_wasm, wasms, upstream, echo, shapes, pins):
             e.stop()
         for v in verifiers:
             v.stop()
+
+
+def plan_floors(run, proxies):
+    """Fills in each floor proxy's plan from the host calls its scenario
+    made; a floor without counts fails (and its proxy is not started)."""
+    for s in run.scenarios:
+        if not s.floor_of:
+            continue
+        target = scenarios.scenario(s.floor_of)
+        calls = run.hostcalls.get(target.key)
+        if calls is None:
+            why = (run.hostcall_failed.get(target.key) or run.hostcalls_skipped
+                   or "not counted")
+            run.failed[s.key] = f"no host-call count of ({target.key}): {why}"
+            proxies.pop(s.proxy, None)
+            continue
+        try:
+            text = floor.plan(target, calls)
+        except ValueError as e:
+            run.failed[s.key] = str(e)
+            proxies.pop(s.proxy, None)
+            continue
+        proxies[s.proxy] = replace(proxies[s.proxy], config=text)
+        run.floor_plans[s.key] = text
+        print(f"bench: floor {s.key}: {text}", flush=True)
 
 
 def main(argv=None):
@@ -254,15 +349,15 @@ def main(argv=None):
         why = upstream.wait_ready(time.monotonic() + READY_TIMEOUT_S)
         if why:
             raise BenchError(f"upstream Envoy {why}:\n{upstream.log_tail()}")
+        # Host calls first: the floors are configured from them.
+        count_hostcalls(run, Path(args.count_wasm), wasms, upstream, echo, shapes,
+                        (up_cpus, wrk_cpus, proxy_cpus))
+        proxies = dict(proxies)
+        plan_floors(run, proxies)
         envoys, verifiers, proxy_errors = start_proxies(run, proxies, wasms, upstream, echo,
                                                         proxy_cpus, Path(args.verifier))
         measure(run, envoys, proxy_errors, shapes, luas, (up_cpus, wrk_cpus, proxy_cpus), t_start)
-        for e in envoys.values():
-            e.stop()
-        for v in verifiers:
-            v.stop()
-        count_hostcalls(run, Path(args.count_wasm), wasms, upstream, echo, shapes,
-                        (up_cpus, wrk_cpus, proxy_cpus))
+        fixed_rate(run, envoys, proxy_errors, shapes, (up_cpus, wrk_cpus, proxy_cpus))
     finally:
         for e in envoys.values():
             e.stop()

@@ -64,15 +64,19 @@ def plugin(channel_, admission=None):
 @dataclass(frozen=True)
 class Proxy:
     """One proxy Envoy. `kind`: plain (no filter), noop (the no-op wasm
-    control), guard (callback-guard with `config`), lua (the Lua peer),
-    ext_authz (the ext_authz peer, with its verifier process)."""
+    control), floor (bench/noop as a host-call floor, its plan text in
+    `config`, filled in by the run from the host-call counts), guard
+    (callback-guard with `config`), lua (the Lua peer), ext_authz (the
+    ext_authz peer, with its verifier process)."""
     name: str
     kind: str
-    config: dict | None = None
+    config: dict | str | None = None
     routed: bool = False  # the channel's route reads cluster_header
     fleet: bool = False  # needs the fleet-state store (redis-server + webdis)
 
     def config_json(self):
+        if isinstance(self.config, str):
+            return self.config
         return json.dumps(self.config) if self.config is not None else None
 
 
@@ -100,6 +104,9 @@ class Scenario:
     peer_of: str | None = None  # a peer: the key of our scenario doing the same work
     added_over: str | None = None  # report CPU added over this scenario
     hostcalls: bool = False  # count its host calls with the hostcall-count build
+    floor_of: str | None = None  # a host-call floor: the key of the scenario it reproduces
+    target: float | None = None  # issue #17's CPU/request target, × the no-op filter
+    fixed_rate: bool = False  # also loaded at fixed offered rates (h2load), issue #15
 
 
 PROXIES = {p.name: p for p in (
@@ -126,6 +133,11 @@ PROXIES = {p.name: p for p in (
                                                          dedup=DEDUP), ADMISSION), "state": STATE},
           routed=True, fleet=True),
     Proxy("lua", "lua"),
+    # One host-call floor per scenario it reproduces (bench/cgbench/floor.py).
+    # Not routed: the floor writes no x-callback-cluster, so its requests
+    # take the plain route (choosing the cluster from the header is
+    # Envoy's work for (f)/(g) that their floors leave out).
+    *(Proxy(f"floor-{k}", "floor") for k in ("a", "c", "e", "f", "g", "d")),
     Proxy("ext-authz", "ext_authz"),
 )}
 
@@ -138,18 +150,18 @@ SCENARIOS = (
     Scenario("plain", "plain Envoy, no filter (1 KiB POST)", "plain", "1k", "1k", NO_FILTER),
     Scenario("noop", "no-op wasm filter (1 KiB POST)", "noop", "1k", "1k", NO_FILTER),
     Scenario("a", "(a) pass-through, outside any channel (1 KiB POST)", "guard-pass", "passthrough",
-             "1k", Expect(counters_zero=("callback_requests_total",)), hostcalls=True),
+             "1k", Expect(counters_zero=("callback_requests_total",)), hostcalls=True, target=1.03),
     Scenario("b", "(b) empty callback `{}`, answered 204 by the filter", "guard-empty", "empty", "1k",
              Expect(status=204, counters_moved=("callback_empty_total",)), hostcalls=True),
     Scenario("c", "(c) 1 KiB JSON, standard-webhooks verified + masked", "guard-sig1k", "1k", "1k",
-             SIGNED_MASKED, hostcalls=True),
+             SIGNED_MASKED, hostcalls=True, target=1.15),
     Scenario("s", "(s) 1 KiB JSON, standard-webhooks verified only", "guard-sig-only", "1k", "1k",
              Expect(verified=True, forged_status=401), hostcalls=True),
     Scenario("m", "(m) 1 KiB JSON, 3 fields masked (no detectors, no signature)", "guard-mask-fields",
              "1k", "1k", Expect(masked=True, counters_moved=("callback_masked_fields_total",)),
              hostcalls=True),
     Scenario("e", "(e) admission, limits never shed (1 KiB)", "guard-admission", "1k", "1k",
-             Expect(counters_moved=("decision=.=admitted",)), hostcalls=True),
+             Expect(counters_moved=("decision=.=admitted",)), hostcalls=True, target=1.05),
     Scenario("eh", "(eh) as (e), asking `high` (no rule: demoted)", "guard-admission", "1k-high",
              "1k", Expect(counters_moved=("decision=.=demoted",)), hostcalls=True),
     Scenario("r", "(r) as (eh) plus the README's Rego policy (glob → `high`)", "guard-rego",
@@ -157,15 +169,15 @@ SCENARIOS = (
              Expect(counters_moved=("callback_admission_policy_total_decision=.=admitted",)),
              added_over="eh", hostcalls=True),
     Scenario("f", "(f) routing over 3 clusters, cluster_header (1 KiB)", "guard-routing", "1k", "1k",
-             Expect(counters_moved=("callback_routed_total",)), hostcalls=True),
+             Expect(counters_moved=("callback_routed_total",)), hostcalls=True, target=1.05),
     Scenario("g", "(g) full pipeline: verify + mask + admission + routing (1 KiB)", "guard-full",
              "1k", "1k", Expect(verified=True, masked=True, forged_status=401, counters_moved=(
                  "callback_masked_fields_total", "decision=.=admitted", "callback_routed_total")),
-             hostcalls=True),
+             hostcalls=True, target=1.25),
     Scenario("gd", "(gd) as (g) plus dedup, local state: a repeated delivery answered duplicate",
-             "guard-full-dedup", "1k", "1k", Expect(verified=True)),
+             "guard-full-dedup", "1k", "1k", Expect(verified=True), fixed_rate=True),
     Scenario("gs", "(gs) as (gd) with fleet state: each dedup check one round trip to Redis via webdis",
-             "guard-full-fleet", "1k", "1k", Expect(verified=True), added_over="gd"),
+             "guard-full-fleet", "1k", "1k", Expect(verified=True), added_over="gd", fixed_rate=True),
     Scenario("p1e", "(p1) Lua filter: empty callback `{}` counted, answered 204", "lua", "empty",
              "1k", Expect(status=204, filter_ran=False, answer_header="x-empty-callbacks"),
              peer_of="b"),
@@ -176,7 +188,16 @@ SCENARIOS = (
     Scenario("plain64", "plain Envoy, no filter (64 KiB POST)", "plain", "64k", "64k", NO_FILTER),
     Scenario("noop64", "no-op wasm filter (64 KiB POST)", "noop", "64k", "64k", NO_FILTER),
     Scenario("d", "(d) 64 KiB JSON, standard-webhooks verified + masked", "guard-sig64k", "64k",
-             "64k", SIGNED_MASKED, hostcalls=True),
+             "64k", SIGNED_MASKED, hostcalls=True, target=3.5),
+    # Host-call floors (issue #17): bench/noop making the host calls the
+    # scenario made per request in this run's count, plus the body work no
+    # verifier or rewriter can skip (floor.py). The probe sees the floor's
+    # own answer header (`x-floor-0`, the write standing for the trace id):
+    # a floor whose plan did not take would answer without it.
+    *(Scenario(f"f{k}", f"({k}) host-call floor", f"floor-{k}", shape, base,
+               Expect(filter_ran=False, answer_header="x-floor-0"), floor_of=k)
+      for k, shape, base in (("a", "passthrough", "1k"), ("c", "1k", "1k"), ("e", "1k", "1k"),
+                             ("f", "1k", "1k"), ("g", "1k", "1k"), ("d", "64k", "64k"))),
 )
 FULL_PIPELINE = "g"
 
@@ -190,3 +211,7 @@ def select(only):
     scenarios = tuple(s for s in SCENARIOS if not only or s.key in only)
     used = {s.proxy for s in scenarios}
     return scenarios, {n: p for n, p in PROXIES.items() if n in used}
+
+
+def scenario(key):
+    return next(s for s in SCENARIOS if s.key == key)
