@@ -146,7 +146,7 @@ e2e: wasm-contract wasm envoy state-tools
 	  CALLBACK_GUARD_CONTRACT_WASM=$(abspath $(WASM_CONTRACT)) \
 	  cargo test --features cli --test '*' -- --test-threads $(E2E_THREADS)
 
-test: setup lint unit wasm-unit e2e
+test: setup lint unit bench-test wasm-unit e2e
 	@echo "all test tiers passed"
 
 # The soak: SOAK_REQUESTS (1 000 000) mixed requests (valid, forged, empty,

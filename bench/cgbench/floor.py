@@ -21,7 +21,7 @@ bench/floor: SHA-256 over the body for a verified signature, a UTF-8 check
 and a copy for a rewritten (masked) body.
 
 Not reproduced: `define_metric` (once per VM), `log`, `send_local_response`,
-`remove_header_map_value`, `continue_stream`, `dispatch_http_call` (none of
+`remove_header_map_value`, `continue_stream`, `http_call` (outgoing calls; none of
 them is made per request by the scenarios that have a floor).
 """
 
@@ -40,7 +40,7 @@ PHASE = {
 SPLIT = ("get_current_time_nanoseconds", "replace_header_map_value", "get_shared_data",
          "set_shared_data", "increment_metric", "set_property")
 NOT_REPRODUCED = ("define_metric", "log", "send_local_response", "remove_header_map_value",
-                  "continue_stream", "dispatch_http_call", "set_tick_period_milliseconds")
+                  "continue_stream", "http_call", "set_tick_period_milliseconds")
 
 
 def plan(target: Scenario, calls: dict) -> str:

@@ -354,9 +354,10 @@ def hostcalls_section(run):
              "From the `hostcall-count` build (cargo feature; counts every call through "
              "src/host/abi.rs per ABI import), "
              f"{run.args.hostcall_requests} requests of each scenario on one keep-alive "
-             "connection, counter deltas divided by the requests. Not counted: the calls the "
-             "proxy-wasm SDK makes itself (context dispatch) and `dispatch_http_call` "
-             "(dead-letter copies only).", ""]
+             "connection, counter deltas divided by the requests. Outgoing calls "
+             "(`http_call`: fleet-state store calls, dead-letter copies) are counted where the "
+             "filter sends them through the SDK's wrapper. Not counted: the calls the "
+             "proxy-wasm SDK makes itself (context dispatch).", ""]
     if not run.hostcalls:
         why = run.hostcalls_skipped or "not measured"
         return lines + [f"Not measured: {why}.", ""]
