@@ -7,8 +7,11 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.parse
 
-from .common import BenchError
+
+from .common import ROOT, BenchError, proc_cpu_ticks
+from .shapes import Shape
 
 WEBDIS_CLUSTER = "fleet-state"
 
@@ -62,3 +65,21 @@ class Store:
                     p.wait(5)
                 except subprocess.TimeoutExpired:
                     p.kill()
+
+
+    def cpu_ticks(self):
+        """utime + stime of redis-server and webdis (the store alone)."""
+        return sum(proc_cpu_ticks(p.pid) for p in self.procs if p.poll() is None)
+
+
+def dedup_begin_shape():
+    """The store's own part of a (gs) request, without the proxy: webdis's
+    `GET /EVAL/<dedup_begin.lua>/1/<key>/<token>/<ms>`, the script the filter
+    runs for every dedup check, on one key (every call after the first finds
+    it in flight: the same answer path as (gs)'s duplicates). The filter
+    sends `EVALSHA`; `EVAL` adds the script text to the path, nothing on the
+    round trip."""
+    script = (ROOT / "src/core/state/dedup_begin.lua").read_text()
+    path = "/EVAL/" + "/".join(urllib.parse.quote(part, safe="") for part in
+                               (script, "1", "cg:bench:dedup", "token", "30000"))
+    return Shape("store", "GET", path, {"host": "webdis"})

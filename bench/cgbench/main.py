@@ -93,6 +93,7 @@ class Run:
     floor_plans: dict = field(default_factory=dict)
     rate_results: dict = field(default_factory=dict)  # (key, offered rps) -> [h2load runs]
     rate_failed: str = ""
+    store: object = None  # fleet.Store of the (gs) proxy, for the store-alone runs
     keep_from: Path = ROOT / "BENCHMARKS.md"
 
     def scenario(self, key):
@@ -126,6 +127,7 @@ def start_proxies(run, proxies, wasms, upstream, echo, cpus, verifier_bin):
     if any(p.fleet for p in proxies.values()):
         store = fleet.Store(run.work)
         verifiers.append(store)
+        run.store = store
     for name, proxy in proxies.items():
         verifier = None
         if proxy.kind == "ext_authz":
@@ -222,14 +224,19 @@ def fixed_rate(run, envoys, proxy_errors, shapes, pins):
         return
     rates = offered_rates(run, keys)
     run.ctx["h2load_version"] = system.version(["h2load", "--version"])
+    # The store alone (webdis and Redis, no proxy) at the same rates: how
+    # much of (gs) − (gd) is the store's own round trip on this machine.
+    targets = {k: (envoys[run.scenario(k).proxy], shapes[run.scenario(k).shape]) for k in keys}
+    if run.store is not None and any(scenarios.PROXIES[run.scenario(k).proxy].fleet for k in keys):
+        keys = keys + [scenarios.STORE_ALONE]
+        targets[scenarios.STORE_ALONE] = (run.store, fleet.dedup_begin_shape())
     for r in range(run.args.rate_rounds):
         order = keys[r % len(keys):] + keys[:r % len(keys)]
         for rate in rates:
             for key in order:
-                s = run.scenario(key)
-                shape = shapes[s.shape]
+                target, shape = targets[key]
                 try:
-                    res = load.run_h2load(envoys[s.proxy], shape, run.work / f"{shape.name}.body",
+                    res = load.run_h2load(target, shape, run.work / f"{shape.name}.body",
                                           rate, run.args.rate_requests, run.args.rate_clients,
                                           run.work, wrk_cpus, proxy_cpus)
                 except (OSError, subprocess.TimeoutExpired, BenchError) as e:

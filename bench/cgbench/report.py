@@ -4,7 +4,7 @@ import statistics
 import time
 
 from .load import percentile
-from .scenarios import BASELINE, FULL_PIPELINE, PROXIES, SCENARIOS
+from .scenarios import BASELINE, FULL_PIPELINE, PROXIES, SCENARIOS, STORE_ALONE
 from .shapes import CHANNEL_PATH
 
 TARGETS = {"throughput_min": 0.90, "cpu_max": 1.5}
@@ -255,9 +255,10 @@ def fixed_rate_section(run, med):
     added = []
     for rate in rates:
         for base, key in pairs:
-            got = {k: stats(k, rate) for k in (base, key)}
+            store = stats(STORE_ALONE, rate)
+            got = {k: stats(k, rate) for k in (base, key, STORE_ALONE)}
             gap = run.args.rate_clients / rate * 1e3
-            for k in (base, key):
+            for k in (base, key) + ((STORE_ALONE,) if store else ()):
                 st = got[k]
                 if st is None:
                     lines.append(f"| {rate} | {gap:.1f} | ({k}) | not measured | | | | | | |")
@@ -275,6 +276,21 @@ def fixed_rate_section(run, med):
                              + ", ".join(f"{x:.2f}" for x in b["p99s"]) + " / "
                              + ", ".join(f"{x:.2f}" for x in k["p99s"])
                              + f" | {'met' if p99 <= ADDED_P99_MAX_MS else 'not met'} |")
+                if store:
+                    added.append(f"| {rate} | ({key}) − ({base}) − ({STORE_ALONE}) | "
+                                 f"{k['p50'] - b['p50'] - store['p50']:+.2f} | "
+                                 f"{p99 - store['p99']:+.2f} | "
+                                 f"{k['p999'] - b['p999'] - store['p999']:+.2f} | | "
+                                 + ", ".join(f"{x:.2f}" for x in store["p99s"])
+                                 + " (store alone) | |")
+    if any(k == STORE_ALONE for (k, _) in run.rate_results):
+        lines += ["", f"({STORE_ALONE}) is the store alone, without any proxy: h2load straight to "
+                  "webdis, `GET /EVAL/<dedup_begin.lua>/1/<key>/…` on one key (the script and "
+                  "answer of (gs)'s checks) at the same rate, same connections; its `CPU µs/req` "
+                  "is webdis's and Redis's. (gs) − (gd) − (st) is what is left of the added "
+                  "latency once the store's own round trip on this machine is taken out: the "
+                  "proxy's share (Envoy's outgoing call, the filter's pause and resume). "
+                  "Percentiles do not add, so that row is an indication, not a measurement."]
     lines += ["", "Added by fleet state, at each offered rate (target ≤ 1 ms added p99 on "
               "loopback), with the per-round p99s behind it:", "",
               "| offered req/s | added | p50 ms | p99 ms | p99.9 ms | CPU µs/req | "

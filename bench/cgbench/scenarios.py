@@ -23,6 +23,9 @@ ADMISSION = {
     "limits": {p: {"rps": 1e7, "burst": 1e7} for p in ("high", "normal", "low")},
 }
 DEDUP = {"window_s": 3600}
+# The fixed-rate series of the fleet-state store alone, without a proxy
+# (bench/cgbench/fleet.py `dedup_begin_shape`), issue #15.
+STORE_ALONE = "st"
 # The fleet-state store's cluster (bench/cgbench/fleet.py starts it).
 STATE = {"cluster": "fleet-state", "authority": "webdis", "timeout_ms": 100}
 ROUTING = {"clusters": [{"name": c, "weight": w, "latency_sla_ms": 1000}
