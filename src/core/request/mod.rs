@@ -60,7 +60,9 @@ use crate::core::{empty, trace};
 use std::rc::Rc;
 use store::{Answer, Query, StoreWrite};
 
-/// What the machine reads from the host, when a step needs it.
+/// What the machine reads from the host, when a step needs it. One `Env`
+/// serves one host event: `now_ms` is that event's time (read it through
+/// an [`EventClock`], so the host clock is read at most once per event).
 pub trait Env {
     fn now_ms(&self) -> u64;
     fn random_u64(&self) -> u64;
@@ -77,12 +79,38 @@ pub trait Env {
     fn routing_store(&self, now_ms: u64) -> Box<dyn SharedStore + '_>;
 }
 
+/// The host clock of one host event: read on first use, then the same
+/// value for every step of that event (a body check, the forward after it
+/// and the routing feedback all see one time, for one host call).
+pub struct EventClock<F> {
+    read: F,
+    now_ms: std::cell::Cell<Option<u64>>,
+}
+
+impl<F: Fn() -> u64> EventClock<F> {
+    pub fn new(read: F) -> Self {
+        Self {
+            read,
+            now_ms: std::cell::Cell::new(None),
+        }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        if let Some(now) = self.now_ms.get() {
+            return now;
+        }
+        let now = (self.read)();
+        self.now_ms.set(Some(now));
+        now
+    }
+}
+
 /// Where the request is. Passthrough → (Holding | Streaming) → (Replied |
 /// Forwarded); a request the filter does not govern stays Passthrough.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// Not a channel request (or no policy): the filter only adds its
-    /// trace headers.
+    /// Not a channel request (or no policy): the filter only removes the
+    /// headers it alone may set.
     Passthrough,
     /// Channel request: the headers wait with the body until it is checked.
     Holding,
@@ -305,6 +333,13 @@ impl Request {
         self.effect(Effect::RemoveRequestHeader(name.to_string()));
     }
 
+    /// The caller's trace if valid, else a new one.
+    fn trace(&self, env: &dyn Env) -> trace::TraceParent {
+        trace::ensure(self.headers.get("traceparent"), || {
+            (env.random_u64(), env.random_u64(), env.random_u64())
+        })
+    }
+
     fn waiting(&self) -> bool {
         !matches!(self.wait, Wait::Nothing)
     }
@@ -340,9 +375,10 @@ impl Request {
         let Some(policy) = self.policy.clone() else {
             return self.out(Step::Continue);
         };
-        self.start_ms = env.now_ms();
         self.headers = headers;
 
+        // Every request, in a channel or not: the headers only the filter
+        // sets go (only those present: a removal is a host call).
         for name in header::SET_BY_FILTER
             .iter()
             .copied()
@@ -353,20 +389,17 @@ impl Request {
             }
         }
 
-        let tp = trace::ensure(self.headers.get("traceparent"), || {
-            (env.random_u64(), env.random_u64(), env.random_u64())
-        });
-        if tp.generated {
-            self.set_header("traceparent", &tp.header);
-        }
-        self.trace_id = tp.trace_id;
-
+        // The route first: outside every channel nothing else happens (no
+        // clock, no trace, nothing on the response).
         let path = self.headers.get(":path").unwrap_or("/");
         let authority = self.headers.get(":authority").unwrap_or("");
         let index = match policy.route(path, authority) {
             Route::Channel(index) => index,
             Route::Pass => return self.out(Step::Continue),
             Route::Refuse(why) => {
+                // The refusal names its trace id (the request goes nowhere,
+                // so no `traceparent` is written).
+                self.trace_id = self.trace(env).trace_id;
                 self.count(
                     stat_name(metric::UNMATCHED_TOTAL, &[("reason", why.as_str())]),
                     1,
@@ -383,6 +416,13 @@ impl Request {
         if !ch.methods.is_callback(method, !end_of_stream) {
             return self.out(Step::Continue);
         }
+        self.start_ms = env.now_ms();
+        let tp = self.trace(env);
+        if tp.generated {
+            self.set_header("traceparent", &tp.header);
+        }
+        self.trace_id = tp.trace_id;
+
         self.channel = Some(index);
         self.phase = Phase::Holding;
         self.delivery_id = delivery_id_of(ch, &self.headers, &[]);
@@ -663,16 +703,17 @@ impl Request {
             ));
         };
         self.delivery_id = delivery_id_of(ch, &self.headers, &body);
+        let now_ms = env.now_ms();
         let input = BodyInput {
             headers: &self.headers,
             body: &body,
             empty_by_header: self.empty_by_header,
-            now_unix_s: env.now_ms() / 1000,
+            now_unix_s: now_ms / 1000,
             admission: self.pending_admission.map(|decision| PendingAdmission {
                 admission: policy.admission.as_ref(),
                 channel: ch.limit.as_ref(),
                 decision,
-                now_ms: env.now_ms(),
+                now_ms,
             }),
         };
         let mut check = BodyCheck::new(&input);
@@ -924,7 +965,7 @@ impl Request {
     // ---- response and end of stream --------------------------------------------
 
     pub fn on_response_headers(&mut self, env: &dyn Env) -> Output {
-        if self.phase == Phase::Replied || self.policy.is_none() {
+        if matches!(self.phase, Phase::Replied | Phase::Passthrough) || self.policy.is_none() {
             return self.out(Step::Continue);
         }
         if !self.trace_id.is_empty() {
