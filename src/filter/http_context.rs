@@ -384,8 +384,8 @@ impl Http {
                     .collect();
                 host::send_reply(status, &headers, &body);
             }
-            Effect::Count(name, by) => self.worker.metrics.borrow_mut().increment(name, by),
-            Effect::Histogram(name, value) => self.worker.metrics.borrow_mut().record(name, value),
+            Effect::Count(stat, by) => self.worker.metrics.borrow_mut().increment(&stat, by),
+            Effect::Histogram(stat, value) => self.worker.metrics.borrow_mut().record(&stat, value),
             Effect::Decision { record, refusal } => {
                 host::set_filter_state(crate::core::decision::FILTER_STATE_NAME, &record);
                 if let Some((level, mut line)) = refusal

@@ -25,8 +25,8 @@
 pub mod abi;
 
 use crate::core::headers::Headers;
+use crate::core::metrics::{Stat, StatIds};
 use crate::core::shared::{SharedStore, StoreError};
-use std::collections::HashMap;
 
 pub fn log_info(message: &str) {
     let _ = abi::log(abi::LOG_INFO, message);
@@ -273,50 +273,64 @@ impl SharedStore for SharedData {
 
 // ---- metrics ------------------------------------------------------------------
 
-/// Metric ids by stat name. Each worker's VM defines a stat once and reuses
-/// the id (every `define_metric` call would allocate a new id for the same
-/// stat). Label values come from the configuration, so the map is bounded.
+/// The worker's metric ids (see [`StatIds`]). Each worker's VM defines a
+/// stat once and reuses the id (every `define_metric` call would allocate
+/// a new id for the same stat). Label values come from the configuration,
+/// so the set is bounded.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    ids: HashMap<String, u32>,
+    ids: StatIds,
+}
+
+fn define(kind: u32) -> impl FnOnce(&str) -> Option<u32> {
+    move |name| match abi::define_metric(kind, name) {
+        Ok(id) => Some(id),
+        Err(status) => {
+            log_warn(&format!(
+                "callback-guard: cannot define metric {name}: {status:?}"
+            ));
+            None
+        }
+    }
+}
+
+fn increment_id(id: u32, by: u64) {
+    let _ = abi::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
 }
 
 impl Metrics {
-    fn id(&mut self, kind: u32, name: String) -> Option<u32> {
-        if let Some(id) = self.ids.get(&name) {
-            return Some(*id);
-        }
-        match abi::define_metric(kind, &name) {
-            Ok(id) => {
-                self.ids.insert(name, id);
-                Some(id)
-            }
-            Err(status) => {
-                log_warn(&format!(
-                    "callback-guard: cannot define metric {name}: {status:?}"
-                ));
-                None
-            }
-        }
-    }
-
-    pub fn increment(&mut self, name: String, by: u64) {
+    pub fn increment(&mut self, stat: &Stat, by: u64) {
         if by == 0 {
             return;
         }
-        if let Some(id) = self.id(abi::METRIC_COUNTER, name) {
-            let _ = abi::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+        if let Some(id) = self.ids.id(stat, define(abi::METRIC_COUNTER)) {
+            increment_id(id, by);
+        }
+    }
+
+    /// A counter outside the request path, by name.
+    pub fn increment_name(&mut self, name: &str, by: u64) {
+        if by == 0 {
+            return;
+        }
+        if let Some(id) = self.ids.id_by_name(name, define(abi::METRIC_COUNTER)) {
+            increment_id(id, by);
         }
     }
 
     /// Defines a counter at zero so dashboards see it before the first event.
-    pub fn declare_counter(&mut self, name: String) {
-        let _ = self.id(abi::METRIC_COUNTER, name);
+    pub fn declare_counter(&mut self, name: &str) {
+        let _ = self.ids.id_by_name(name, define(abi::METRIC_COUNTER));
     }
 
-    pub fn record(&mut self, name: String, value: u64) {
-        if let Some(id) = self.id(abi::METRIC_HISTOGRAM, name) {
+    pub fn record(&mut self, stat: &Stat, value: u64) {
+        if let Some(id) = self.ids.id(stat, define(abi::METRIC_HISTOGRAM)) {
             let _ = abi::record_metric(id, value);
         }
+    }
+
+    /// A new configuration: forget the stat names of the old one.
+    pub fn forget_shared(&mut self) {
+        self.ids.forget_shared();
     }
 }

@@ -47,10 +47,10 @@ use crate::core::decision::{DecisionRecord, LogLevel, Verdict};
 use crate::core::dedup::DeliveryIdSource;
 use crate::core::headers::Headers;
 use crate::core::hold::{self, BodyWait};
-use crate::core::metrics::stat_name;
+use crate::core::metrics::{ChannelStats, Stat, stat_name};
 use crate::core::names::{code, header, label, metric};
 use crate::core::pipeline::{
-    self, BodyAction, BodyCheck, BodyInput, BodyStep, BodyVerdict, Event, PendingAdmission,
+    BodyAction, BodyCheck, BodyInput, BodyStep, BodyVerdict, Event, PendingAdmission,
 };
 use crate::core::policy::{ChannelPolicy, Policy};
 use crate::core::reply::LocalReply;
@@ -158,9 +158,9 @@ pub enum Effect {
         body: Vec<u8>,
     },
     /// Add to a counter.
-    Count(String, u64),
+    Count(Stat, u64),
     /// Record a value in a histogram.
-    Histogram(String, u64),
+    Histogram(Stat, u64),
     /// Store the decision record (filter state); for a refusal, also log
     /// `refusal` at its level within the worker's refusal-log budget.
     Decision {
@@ -313,13 +313,13 @@ impl Request {
         self.effects.push(effect);
     }
 
-    fn count(&mut self, name: String, by: u64) {
-        self.effect(Effect::Count(name, by));
+    fn count(&mut self, stat: Stat, by: u64) {
+        self.effect(Effect::Count(stat, by));
     }
 
-    fn count_event(&mut self, channel: &str, event: Event) {
-        let (name, by) = event.stat(channel);
-        self.count(name, by);
+    fn count_event(&mut self, stats: &ChannelStats, event: Event) {
+        let (stat, by) = event.stat(stats);
+        self.count(stat, by);
     }
 
     fn set_header(&mut self, name: &str, value: &str) {
@@ -401,7 +401,10 @@ impl Request {
                 // so no `traceparent` is written).
                 self.trace_id = self.trace(env).trace_id;
                 self.count(
-                    stat_name(metric::UNMATCHED_TOTAL, &[("reason", why.as_str())]),
+                    Stat::Once(stat_name(
+                        metric::UNMATCHED_TOTAL,
+                        &[(label::REASON, why.as_str())],
+                    )),
                     1,
                 );
                 return self.reply(&LocalReply::unmatched(why));
@@ -426,10 +429,7 @@ impl Request {
         self.channel = Some(index);
         self.phase = Phase::Holding;
         self.delivery_id = delivery_id_of(ch, &self.headers, &[]);
-        self.count(
-            stat_name(metric::REQUESTS_TOTAL, &[(label::CHANNEL, &ch.name)]),
-            1,
-        );
+        self.count(ch.stats.requests.clone(), 1);
 
         match self.admit(&policy, ch, env) {
             Some(classified) if classified.admitted().is_some() => {
@@ -530,7 +530,7 @@ impl Request {
             delivery_id: None,
         };
         let outcome = rego::classify(admission, policy, &input);
-        self.count(outcome.stat(policy), 1);
+        self.count(Stat::Once(outcome.stat(policy)), 1);
         if let Some(error) = &outcome.error {
             self.effect(Effect::BudgetedWarn(format!(
                 "callback-guard: admission policy failed channel={channel}: {}",
@@ -549,7 +549,7 @@ impl Request {
         end_of_stream: bool,
         env: &dyn Env,
     ) -> Output {
-        self.count(pipeline::admission_stat(&ch.name, decision), 1);
+        self.count(ch.stats.admission(decision), 1);
         if let Some(mut refusal) = decision.refusal() {
             if let (Decision::Denied(_), Some(reason)) = (decision, &self.admission_reason) {
                 refusal.detail = format!("{}: {reason}", refusal.detail);
@@ -630,7 +630,7 @@ impl Request {
 
     /// `413`: declared or buffered beyond the channel's `max_body_bytes`.
     fn too_large(&mut self, ch: &ChannelPolicy) -> Output {
-        self.count_event(&ch.name, Event::Rejected(code::TOO_LARGE));
+        self.count_event(&ch.stats, Event::Rejected(code::TOO_LARGE));
         self.reply(&LocalReply::too_large(ch.max_body_bytes))
     }
 
@@ -785,7 +785,7 @@ impl Request {
             forget,
         } = verdict;
         for event in events {
-            self.count_event(&ch.name, event);
+            self.count_event(&ch.stats, event);
         }
         if let Some(key) = forget {
             self.effect(Effect::Store(StoreWrite::DedupForget { key }));
@@ -898,11 +898,8 @@ impl Request {
         self.upstream_start_ms = env.now_ms();
         self.record(Verdict::Forwarded, None);
         if let Some(cluster) = &self.cluster {
-            let name = stat_name(
-                metric::ROUTED_TOTAL,
-                &[(label::CHANNEL, &ch.name), ("cluster", cluster)],
-            );
-            self.count(name, 1);
+            let index = ch.routing.as_ref().and_then(|r| r.cluster_index(cluster));
+            self.count(ch.stats.routed(index, cluster), 1);
         }
         self.out(Step::Continue)
     }
@@ -1029,10 +1026,7 @@ impl Request {
             }
         }
         let elapsed = env.now_ms().saturating_sub(self.start_ms);
-        self.effect(Effect::Histogram(
-            stat_name(metric::DURATION_MS, &[(label::CHANNEL, &ch.name)]),
-            elapsed,
-        ));
+        self.effect(Effect::Histogram(ch.stats.duration.clone(), elapsed));
         self.out(Step::Continue)
     }
 
@@ -1052,13 +1046,8 @@ impl Request {
             .clone()
             .or_else(|| env.property(&["xds", "cluster_name"]))
             .unwrap_or_else(|| "unknown".to_string());
-        self.count(
-            stat_name(
-                metric::UPSTREAM_FAILURES_TOTAL,
-                &[(label::CHANNEL, &ch.name), ("cluster", &cluster)],
-            ),
-            1,
-        );
+        let index = ch.routing.as_ref().and_then(|r| r.cluster_index(&cluster));
+        self.count(ch.stats.upstream_failures(index, &cluster), 1);
         self.forget_delivery(ch);
         if matches!(self.phase, Phase::Forwarded { .. }) && policy.dead_letter.is_some() {
             let mut headers: Vec<(&str, &str)> = deadletter::COPIED_HEADERS
