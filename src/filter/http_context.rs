@@ -372,7 +372,7 @@ impl Http {
         match effect {
             Effect::RemoveRequestHeader(name) => host::remove_request_header(&name),
             Effect::SetRequestHeader(name, value) => host::set_request_header(&name, &value),
-            Effect::SetResponseHeader(name, value) => host::set_response_header(&name, &value),
+            Effect::SetResponseHeader(name, value) => host::set_response_header(name, &value),
             Effect::Reply {
                 status,
                 headers,

@@ -57,6 +57,7 @@ use crate::core::reply::LocalReply;
 use crate::core::routing::Observation;
 use crate::core::shared::SharedStore;
 use crate::core::{empty, trace};
+use std::borrow::Cow;
 use std::rc::Rc;
 use store::{Answer, Query, StoreWrite};
 
@@ -145,12 +146,15 @@ pub enum Step {
     Query(Query),
 }
 
+/// A header name or value: our constants are borrowed, never copied.
+pub type Text = Cow<'static, str>;
+
 /// One thing to do, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    RemoveRequestHeader(String),
-    SetRequestHeader(String, String),
-    SetResponseHeader(String, String),
+    RemoveRequestHeader(Text),
+    SetRequestHeader(Text, Text),
+    SetResponseHeader(&'static str, Text),
     /// Send a local reply.
     Reply {
         status: u32,
@@ -322,15 +326,12 @@ impl Request {
         self.count(stat, by);
     }
 
-    fn set_header(&mut self, name: &str, value: &str) {
-        self.effect(Effect::SetRequestHeader(
-            name.to_string(),
-            value.to_string(),
-        ));
+    fn set_header(&mut self, name: impl Into<Text>, value: impl Into<Text>) {
+        self.effect(Effect::SetRequestHeader(name.into(), value.into()));
     }
 
-    fn remove_header(&mut self, name: &str) {
-        self.effect(Effect::RemoveRequestHeader(name.to_string()));
+    fn remove_header(&mut self, name: impl Into<Text>) {
+        self.effect(Effect::RemoveRequestHeader(name.into()));
     }
 
     /// The caller's trace if valid, else a new one.
@@ -379,14 +380,15 @@ impl Request {
 
         // Every request, in a channel or not: the headers only the filter
         // sets go (only those present: a removal is a host call).
-        for name in header::SET_BY_FILTER
-            .iter()
-            .copied()
-            .chain(std::iter::once(policy.cluster_header.as_str()))
-        {
+        for name in header::SET_BY_FILTER {
             if self.headers.contains(name) {
                 self.remove_header(name);
             }
+        }
+        let cluster_header = policy.cluster_header.as_str();
+        if !header::SET_BY_FILTER.contains(&cluster_header) && self.headers.contains(cluster_header)
+        {
+            self.remove_header(cluster_header.to_string());
         }
 
         // The route first: outside every channel nothing else happens (no
@@ -422,7 +424,7 @@ impl Request {
         self.start_ms = env.now_ms();
         let tp = self.trace(env);
         if tp.generated {
-            self.set_header("traceparent", &tp.header);
+            self.set_header("traceparent", tp.header);
         }
         self.trace_id = tp.trace_id;
 
@@ -591,7 +593,7 @@ impl Request {
                     .choose(weights.as_ref(), &ch.name, self.start_ms, random)
                     .to_string()
             };
-            self.set_header(&policy.cluster_header, &cluster);
+            self.set_header(policy.cluster_header.clone(), cluster.clone());
             self.cluster = Some(cluster);
         }
 
@@ -822,10 +824,10 @@ impl Request {
                 .clone()
                 .unwrap_or_else(|| format!("msg_{}", self.trace_id));
             for name in verifier.signature_headers() {
-                self.remove_header(name);
+                self.remove_header(name.to_string());
             }
             for (name, value) in resigner.headers(&id, env.now_ms() / 1000, forwarded) {
-                self.set_header(name, &value);
+                self.set_header(name, value);
             }
         }
         if let Some(dead_letter) = &policy.dead_letter {
@@ -873,8 +875,14 @@ impl Request {
                 "callback body could not be rewritten",
             ));
         }
-        if self.phase == Phase::Holding {
-            self.set_header("content-length", &len.to_string());
+        // Only a length that changed is written (a header write is a host
+        // call).
+        let declared = self
+            .headers
+            .get("content-length")
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        if self.phase == Phase::Holding && declared != Some(len) {
+            self.set_header("content-length", len.to_string());
         }
         self.forwarded(ch, dedup_key, env)
     }
@@ -967,11 +975,11 @@ impl Request {
         }
         if !self.trace_id.is_empty() {
             let value = self.trace_id.clone();
-            self.effect(Effect::SetResponseHeader(header::TRACE_ID.into(), value));
+            self.effect(Effect::SetResponseHeader(header::TRACE_ID, value.into()));
         }
         if let Some(scheme) = self.verified {
             self.effect(Effect::SetResponseHeader(
-                header::VERIFIED_SIGNATURE.into(),
+                header::VERIFIED_SIGNATURE,
                 scheme.into(),
             ));
         }

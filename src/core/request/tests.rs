@@ -205,7 +205,7 @@ fn counted(effects: &[Effect], prefix: &str) -> u64 {
 
 fn set_header<'a>(effects: &'a [Effect], name: &str) -> Option<&'a str> {
     effects.iter().find_map(|e| match e {
-        Effect::SetRequestHeader(k, v) if k == name => Some(v.as_str()),
+        Effect::SetRequestHeader(k, v) if k == name => Some(v.as_ref()),
         _ => None,
     })
 }
@@ -298,12 +298,12 @@ fn hold_mode_forwards_a_verified_callback_with_its_headers_set_after_the_body() 
     env.status(200);
     let out = request.on_response_headers(&env);
     assert!(out.effects.iter().any(
-        |e| matches!(e, Effect::SetResponseHeader(k, v) if k == header::VERIFIED_SIGNATURE && v == "github")
+        |e| matches!(e, Effect::SetResponseHeader(k, v) if *k == header::VERIFIED_SIGNATURE && v == "github")
     ));
     assert!(
         out.effects
             .iter()
-            .any(|e| matches!(e, Effect::SetResponseHeader(k, _) if k == header::TRACE_ID))
+            .any(|e| matches!(e, Effect::SetResponseHeader(k, _) if *k == header::TRACE_ID))
     );
     let out = request.on_end(&env);
     assert!(
@@ -868,4 +868,24 @@ fn the_full_pipeline_reads_the_clock_once_per_event_that_needs_it() {
     // Request start; the body checks, the bucket draw and the forward;
     // the response (routing latency); the end (duration).
     assert_eq!(reads, [1, 1, 1, 1]);
+}
+
+#[test]
+fn a_rewritten_body_of_the_same_length_keeps_its_content_length() {
+    let p = one_channel(r#","mask":{"fields":["phone"]}"#, "");
+    let store = MemoryStore::new();
+    // `"123"` becomes `"***"`: the length stays, so no header is written.
+    let body = br#"{"phone":"123"}"#;
+    let length = body.len().to_string();
+    let run = send(&p, &[JSON, ("content-length", &length)], body, &store);
+    assert_eq!(run.step, Step::Continue);
+    assert!(run.effects.iter().any(
+        |e| matches!(e, Effect::Count(stat, 1) if stat.starts_with("callback_masked_fields_total"))
+    ));
+    assert_eq!(set_header(&run.effects, "content-length"), None);
+    // A length that changes is written.
+    let body = br#"{"phone":"1234"}"#;
+    let length = body.len().to_string();
+    let run = send(&p, &[JSON, ("content-length", &length)], body, &store);
+    assert_eq!(set_header(&run.effects, "content-length"), Some("15"));
 }
