@@ -11,16 +11,23 @@
 /// pairs read so far: never a panic, never a read past the buffer, and no
 /// allocation larger than the buffer (a lying count reserves nothing).
 pub fn deserialize_map(bytes: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    for_each_pair(bytes, |key, value| out.push((key.to_vec(), value.to_vec())));
+    out
+}
+
+/// Hands each (name, value) of a host map to `f`, in order, without
+/// copying; the same guarantees as [`deserialize_map`].
+pub fn for_each_pair(bytes: &[u8], mut f: impl FnMut(&[u8], &[u8])) {
     let read_u32 = |at: usize| -> Option<usize> {
         let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
         usize::try_from(u32::from_le_bytes(raw)).ok()
     };
     let Some(count) = read_u32(0) else {
-        return Vec::new();
+        return;
     };
-    let mut out = Vec::new();
     let Some(mut p) = count.checked_mul(8).and_then(|n| n.checked_add(4)) else {
-        return out;
+        return;
     };
     for n in 0..count {
         let s = 4 + n * 8;
@@ -35,9 +42,8 @@ pub fn deserialize_map(bytes: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
             break;
         };
         p += vlen + 1;
-        out.push((key.to_vec(), value.to_vec()));
+        f(key, value);
     }
-    out
 }
 
 /// Encodes a map (local-reply headers). Lengths past `u32::MAX` cannot

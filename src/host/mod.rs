@@ -12,7 +12,7 @@
 //!
 //! | SDK surface | can panic on | used here |
 //! |---|---|---|
-//! | `hostcalls::get_map`, `get_map_value`, `get_map_bytes` (names), `get_http_*_header(s)` | non-UTF-8 names/values (`from_utf8().unwrap()`) | no: [`abi::get_map_pairs`] / [`abi::get_map_value`] return bytes |
+//! | `hostcalls::get_map`, `get_map_value`, `get_map_bytes` (names), `get_http_*_header(s)` | non-UTF-8 names/values (`from_utf8().unwrap()`) | no: [`abi::get_map_bytes`] / [`abi::get_map_value`] return bytes |
 //! | every other `hostcalls::*` (`log`, `get_buffer`, `set_buffer`, `set_map_value`, `remove_map_value`, `get_property`, `send_http_response`, `get/set_shared_data`, `define/increment/record_metric`, `get_current_time`, `set_tick_period`) | any status outside its `match` (`panic!("unexpected status")`); a status outside `types::Status` is UB in its extern declaration | no: [`abi`] returns `u32` statuses as [`abi::HostError`] |
 //! | `Context`/`HttpContext` helper methods (`get_http_request_header`, `set_http_request_header`, `send_http_response`, ...) | they `unwrap()` the hostcalls above | never called |
 //! | `hostcalls::dispatch_http_call` (dead-letter copies, fleet-state calls) | statuses other than `Ok`/`BadArgument`/`InternalFailure`, which Envoy's `httpCall` does not return | used, for this one call: the SDK's dispatcher must register the token, or it panics on the answer |
@@ -106,7 +106,7 @@ pub fn env_var(name: &str) -> Option<String> {
 /// The request headers as one snapshot; values that are not UTF-8 are kept
 /// (lossily) as data.
 pub fn request_headers() -> Headers {
-    Headers::from_bytes(abi::get_map_pairs(abi::MAP_HTTP_REQUEST_HEADERS).unwrap_or_default())
+    Headers::from_map(&abi::get_map_bytes(abi::MAP_HTTP_REQUEST_HEADERS).unwrap_or_default())
 }
 
 pub fn set_request_header(name: &str, value: &str) {

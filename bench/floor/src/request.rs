@@ -141,9 +141,10 @@ impl Host {
 
 /// One request of the scenario, start to end.
 #[inline(never)]
-pub fn request_work(policy: &Rc<Policy>, host: &Host, pairs: &[(Vec<u8>, Vec<u8>)]) -> usize {
+pub fn request_work(policy: &Rc<Policy>, host: &Host, map: &[u8]) -> usize {
     let mut request = Request::new(Some(policy.clone()));
-    let headers = Headers::from_bytes(pairs.to_vec());
+    // As host::request_headers: the host's buffer (one copy), then parsed.
+    let headers = Headers::from_map(&map.to_vec());
     let env = HostEnv::new(host);
     let out = request.on_request_headers(headers, false, &env);
     host.drive(&mut request, out, &env);
@@ -166,7 +167,7 @@ pub fn setup(
     ts: u64,
     secret: &str,
     signature: &str,
-) -> (Rc<Policy>, Host, Vec<(Vec<u8>, Vec<u8>)>) {
+) -> (Rc<Policy>, Host, Vec<u8>) {
     let policy = callback_guard::config::load(config(key, secret).as_bytes(), &|_| None)
         .expect("bench config loads");
     let store = MemoryStore::new();
@@ -192,10 +193,7 @@ pub fn setup(
         ("x-forwarded-proto", "http".into()),
         ("x-request-id", "4d6b0a4e-5d1c-4b7b-9a55-0f3c2f0e2a11".into()),
     ];
-    let pairs = pairs
-        .into_iter()
-        .map(|(k, v)| (k.as_bytes().to_vec(), v.into_bytes()))
-        .collect();
+    let pairs = callback_guard::core::abi_map::serialize_map(&pairs);
     let host = Host {
         now_ms: ts * 1000,
         body: body.to_vec(),
