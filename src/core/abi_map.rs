@@ -16,6 +16,18 @@ pub fn deserialize_map(bytes: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
     out
 }
 
+/// How many pairs a host map says it holds, bounded by what its buffer
+/// could hold (every pair takes at least 10 bytes): a capacity hint.
+pub fn pair_count(bytes: &[u8]) -> usize {
+    let count = bytes
+        .get(..4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, u32::from_le_bytes);
+    usize::try_from(count)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len() / 10)
+}
+
 /// Hands each (name, value) of a host map to `f`, in order, without
 /// copying; the same guarantees as [`deserialize_map`].
 pub fn for_each_pair(bytes: &[u8], mut f: impl FnMut(&[u8], &[u8])) {
@@ -86,6 +98,16 @@ mod tests {
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn pair_count_is_bounded_by_the_buffer() {
+        let map = serialize_map(&[("a", "1"), ("b", "2")]);
+        assert_eq!(pair_count(&map), 2);
+        let mut lying = map.clone();
+        lying[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(pair_count(&lying), lying.len() / 10);
+        assert_eq!(pair_count(&[]), 0);
+    }
 
     #[test]
     fn map_round_trip_and_raw_bytes() {

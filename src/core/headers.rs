@@ -41,7 +41,7 @@ impl Headers {
     pub fn from_bytes(pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Self {
         let mut headers = Self::default();
         for (k, v) in &pairs {
-            headers.push(&String::from_utf8_lossy(k), &String::from_utf8_lossy(v));
+            headers.push(&text(k), &text(v));
         }
         headers
     }
@@ -51,11 +51,9 @@ impl Headers {
     pub fn from_map(bytes: &[u8]) -> Self {
         let mut headers = Self {
             text: String::with_capacity(bytes.len()),
-            spans: Vec::new(),
+            spans: Vec::with_capacity(crate::core::abi_map::pair_count(bytes)),
         };
-        crate::core::abi_map::for_each_pair(bytes, |k, v| {
-            headers.push(&String::from_utf8_lossy(k), &String::from_utf8_lossy(v));
-        });
+        crate::core::abi_map::for_each_pair(bytes, |k, v| headers.push(&text(k), &text(v)));
         headers
     }
 
@@ -133,6 +131,15 @@ impl Headers {
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.pairs()
+    }
+}
+
+/// Bytes as text, lossily (`from_utf8` first: the usual valid header is
+/// checked much faster than by the lossy decoder).
+fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 
