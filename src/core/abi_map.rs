@@ -6,6 +6,8 @@
 //! Map layout: `u32 n` (little-endian), then `n` × (`u32 name_len`,
 //! `u32 value_len`), then each name and value followed by a NUL byte.
 
+use std::ops::Range;
+
 /// Decodes a host map. Names and values stay bytes (Envoy accepts
 /// 0x80-0xFF in values). A truncated or inconsistent buffer yields the
 /// pairs read so far: never a panic, never a read past the buffer, and no
@@ -31,6 +33,26 @@ pub fn pair_count(bytes: &[u8]) -> usize {
 /// Hands each (name, value) of a host map to `f`, in order, without
 /// copying; the same guarantees as [`deserialize_map`].
 pub fn for_each_pair(bytes: &[u8], mut f: impl FnMut(&[u8], &[u8])) {
+    for_each_span(bytes, |key, value| {
+        f(
+            bytes.get(key).unwrap_or_default(),
+            bytes.get(value).unwrap_or_default(),
+        );
+    });
+}
+
+/// Where a host map's strings start (after its count and lengths), if its
+/// count fits the buffer.
+pub fn strings_start(bytes: &[u8]) -> Option<usize> {
+    let raw: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
+    let count = usize::try_from(u32::from_le_bytes(raw)).ok()?;
+    let start = count.checked_mul(8)?.checked_add(4)?;
+    (start <= bytes.len()).then_some(start)
+}
+
+/// As [`for_each_pair`], with the byte ranges of each name and value in
+/// `bytes` (always within it).
+pub fn for_each_span(bytes: &[u8], mut f: impl FnMut(Range<usize>, Range<usize>)) {
     let read_u32 = |at: usize| -> Option<usize> {
         let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
         usize::try_from(u32::from_le_bytes(raw)).ok()
@@ -46,14 +68,16 @@ pub fn for_each_pair(bytes: &[u8], mut f: impl FnMut(&[u8], &[u8])) {
         let (Some(klen), Some(vlen)) = (read_u32(s), read_u32(s + 4)) else {
             break;
         };
-        let Some(key) = p.checked_add(klen).and_then(|end| bytes.get(p..end)) else {
+        let Some(key_end) = p.checked_add(klen).filter(|&end| end <= bytes.len()) else {
             break;
         };
-        p += klen + 1;
-        let Some(value) = p.checked_add(vlen).and_then(|end| bytes.get(p..end)) else {
+        let key = p..key_end;
+        p = key_end + 1;
+        let Some(value_end) = p.checked_add(vlen).filter(|&end| end <= bytes.len()) else {
             break;
         };
-        p += vlen + 1;
+        let value = p..value_end;
+        p = value_end + 1;
         f(key, value);
     }
 }

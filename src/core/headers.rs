@@ -7,6 +7,9 @@
 //! decide security are read through [`Headers::single_token`], which
 //! refuses anything but one visible-ASCII value.
 
+use crate::core::abi_map;
+use std::borrow::Cow;
+
 /// Header pairs with lower-case names (HTTP/2 and Envoy already lower-case
 /// them; we normalise anyway so lookups never miss on case).
 ///
@@ -51,9 +54,20 @@ impl Headers {
     pub fn from_map(bytes: &[u8]) -> Self {
         let mut headers = Self {
             text: String::with_capacity(bytes.len()),
-            spans: Vec::with_capacity(crate::core::abi_map::pair_count(bytes)),
+            spans: Vec::with_capacity(abi_map::pair_count(bytes)),
         };
-        crate::core::abi_map::for_each_pair(bytes, |k, v| headers.push(&text(k), &text(v)));
+        // Names and values lie one after the other, separated by NULs (valid
+        // UTF-8 themselves): one check of them all usually serves every
+        // pair; a piece the check does not cover is decoded on its own.
+        let valid = abi_map::strings_start(bytes)
+            .and_then(|start| Some((start, std::str::from_utf8(bytes.get(start..)?).ok()?)));
+        let piece = |range: std::ops::Range<usize>| match valid {
+            Some((start, all)) => all
+                .get(range.start.wrapping_sub(start)..range.end.wrapping_sub(start))
+                .map_or_else(|| text(bytes.get(range).unwrap_or_default()), Cow::Borrowed),
+            None => text(bytes.get(range).unwrap_or_default()),
+        };
+        abi_map::for_each_span(bytes, |k, v| headers.push(&piece(k), &piece(v)));
         headers
     }
 
@@ -136,9 +150,9 @@ impl Headers {
 
 /// Bytes as text, lossily (`from_utf8` first: the usual valid header is
 /// checked much faster than by the lossy decoder).
-fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+fn text(bytes: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(bytes) {
-        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Ok(s) => Cow::Borrowed(s),
         Err(_) => String::from_utf8_lossy(bytes),
     }
 }
@@ -200,6 +214,14 @@ mod tests {
         );
         assert_eq!(h.get_all("x").collect::<Vec<_>>(), ["", "2"]);
         assert_eq!(Headers::from_map(&[]), Headers::default());
+        // Invalid UTF-8 in one value: that value alone is decoded lossily.
+        let pairs = vec![
+            (b"a".to_vec(), b"\xff\xfe".to_vec()),
+            (b"b".to_vec(), "caf\u{e9}".as_bytes().to_vec()),
+        ];
+        let map = crate::core::abi_map::serialize_map(&pairs);
+        assert_eq!(Headers::from_map(&map), Headers::from_bytes(pairs));
+        assert_eq!(Headers::from_map(&map).get("b"), Some("caf\u{e9}"));
     }
 
     #[test]
