@@ -103,12 +103,20 @@ pub struct BodyVerdict {
     pub forget: Option<String>,
 }
 
+/// Whether the body checks of `ch` read the time (`BodyInput::now_unix_s`,
+/// `PendingAdmission::now_ms`): only the signature's tolerance, dedup and a
+/// bucket draw still owed do; otherwise the host clock is not read.
+pub fn needs_time(ch: &ChannelPolicy, admission_pending: bool) -> bool {
+    ch.signature.is_some() || ch.dedup.is_some() || admission_pending
+}
+
 /// Input of [`inspect_body`].
 pub struct BodyInput<'a> {
     pub headers: &'a Headers,
     pub body: &'a [u8],
     /// The headers said the callback is empty (`x-callback-status: 204`).
     pub empty_by_header: bool,
+    /// The time, when [`needs_time`] (else anything).
     pub now_unix_s: u64,
     /// Drawn right after the signature verified, before dedup remembers
     /// the delivery.

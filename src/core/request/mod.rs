@@ -50,7 +50,7 @@ use crate::core::hold::{self, BodyWait};
 use crate::core::metrics::{ChannelStats, Stat, stat_name};
 use crate::core::names::{code, header, label, metric};
 use crate::core::pipeline::{
-    BodyAction, BodyCheck, BodyInput, BodyStep, BodyVerdict, Event, PendingAdmission,
+    self, BodyAction, BodyCheck, BodyInput, BodyStep, BodyVerdict, Event, PendingAdmission,
 };
 use crate::core::policy::{ChannelPolicy, Policy};
 use crate::core::reply::LocalReply;
@@ -705,7 +705,11 @@ impl Request {
             ));
         };
         self.delivery_id = delivery_id_of(ch, &self.headers, &body);
-        let now_ms = env.now_ms();
+        let now_ms = if pipeline::needs_time(ch, self.pending_admission.is_some()) {
+            env.now_ms()
+        } else {
+            0
+        };
         let input = BodyInput {
             headers: &self.headers,
             body: &body,
@@ -903,7 +907,10 @@ impl Request {
         }
         self.dedup_key = dedup_key;
         self.phase = Phase::Forwarded { streamed };
-        self.upstream_start_ms = env.now_ms();
+        // Only routing feedback measures from here.
+        if ch.routing.is_some() {
+            self.upstream_start_ms = env.now_ms();
+        }
         self.record(Verdict::Forwarded, None);
         if let Some(cluster) = &self.cluster {
             let index = ch.routing.as_ref().and_then(|r| r.cluster_index(cluster));

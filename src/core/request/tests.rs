@@ -889,3 +889,38 @@ fn a_rewritten_body_of_the_same_length_keeps_its_content_length() {
     let run = send(&p, &[JSON, ("content-length", &length)], body, &store);
     assert_eq!(set_header(&run.effects, "content-length"), Some("15"));
 }
+
+#[test]
+fn a_channel_whose_checks_need_no_time_reads_the_clock_only_for_its_duration() {
+    // Admission on an unsigned channel (drawn at the headers), no routing:
+    // the body and the response need no time.
+    let p = one_channel("", r#","admission":{"capacity":{"rps":1000,"burst":1000}}"#);
+    let host = FakeEnv::new();
+    let body = br#"{"a":1}"#;
+    host.body(body);
+    host.status(200);
+    let store = MemoryStore::new();
+    let mut request = Request::new(Some(p));
+    let mut reads = Vec::new();
+    let mut event = |request: &mut Request, first: &dyn Fn(&mut Request, &dyn Env) -> Output| {
+        let env = OneEvent::new(&host);
+        let before = host.clock_reads.get();
+        let out = first(request, &env);
+        let (effects, step) = drive(request, out, &env, &store);
+        reads.push(host.clock_reads.get() - before);
+        (effects, step)
+    };
+    let hs = RefCell::new(Some(headers(&[JSON])));
+    let (effects, _) = event(&mut request, &|r, env| {
+        r.on_request_headers(hs.borrow_mut().take().unwrap_or_default(), false, env)
+    });
+    assert_eq!(counted(&effects, "callback_admission_total"), 1);
+    let (_, step) = event(&mut request, &|r, env| {
+        r.on_request_body(body.len(), true, env)
+    });
+    assert_eq!(step, Step::Continue);
+    let _ = event(&mut request, &|r, env| r.on_response_headers(env));
+    let (effects, _) = event(&mut request, &|r, env| r.on_end(env));
+    assert!(matches!(&effects[..], [Effect::Histogram(..)]));
+    assert_eq!(reads, [1, 0, 0, 1]);
+}
