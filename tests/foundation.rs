@@ -236,13 +236,22 @@ fn traceparent_is_kept_when_valid_and_generated_otherwise() {
     let resp_none = Request::post("/callbacks/payments")
         .json(r#"{"a":2}"#)
         .send(envoy.addr());
-    let resp_bad = Request::post("/other")
+    let resp_bad = Request::post("/callbacks/payments")
         .header("traceparent", "00-zz-bad-01")
         .json(r#"{"a":3}"#)
         .send(envoy.addr());
+    // Outside every channel the filter leaves the trace alone: nothing
+    // generated, nothing on the response.
+    let resp_other = Request::post("/other")
+        .header("traceparent", "00-zz-bad-01")
+        .json(r#"{"a":4}"#)
+        .send(envoy.addr());
+    assert_eq!(resp_other.status, 200);
+    assert_eq!(resp_other.header("x-callback-trace-id"), None);
 
     let got = up.received();
-    assert_eq!(got.len(), 3);
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[3].header("traceparent"), Some("00-zz-bad-01"));
     assert_eq!(got[0].header("traceparent"), Some(valid));
     for (resp, req) in [(&resp_none, &got[1]), (&resp_bad, &got[2])] {
         let tp = req.header("traceparent").expect("generated traceparent");

@@ -51,6 +51,8 @@ pub fn check(data: &[u8]) {
         }
     }
     let headers = Headers::from_bytes(pairs.clone());
+    // What the filter reads: the host's map straight into the snapshot.
+    assert_eq!(Headers::from_map(data), headers, "from_map");
     // Once per name: its first value is what `get` returns, and the only
     // one when `single_token` may answer with a value.
     for (i, ((_, v), n)) in pairs.iter().zip(&names).enumerate() {

@@ -22,14 +22,11 @@ pub fn check(data: &[u8]) {
             assert_eq!(parts.len(), 4, "{v:?}");
             assert_eq!(v.len(), 55, "{v:?}");
         }
-        assert_eq!(
-            (tp.trace_id.as_str(), tp.parent_id.as_str()),
-            (parts[1], parts[2])
-        );
-        assert_eq!(tp.flags, parts[3]);
+        assert_eq!((tp.trace_id.as_str(), tp.parent_id()), (parts[1], parts[2]));
+        assert_eq!(tp.flags(), parts[3]);
         assert!(lower_hex(&tp.trace_id, 32) && tp.trace_id.bytes().any(|b| b != b'0'));
-        assert!(lower_hex(&tp.parent_id, 16) && tp.parent_id.bytes().any(|b| b != b'0'));
-        assert!(lower_hex(&tp.flags, 2));
+        assert!(lower_hex(tp.parent_id(), 16) && tp.parent_id().bytes().any(|b| b != b'0'));
+        assert!(lower_hex(tp.flags(), 2));
         assert!(!tp.generated);
     }
     // Random bits from the input itself, so generation is fuzzed too

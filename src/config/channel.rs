@@ -8,6 +8,7 @@ use super::signature::{self, DedupSpec, SecretSpec, SignatureSpec};
 use super::{ConfigError, EnvLookup, FieldPath};
 use crate::core::admission::ChannelLimit;
 use crate::core::channel::{self as matching, ChannelMatch, Methods};
+use crate::core::metrics::ChannelStats;
 use crate::core::policy::{ChannelPolicy, EmptyAction};
 use crate::core::resign::Resigner;
 use serde::Deserialize;
@@ -268,6 +269,7 @@ pub(super) fn compile(
         None => None,
     };
     let methods = compile_methods(spec.match_.methods.as_deref(), &match_path.key("methods"))?;
+    let stats = ChannelStats::new(&spec.name, routing.iter().flat_map(|r| r.clusters()));
     Ok(ChannelPolicy {
         name: spec.name.clone(),
         methods,
@@ -285,5 +287,6 @@ pub(super) fn compile(
         mask,
         contract,
         routing,
+        stats,
     })
 }

@@ -6,38 +6,80 @@
 //! Map layout: `u32 n` (little-endian), then `n` × (`u32 name_len`,
 //! `u32 value_len`), then each name and value followed by a NUL byte.
 
+use std::ops::Range;
+
 /// Decodes a host map. Names and values stay bytes (Envoy accepts
 /// 0x80-0xFF in values). A truncated or inconsistent buffer yields the
 /// pairs read so far: never a panic, never a read past the buffer, and no
 /// allocation larger than the buffer (a lying count reserves nothing).
 pub fn deserialize_map(bytes: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    for_each_pair(bytes, |key, value| out.push((key.to_vec(), value.to_vec())));
+    out
+}
+
+/// How many pairs a host map says it holds, bounded by what its buffer
+/// could hold (every pair takes at least 10 bytes): a capacity hint.
+pub fn pair_count(bytes: &[u8]) -> usize {
+    let count = bytes
+        .get(..4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, u32::from_le_bytes);
+    usize::try_from(count)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len() / 10)
+}
+
+/// Hands each (name, value) of a host map to `f`, in order, without
+/// copying; the same guarantees as [`deserialize_map`].
+pub fn for_each_pair(bytes: &[u8], mut f: impl FnMut(&[u8], &[u8])) {
+    for_each_span(bytes, |key, value| {
+        f(
+            bytes.get(key).unwrap_or_default(),
+            bytes.get(value).unwrap_or_default(),
+        );
+    });
+}
+
+/// Where a host map's strings start (after its count and lengths), if its
+/// count fits the buffer.
+pub fn strings_start(bytes: &[u8]) -> Option<usize> {
+    let raw: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
+    let count = usize::try_from(u32::from_le_bytes(raw)).ok()?;
+    let start = count.checked_mul(8)?.checked_add(4)?;
+    (start <= bytes.len()).then_some(start)
+}
+
+/// As [`for_each_pair`], with the byte ranges of each name and value in
+/// `bytes` (always within it).
+pub fn for_each_span(bytes: &[u8], mut f: impl FnMut(Range<usize>, Range<usize>)) {
     let read_u32 = |at: usize| -> Option<usize> {
         let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
         usize::try_from(u32::from_le_bytes(raw)).ok()
     };
     let Some(count) = read_u32(0) else {
-        return Vec::new();
+        return;
     };
-    let mut out = Vec::new();
     let Some(mut p) = count.checked_mul(8).and_then(|n| n.checked_add(4)) else {
-        return out;
+        return;
     };
     for n in 0..count {
         let s = 4 + n * 8;
         let (Some(klen), Some(vlen)) = (read_u32(s), read_u32(s + 4)) else {
             break;
         };
-        let Some(key) = p.checked_add(klen).and_then(|end| bytes.get(p..end)) else {
+        let Some(key_end) = p.checked_add(klen).filter(|&end| end <= bytes.len()) else {
             break;
         };
-        p += klen + 1;
-        let Some(value) = p.checked_add(vlen).and_then(|end| bytes.get(p..end)) else {
+        let key = p..key_end;
+        p = key_end + 1;
+        let Some(value_end) = p.checked_add(vlen).filter(|&end| end <= bytes.len()) else {
             break;
         };
-        p += vlen + 1;
-        out.push((key.to_vec(), value.to_vec()));
+        let value = p..value_end;
+        p = value_end + 1;
+        f(key, value);
     }
-    out
 }
 
 /// Encodes a map (local-reply headers). Lengths past `u32::MAX` cannot
@@ -80,6 +122,16 @@ mod tests {
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn pair_count_is_bounded_by_the_buffer() {
+        let map = serialize_map(&[("a", "1"), ("b", "2")]);
+        assert_eq!(pair_count(&map), 2);
+        let mut lying = map.clone();
+        lying[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(pair_count(&lying), lying.len() / 10);
+        assert_eq!(pair_count(&[]), 0);
+    }
 
     #[test]
     fn map_round_trip_and_raw_bytes() {

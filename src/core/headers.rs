@@ -7,31 +7,105 @@
 //! decide security are read through [`Headers::single_token`], which
 //! refuses anything but one visible-ASCII value.
 
+use crate::core::abi_map;
+use std::borrow::Cow;
+
 /// Header pairs with lower-case names (HTTP/2 and Envoy already lower-case
 /// them; we normalise anyway so lookups never miss on case).
+///
+/// Every name and value lives in one string, one after the other: reading
+/// the host's map costs two allocations, not two per header.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    pairs: Vec<(String, String)>,
+    text: String,
+    spans: Vec<Span>,
+}
+
+/// One pair in [`Headers::text`]: the name is `start..name_end`, the value
+/// `name_end..value_end`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Span {
+    start: usize,
+    name_end: usize,
+    value_end: usize,
 }
 
 impl Headers {
     pub fn new(pairs: Vec<(String, String)>) -> Self {
-        let mut pairs = pairs;
-        for (k, _) in &mut pairs {
-            k.make_ascii_lowercase();
+        let mut headers = Self::default();
+        for (k, v) in &pairs {
+            headers.push(k, v);
         }
-        Self { pairs }
+        headers
     }
 
     /// From the host's raw pairs; names and values that are not UTF-8 are
     /// converted lossily (never an error: they are data).
     pub fn from_bytes(pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Self {
-        Self::new(
-            pairs
-                .into_iter()
-                .map(|(k, v)| (lossy(k), lossy(v)))
-                .collect(),
-        )
+        let mut headers = Self::default();
+        for (k, v) in &pairs {
+            headers.push(&text(k), &text(v));
+        }
+        headers
+    }
+
+    /// From the host's encoded map (see [`crate::core::abi_map`]), as
+    /// [`Headers::from_bytes`] of its pairs, without a copy per header.
+    pub fn from_map(bytes: &[u8]) -> Self {
+        let mut headers = Self {
+            text: String::with_capacity(bytes.len()),
+            spans: Vec::with_capacity(abi_map::pair_count(bytes)),
+        };
+        // Names and values lie one after the other, separated by NULs (valid
+        // UTF-8 themselves): one check of them all usually serves every
+        // pair; a piece the check does not cover is decoded on its own.
+        let valid = abi_map::strings_start(bytes)
+            .and_then(|start| Some((start, std::str::from_utf8(bytes.get(start..)?).ok()?)));
+        let piece = |range: std::ops::Range<usize>| match valid {
+            Some((start, all)) => all
+                .get(range.start.wrapping_sub(start)..range.end.wrapping_sub(start))
+                .map_or_else(|| text(bytes.get(range).unwrap_or_default()), Cow::Borrowed),
+            None => text(bytes.get(range).unwrap_or_default()),
+        };
+        abi_map::for_each_span(bytes, |k, v| headers.push(&piece(k), &piece(v)));
+        headers
+    }
+
+    fn push(&mut self, name: &str, value: &str) {
+        let start = self.text.len();
+        self.text.push_str(name);
+        if let Some(name) = self.text.get_mut(start..) {
+            name.make_ascii_lowercase();
+        }
+        let name_end = self.text.len();
+        self.text.push_str(value);
+        self.spans.push(Span {
+            start,
+            name_end,
+            value_end: self.text.len(),
+        });
+    }
+
+    /// Every (name, value), in order.
+    fn pairs(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.spans.iter().map(|s| {
+            let name = self.text.get(s.start..s.name_end).unwrap_or_default();
+            (name, self.value(s))
+        })
+    }
+
+    fn value(&self, s: &Span) -> &str {
+        self.text.get(s.name_end..s.value_end).unwrap_or_default()
+    }
+
+    /// The pairs named `name`: lengths first, then bytes, so a miss costs
+    /// a comparison of two numbers.
+    fn find<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Span> + 'a {
+        let text = self.text.as_bytes();
+        self.spans.iter().filter(move |s| {
+            s.name_end.wrapping_sub(s.start) == name.len()
+                && text.get(s.start..s.name_end) == Some(name.as_bytes())
+        })
     }
 
     /// The one value of a header that a security decision reads (signature,
@@ -40,11 +114,7 @@ impl Headers {
     /// ASCII (a second copy could reach the service next to the verified
     /// one; a non-ASCII byte is never part of a real signature or id).
     pub fn single_token(&self, name: &str) -> Result<Option<&str>, HeaderError> {
-        let mut values = self
-            .pairs
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str());
+        let mut values = self.find(name).map(|s| self.value(s));
         let Some(first) = values.next() else {
             return Ok(None);
         };
@@ -60,18 +130,13 @@ impl Headers {
 
     /// First value of `name` (give it in lower case).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        let s = self.find(name).next()?;
+        Some(self.value(s))
     }
 
     /// Every value of `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.pairs
-            .iter()
-            .filter(move |(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.find(name).map(|s| self.value(s))
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -79,7 +144,16 @@ impl Headers {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.pairs()
+    }
+}
+
+/// Bytes as text, lossily (`from_utf8` first: the usual valid header is
+/// checked much faster than by the lossy decoder).
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 
@@ -92,17 +166,13 @@ pub enum HeaderError {
     NotAscii,
 }
 
-fn lossy(bytes: Vec<u8>) -> String {
-    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-}
-
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Headers {
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for Headers {
     fn from_iter<T: IntoIterator<Item = (K, V)>>(iter: T) -> Self {
-        Self::new(
-            iter.into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        )
+        let mut headers = Self::default();
+        for (k, v) in iter {
+            headers.push(k.as_ref(), v.as_ref());
+        }
+        headers
     }
 }
 
@@ -120,6 +190,38 @@ mod tests {
         assert_eq!(h.get("webhook-id"), Some("a"));
         assert_eq!(h.get_all("x").collect::<Vec<_>>(), ["1", "2"]);
         assert!(!h.contains("missing"));
+    }
+
+    #[test]
+    fn from_the_host_map_as_from_its_pairs() {
+        let pairs = vec![
+            (b":path".to_vec(), b"/cb".to_vec()),
+            (b"X-Note".to_vec(), b"caf\xe9".to_vec()),
+            (b"x".to_vec(), b"".to_vec()),
+            (b"x".to_vec(), b"2".to_vec()),
+        ];
+        let map = crate::core::abi_map::serialize_map(&pairs);
+        let h = Headers::from_map(&map);
+        assert_eq!(h, Headers::from_bytes(pairs));
+        assert_eq!(
+            h.iter().collect::<Vec<_>>(),
+            [
+                (":path", "/cb"),
+                ("x-note", "caf\u{fffd}"),
+                ("x", ""),
+                ("x", "2")
+            ]
+        );
+        assert_eq!(h.get_all("x").collect::<Vec<_>>(), ["", "2"]);
+        assert_eq!(Headers::from_map(&[]), Headers::default());
+        // Invalid UTF-8 in one value: that value alone is decoded lossily.
+        let pairs = vec![
+            (b"a".to_vec(), b"\xff\xfe".to_vec()),
+            (b"b".to_vec(), "caf\u{e9}".as_bytes().to_vec()),
+        ];
+        let map = crate::core::abi_map::serialize_map(&pairs);
+        assert_eq!(Headers::from_map(&map), Headers::from_bytes(pairs));
+        assert_eq!(Headers::from_map(&map).get("b"), Some("caf\u{e9}"));
     }
 
     #[test]

@@ -30,8 +30,8 @@ use crate::core::empty;
 use crate::core::encoding;
 use crate::core::headers::Headers;
 use crate::core::mask::{MaskError, Masker};
-use crate::core::metrics::stat_name;
-use crate::core::names::{code, label, metric};
+use crate::core::metrics::{ChannelStats, Stat};
+use crate::core::names::{code, metric};
 use crate::core::policy::{ChannelPolicy, EmptyAction};
 use crate::core::reply::LocalReply;
 use crate::core::request::store::{self, Answer, Query, StoreWrite};
@@ -52,40 +52,19 @@ pub enum Event {
 }
 
 impl Event {
-    /// The labelled stat name and increment for this event on `channel`.
-    pub fn stat(self, channel: &str) -> (String, u64) {
-        let ch = (label::CHANNEL, channel);
+    /// The stat (named once by the channel's policy) and increment for
+    /// this event.
+    pub fn stat(self, stats: &ChannelStats) -> (Stat, u64) {
         match self {
-            Self::Empty => (stat_name(metric::EMPTY_TOTAL, &[ch]), 1),
-            Self::SignatureVerified => (stat_name(metric::SIGNATURE_VERIFIED_TOTAL, &[ch]), 1),
-            Self::SignatureFailed(r) => (
-                stat_name(
-                    metric::SIGNATURE_FAILED_TOTAL,
-                    &[ch, ("reason", r.as_str())],
-                ),
-                1,
-            ),
-            Self::Duplicate => (stat_name(metric::DUPLICATES_TOTAL, &[ch]), 1),
-            Self::Masked(n) => (stat_name(metric::MASKED_FIELDS_TOTAL, &[ch]), n),
-            Self::Rejected(reason) => (
-                stat_name(metric::REJECTED_TOTAL, &[ch, ("reason", reason)]),
-                1,
-            ),
-            Self::Admission(decision) => (admission_stat(channel, decision), 1),
+            Self::Empty => (stats.empty.clone(), 1),
+            Self::SignatureVerified => (stats.signature_verified.clone(), 1),
+            Self::SignatureFailed(r) => (stats.signature_failed(r), 1),
+            Self::Duplicate => (stats.duplicates.clone(), 1),
+            Self::Masked(n) => (stats.masked_fields.clone(), n),
+            Self::Rejected(reason) => (stats.rejected(reason), 1),
+            Self::Admission(decision) => (stats.admission(decision), 1),
         }
     }
-}
-
-/// The `callback_admission_total` stat of a decision on `channel`.
-pub fn admission_stat(channel: &str, decision: Decision) -> String {
-    stat_name(
-        metric::ADMISSION_TOTAL,
-        &[
-            (label::CHANNEL, channel),
-            ("priority", decision.priority().as_str()),
-            ("decision", decision.as_str()),
-        ],
-    )
 }
 
 /// Admission still owed by a request on a signed channel: the rules'
@@ -124,12 +103,20 @@ pub struct BodyVerdict {
     pub forget: Option<String>,
 }
 
+/// Whether the body checks of `ch` read the time (`BodyInput::now_unix_s`,
+/// `PendingAdmission::now_ms`): only the signature's tolerance, dedup and a
+/// bucket draw still owed do; otherwise the host clock is not read.
+pub fn needs_time(ch: &ChannelPolicy, admission_pending: bool) -> bool {
+    ch.signature.is_some() || ch.dedup.is_some() || admission_pending
+}
+
 /// Input of [`inspect_body`].
 pub struct BodyInput<'a> {
     pub headers: &'a Headers,
     pub body: &'a [u8],
     /// The headers said the callback is empty (`x-callback-status: 204`).
     pub empty_by_header: bool,
+    /// The time, when [`needs_time`] (else anything).
     pub now_unix_s: u64,
     /// Drawn right after the signature verified, before dedup remembers
     /// the delivery.
@@ -934,16 +921,20 @@ mod tests {
 
     #[test]
     fn event_stat_names() {
+        let stats = ChannelStats::new("p", []);
+        let (stat, by) = Event::Rejected(code::TOO_LARGE).stat(&stats);
         assert_eq!(
-            Event::Rejected(code::TOO_LARGE).stat("p"),
+            (&*stat, by),
             (
-                "callback_rejected_total_channel=.=p;.;_reason=.=too_large;.;".to_string(),
+                "callback_rejected_total_channel=.=p;.;_reason=.=too_large;.;",
                 1
             )
         );
-        assert_eq!(Event::Masked(3).stat("p").1, 3);
+        assert_eq!(Event::Masked(3).stat(&stats).1, 3);
         assert_eq!(
-            Event::SignatureFailed(FailureReason::Expired).stat("p").0,
+            &*Event::SignatureFailed(FailureReason::Expired)
+                .stat(&stats)
+                .0,
             "callback_signature_failed_total_channel=.=p;.;_reason=.=expired;.;"
         );
     }

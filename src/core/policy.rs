@@ -8,6 +8,7 @@ use crate::core::deadletter::DeadLetterPolicy;
 use crate::core::decision::{DEFAULT_LOG_PER_SECOND, LogLevel};
 use crate::core::dedup::DedupPolicy;
 use crate::core::mask::Masker;
+use crate::core::metrics::ChannelStats;
 use crate::core::resign::Resigner;
 use crate::core::routing::RoutingPolicy;
 use crate::core::signature::Verifier;
@@ -52,6 +53,8 @@ pub struct ChannelPolicy {
     /// `contract`: the body's JSON Schema, compiled.
     pub contract: Option<crate::core::contract::Contract>,
     pub routing: Option<RoutingPolicy>,
+    /// Its per-request stat names, built once (see [`crate::core::metrics`]).
+    pub stats: ChannelStats,
 }
 
 /// Channels for core tests, built with the typed constructors (no
@@ -77,6 +80,7 @@ pub(crate) mod testing {
             mask: None,
             contract: None,
             routing: None,
+            stats: ChannelStats::new(name, []),
         }
     }
 

@@ -4,13 +4,9 @@
 //! Format (version 00): `00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>`,
 //! lower-case hex, neither id all zeros, version `ff` invalid.
 
-use std::fmt::Write;
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceParent {
     pub trace_id: String,
-    pub parent_id: String,
-    pub flags: String,
     /// The header value to forward.
     pub header: String,
     /// True when this filter made it (the caller sent none or an invalid one).
@@ -51,8 +47,6 @@ pub fn parse(value: &str) -> Option<TraceParent> {
         && is_lower_hex(flags, 2);
     valid.then(|| TraceParent {
         trace_id: trace_id.to_string(),
-        parent_id: parent_id.to_string(),
-        flags: flags.to_string(),
         header: value.to_string(),
         generated: false,
     })
@@ -63,17 +57,39 @@ pub fn generate(hi: u64, lo: u64, span: u64) -> TraceParent {
     // Zero ids are invalid; the chance is nil but the fix is free.
     let lo = if hi == 0 && lo == 0 { 1 } else { lo };
     let span = if span == 0 { 1 } else { span };
-    let mut trace_id = String::with_capacity(32);
-    let _ = write!(trace_id, "{hi:016x}{lo:016x}");
-    let parent_id = format!("{span:016x}");
-    let flags = "01".to_string();
-    let header = format!("00-{trace_id}-{parent_id}-{flags}");
+    // Hex by hand: `format!` costs several times more, on every callback.
+    let mut header = String::with_capacity(55);
+    header.push_str("00-");
+    push_hex(&mut header, hi);
+    push_hex(&mut header, lo);
+    header.push('-');
+    push_hex(&mut header, span);
+    header.push_str("-01");
+    let trace_id = header.get(3..35).unwrap_or_default().to_string();
     TraceParent {
         trace_id,
-        parent_id,
-        flags,
         header,
         generated: true,
+    }
+}
+
+impl TraceParent {
+    /// The 16-hex parent id (its place in a valid header is fixed).
+    pub fn parent_id(&self) -> &str {
+        self.header.get(36..52).unwrap_or_default()
+    }
+
+    /// The two hex flag digits.
+    pub fn flags(&self) -> &str {
+        self.header.get(53..55).unwrap_or_default()
+    }
+}
+
+/// `v` as 16 lower-case hex digits.
+fn push_hex(out: &mut String, v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        out.push(char::from(HEX[((v >> (shift * 4)) & 0xf) as usize]));
     }
 }
 
@@ -134,5 +150,14 @@ mod tests {
             Some(tp.trace_id.clone())
         );
         assert!(parse(&generate(0, 0, 0).header).is_some());
+        let tp = generate(0x0123_4567_89ab_cdef, u64::MAX, 0xfedc_ba98_7654_3210);
+        assert_eq!(
+            tp.header,
+            "00-0123456789abcdefffffffffffffffff-fedcba9876543210-01"
+        );
+        assert_eq!(tp.trace_id, "0123456789abcdefffffffffffffffff");
+        assert_eq!((tp.parent_id(), tp.flags()), ("fedcba9876543210", "01"));
+        let kept = parse(VALID).unwrap();
+        assert_eq!((kept.parent_id(), kept.flags()), ("00f067aa0ba902b7", "01"));
     }
 }

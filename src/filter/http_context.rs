@@ -36,7 +36,7 @@ use super::worker::Worker;
 use crate::core::admission::Decision;
 use crate::core::policy::Policy;
 use crate::core::request::store::{Answer, Query, StoreWrite};
-use crate::core::request::{Effect, Env, Output, Phase, Request, Step};
+use crate::core::request::{Effect, Env, EventClock, Output, Phase, Request, Step};
 use crate::core::shared::SharedStore;
 use crate::core::state::dedup::{self, Marks};
 use crate::core::state::{self, StateError, StatePolicy, lease, limits};
@@ -58,14 +58,24 @@ pub struct Http {
     marks: Marks,
 }
 
-/// The host as the request machine reads it.
+/// The host as the request machine reads it, for one host event.
 struct HostEnv<'a> {
     worker: &'a Worker,
+    clock: EventClock<fn() -> u64>,
+}
+
+impl<'a> HostEnv<'a> {
+    fn new(worker: &'a Worker) -> Self {
+        Self {
+            worker,
+            clock: EventClock::new(host::now_ms),
+        }
+    }
 }
 
 impl Env for HostEnv<'_> {
     fn now_ms(&self) -> u64 {
-        host::now_ms()
+        self.clock.now_ms()
     }
 
     fn random_u64(&self) -> u64 {
@@ -111,7 +121,7 @@ impl Http {
     /// Hands one host event to the machine and drives its output.
     fn run(&mut self, first: impl FnOnce(&mut Request, &dyn Env) -> Output) -> Action {
         let worker = self.worker.clone();
-        let env = HostEnv { worker: &worker };
+        let env = HostEnv::new(&worker);
         let output = first(&mut self.request, &env);
         self.drive(output, &env)
     }
@@ -122,7 +132,7 @@ impl Http {
     fn drive(&mut self, mut output: Output, env: &HostEnv<'_>) -> Action {
         loop {
             for effect in output.effects {
-                self.apply(effect);
+                self.apply(effect, env);
             }
             output = match output.step {
                 Step::Continue => return Action::Continue,
@@ -327,7 +337,10 @@ impl Http {
         let Some(state) = policy.state.as_ref() else {
             return;
         };
-        let now = host::now_ms();
+        // One clock for this event, shared with the machine's resume below.
+        let worker = self.worker.clone();
+        let env = HostEnv::new(&worker);
+        let now = env.now_ms();
         if let Some(i) = self.marks_sent.iter().position(|c| c.token() == token) {
             let mut call = self.marks_sent.swap_remove(i);
             match call.answered(state, body_size) {
@@ -356,8 +369,6 @@ impl Http {
         } else {
             self.dedup_begun(state, &call, &query, &result)
         };
-        let worker = self.worker.clone();
-        let env = HostEnv { worker: &worker };
         let output = self.request.resume(answer, &env);
         // Paused for this call: resume the stream if the request goes on
         // upstream; a local reply already ended it.
@@ -379,11 +390,11 @@ impl Http {
         }
     }
 
-    fn apply(&mut self, effect: Effect) {
+    fn apply(&mut self, effect: Effect, env: &HostEnv<'_>) {
         match effect {
             Effect::RemoveRequestHeader(name) => host::remove_request_header(&name),
             Effect::SetRequestHeader(name, value) => host::set_request_header(&name, &value),
-            Effect::SetResponseHeader(name, value) => host::set_response_header(&name, &value),
+            Effect::SetResponseHeader(name, value) => host::set_response_header(name, &value),
             Effect::Reply {
                 status,
                 headers,
@@ -395,12 +406,12 @@ impl Http {
                     .collect();
                 host::send_reply(status, &headers, &body);
             }
-            Effect::Count(name, by) => self.worker.metrics.borrow_mut().increment(name, by),
-            Effect::Histogram(name, value) => self.worker.metrics.borrow_mut().record(name, value),
+            Effect::Count(stat, by) => self.worker.metrics.borrow_mut().increment(&stat, by),
+            Effect::Histogram(stat, value) => self.worker.metrics.borrow_mut().record(&stat, value),
             Effect::Decision { record, refusal } => {
                 host::set_filter_state(crate::core::decision::FILTER_STATE_NAME, &record);
                 if let Some((level, mut line)) = refusal
-                    && let Some(dropped) = self.worker.log_budget.borrow_mut().take(host::now_ms())
+                    && let Some(dropped) = self.worker.log_budget.borrow_mut().take(env.now_ms())
                 {
                     if dropped > 0 {
                         line.push_str(&format!(" ({dropped} earlier refusal lines dropped)"));
@@ -414,7 +425,7 @@ impl Http {
                     .worker
                     .log_budget
                     .borrow_mut()
-                    .take(host::now_ms())
+                    .take(env.now_ms())
                     .is_some();
                 if allowed {
                     host::log_warn(&line);

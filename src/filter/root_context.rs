@@ -50,8 +50,9 @@ impl Root {
     /// first event.
     fn declare_metrics(&self, policy: &Policy) {
         let mut m = self.worker.metrics.borrow_mut();
+        m.forget_shared();
         for why in Refusal::ALL {
-            m.declare_counter(stat_name(
+            m.declare_counter(&stat_name(
                 metric::UNMATCHED_TOTAL,
                 &[(REASON, why.as_str())],
             ));
@@ -61,7 +62,7 @@ impl Root {
             use crate::core::admission::rego::SOURCES;
             for reason in rego.reason_labels() {
                 for decision in SOURCES {
-                    m.declare_counter(stat_name(
+                    m.declare_counter(&stat_name(
                         metric::ADMISSION_POLICY_TOTAL,
                         &[(DECISION, decision), (REASON, reason)],
                     ));
@@ -73,7 +74,7 @@ impl Root {
             if policy.admission.is_some() || ch.limit.is_some() {
                 for priority in Priority::ALL.map(Priority::as_str) {
                     for decision in Decision::LABELS {
-                        m.declare_counter(stat_name(
+                        m.declare_counter(&stat_name(
                             metric::ADMISSION_TOTAL,
                             &[c, (PRIORITY, priority), (DECISION, decision)],
                         ));
@@ -81,7 +82,7 @@ impl Root {
                 }
             }
             for base in [metric::REQUESTS_TOTAL, metric::EMPTY_TOTAL] {
-                m.declare_counter(stat_name(base, &[c]));
+                m.declare_counter(&stat_name(base, &[c]));
             }
             let encoding = (ch.mask.is_some() || ch.contract.is_some())
                 .then_some(metric::REJECTED_UNSUPPORTED_ENCODING);
@@ -91,43 +92,43 @@ impl Root {
                 .chain(encoding)
                 .chain(contract)
             {
-                m.declare_counter(stat_name(metric::REJECTED_TOTAL, &[c, (REASON, reason)]));
+                m.declare_counter(&stat_name(metric::REJECTED_TOTAL, &[c, (REASON, reason)]));
             }
             if ch.signature.is_some() {
-                m.declare_counter(stat_name(metric::SIGNATURE_VERIFIED_TOTAL, &[c]));
+                m.declare_counter(&stat_name(metric::SIGNATURE_VERIFIED_TOTAL, &[c]));
                 for reason in FailureReason::ALL.map(FailureReason::as_str) {
-                    m.declare_counter(stat_name(
+                    m.declare_counter(&stat_name(
                         metric::SIGNATURE_FAILED_TOTAL,
                         &[c, (REASON, reason)],
                     ));
                 }
             }
             if ch.dedup.is_some() {
-                m.declare_counter(stat_name(metric::DUPLICATES_TOTAL, &[c]));
-                m.declare_counter(stat_name(
+                m.declare_counter(&stat_name(metric::DUPLICATES_TOTAL, &[c]));
+                m.declare_counter(&stat_name(
                     metric::REJECTED_TOTAL,
                     &[c, (REASON, metric::REJECTED_IN_PROGRESS)],
                 ));
                 if ch.signature.is_none() {
-                    m.declare_counter(stat_name(
+                    m.declare_counter(&stat_name(
                         metric::REJECTED_TOTAL,
                         &[c, (REASON, metric::REJECTED_BAD_DELIVERY_ID)],
                     ));
                 }
             }
             if ch.mask.is_some() {
-                m.declare_counter(stat_name(metric::MASKED_FIELDS_TOTAL, &[c]));
+                m.declare_counter(&stat_name(metric::MASKED_FIELDS_TOTAL, &[c]));
             }
             if policy.dead_letter.is_some() {
                 for result in deadletter::RESULTS {
-                    m.declare_counter(stat_name(metric::DEADLETTER_TOTAL, &[c, (RESULT, result)]));
+                    m.declare_counter(&stat_name(metric::DEADLETTER_TOTAL, &[c, (RESULT, result)]));
                 }
             }
             if let Some(routing) = &ch.routing {
                 for cluster in routing.clusters() {
                     let labels = [c, (CLUSTER, cluster)];
-                    m.declare_counter(stat_name(metric::ROUTED_TOTAL, &labels));
-                    m.declare_counter(stat_name(metric::UPSTREAM_FAILURES_TOTAL, &labels));
+                    m.declare_counter(&stat_name(metric::ROUTED_TOTAL, &labels));
+                    m.declare_counter(&stat_name(metric::UPSTREAM_FAILURES_TOTAL, &labels));
                 }
             }
         }

@@ -134,7 +134,7 @@ impl StoreHealth {
     ) {
         metrics
             .borrow_mut()
-            .increment(stat_name(metric::STATE_ERRORS_TOTAL, &[(OP, op)]), 1);
+            .increment_name(&stat_name(metric::STATE_ERRORS_TOTAL, &[(OP, op)]), 1);
         let opened = self.health.borrow_mut().failure(policy, now_ms);
         if let Some(suppressed) = self.log.borrow_mut().admit(now_ms) {
             let fallback = match policy.on_unavailable {

@@ -87,8 +87,8 @@ impl Worker {
     }
 
     fn count_dead_letter(&self, channel: &str, result: &str) {
-        self.metrics.borrow_mut().increment(
-            stat_name(
+        self.metrics.borrow_mut().increment_name(
+            &stat_name(
                 metric::DEADLETTER_TOTAL,
                 &[(CHANNEL, channel), (RESULT, result)],
             ),

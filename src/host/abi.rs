@@ -18,7 +18,7 @@
 //! so `Vec::from_raw_parts(ptr, size, size)` is its exact layout).
 #![allow(unsafe_code)]
 
-use crate::core::abi_map::{deserialize_map, serialize_map, serialize_path};
+use crate::core::abi_map::{serialize_map, serialize_path};
 use std::ptr::{null, null_mut};
 
 /// A status other than `Ok` from the host (raw ABI value).
@@ -322,15 +322,15 @@ pub fn set_buffer(buffer: u32, start: usize, size: usize, value: &[u8]) -> HostR
 }
 
 /// Every pair of a header map, names and values as raw bytes.
-pub fn get_map_pairs(map: u32) -> HostResult<Vec<(Vec<u8>, Vec<u8>)>> {
+/// A whole header map in the ABI's encoding (see
+/// [`crate::core::abi_map`]); empty when the host gave nothing.
+pub fn get_map_bytes(map: u32) -> HostResult<Vec<u8>> {
     count(Call::GetMapPairs);
     let mut data = null_mut();
     let mut size = 0usize;
     // SAFETY: out-pointers to live locals.
     check(unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) })?;
-    Ok(owned(data, size)
-        .map(|bytes| deserialize_map(&bytes))
-        .unwrap_or_default())
+    Ok(owned(data, size).unwrap_or_default())
 }
 
 /// One header's value as raw bytes; `Ok(None)` when absent.

@@ -12,7 +12,7 @@
 //!
 //! | SDK surface | can panic on | used here |
 //! |---|---|---|
-//! | `hostcalls::get_map`, `get_map_value`, `get_map_bytes` (names), `get_http_*_header(s)` | non-UTF-8 names/values (`from_utf8().unwrap()`) | no: [`abi::get_map_pairs`] / [`abi::get_map_value`] return bytes |
+//! | `hostcalls::get_map`, `get_map_value`, `get_map_bytes` (names), `get_http_*_header(s)` | non-UTF-8 names/values (`from_utf8().unwrap()`) | no: [`abi::get_map_bytes`] / [`abi::get_map_value`] return bytes |
 //! | every other `hostcalls::*` (`log`, `get_buffer`, `set_buffer`, `set_map_value`, `remove_map_value`, `get_property`, `send_http_response`, `get/set_shared_data`, `define/increment/record_metric`, `get_current_time`, `set_tick_period`) | any status outside its `match` (`panic!("unexpected status")`); a status outside `types::Status` is UB in its extern declaration | no: [`abi`] returns `u32` statuses as [`abi::HostError`] |
 //! | `Context`/`HttpContext` helper methods (`get_http_request_header`, `set_http_request_header`, `send_http_response`, ...) | they `unwrap()` the hostcalls above | never called |
 //! | `hostcalls::dispatch_http_call` (dead-letter copies, fleet-state calls) | statuses other than `Ok`/`BadArgument`/`InternalFailure`, which Envoy's `httpCall` does not return | used, for this one call: the SDK's dispatcher must register the token, or it panics on the answer |
@@ -25,8 +25,8 @@
 pub mod abi;
 
 use crate::core::headers::Headers;
+use crate::core::metrics::{Stat, StatIds};
 use crate::core::shared::{SharedStore, StoreError};
-use std::collections::HashMap;
 
 pub fn log_info(message: &str) {
     let _ = abi::log(abi::LOG_INFO, message);
@@ -106,7 +106,7 @@ pub fn env_var(name: &str) -> Option<String> {
 /// The request headers as one snapshot; values that are not UTF-8 are kept
 /// (lossily) as data.
 pub fn request_headers() -> Headers {
-    Headers::from_bytes(abi::get_map_pairs(abi::MAP_HTTP_REQUEST_HEADERS).unwrap_or_default())
+    Headers::from_map(&abi::get_map_bytes(abi::MAP_HTTP_REQUEST_HEADERS).unwrap_or_default())
 }
 
 pub fn set_request_header(name: &str, value: &str) {
@@ -275,50 +275,64 @@ impl SharedStore for SharedData {
 
 // ---- metrics ------------------------------------------------------------------
 
-/// Metric ids by stat name. Each worker's VM defines a stat once and reuses
-/// the id (every `define_metric` call would allocate a new id for the same
-/// stat). Label values come from the configuration, so the map is bounded.
+/// The worker's metric ids (see [`StatIds`]). Each worker's VM defines a
+/// stat once and reuses the id (every `define_metric` call would allocate
+/// a new id for the same stat). Label values come from the configuration,
+/// so the set is bounded.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    ids: HashMap<String, u32>,
+    ids: StatIds,
+}
+
+fn define(kind: u32) -> impl FnOnce(&str) -> Option<u32> {
+    move |name| match abi::define_metric(kind, name) {
+        Ok(id) => Some(id),
+        Err(status) => {
+            log_warn(&format!(
+                "callback-guard: cannot define metric {name}: {status:?}"
+            ));
+            None
+        }
+    }
+}
+
+fn increment_id(id: u32, by: u64) {
+    let _ = abi::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
 }
 
 impl Metrics {
-    fn id(&mut self, kind: u32, name: String) -> Option<u32> {
-        if let Some(id) = self.ids.get(&name) {
-            return Some(*id);
-        }
-        match abi::define_metric(kind, &name) {
-            Ok(id) => {
-                self.ids.insert(name, id);
-                Some(id)
-            }
-            Err(status) => {
-                log_warn(&format!(
-                    "callback-guard: cannot define metric {name}: {status:?}"
-                ));
-                None
-            }
-        }
-    }
-
-    pub fn increment(&mut self, name: String, by: u64) {
+    pub fn increment(&mut self, stat: &Stat, by: u64) {
         if by == 0 {
             return;
         }
-        if let Some(id) = self.id(abi::METRIC_COUNTER, name) {
-            let _ = abi::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+        if let Some(id) = self.ids.id(stat, define(abi::METRIC_COUNTER)) {
+            increment_id(id, by);
+        }
+    }
+
+    /// A counter outside the request path, by name.
+    pub fn increment_name(&mut self, name: &str, by: u64) {
+        if by == 0 {
+            return;
+        }
+        if let Some(id) = self.ids.id_by_name(name, define(abi::METRIC_COUNTER)) {
+            increment_id(id, by);
         }
     }
 
     /// Defines a counter at zero so dashboards see it before the first event.
-    pub fn declare_counter(&mut self, name: String) {
-        let _ = self.id(abi::METRIC_COUNTER, name);
+    pub fn declare_counter(&mut self, name: &str) {
+        let _ = self.ids.id_by_name(name, define(abi::METRIC_COUNTER));
     }
 
-    pub fn record(&mut self, name: String, value: u64) {
-        if let Some(id) = self.id(abi::METRIC_HISTOGRAM, name) {
+    pub fn record(&mut self, stat: &Stat, value: u64) {
+        if let Some(id) = self.ids.id(stat, define(abi::METRIC_HISTOGRAM)) {
             let _ = abi::record_metric(id, value);
         }
+    }
+
+    /// A new configuration: forget the stat names of the old one.
+    pub fn forget_shared(&mut self) {
+        self.ids.forget_shared();
     }
 }

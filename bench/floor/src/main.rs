@@ -5,7 +5,9 @@
 //! Envoy runs the filter in): see bench/v8/README.md.
 //!
 //! `body_floor <op> <body.json> <iterations>`, op one of
-//! `sha256 | verify | mask | both | copy | floor`; prints µs per iteration (the fastest batch of 5).
+//! `sha256 | verify | mask | both | copy | floor`, or `request-<a|c|e|f|g>`
+//! (a whole request of that bench scenario through the request machine,
+//! see src/request.rs); prints µs per iteration (the fastest batch of 5).
 //! The bodies are make bench's (bench/cgbench/shapes.py, `json_body`).
 
 // A bench with a broken fixture should stop loudly; it never runs in the VM.
@@ -20,6 +22,8 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::hint::black_box;
 use std::time::Instant;
+
+mod request;
 
 /// bench/cgbench/signer.py: `whsec_` + base64 of bytes 0..32.
 const SECRET: [u8; 32] = {
@@ -73,6 +77,9 @@ fn main() {
     let [_, op, file, iters, ..] = args.as_slice() else {
         panic!("usage: body_floor <sha256|verify|mask|both|copy|floor> <body.json> <iterations>");
     };
+    if let Some(key) = op.strip_prefix("request-") {
+        return run_request(key, file, iters.parse().unwrap());
+    }
     let op = match op.as_str() {
         "sha256" => Op::Sha256,
         "verify" => Op::Verify,
@@ -122,6 +129,41 @@ fn main() {
         let start = Instant::now();
         for _ in 0..5 {
             sink += work(&op, &v, &m, &h, black_box(&body));
+        }
+        best = best.min(start.elapsed().as_secs_f64() * 1e6 / 5.0);
+    }
+    if iters == 0 {
+        best = 0.0;
+    }
+    println!("{best:.2}");
+    black_box(sink);
+}
+
+/// `request-<key>`: one bench request of scenario `key` per iteration.
+fn run_request(key: &str, file: &str, iters: u32) {
+    let body = std::fs::read(file).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let secret = format!("whsec_{}", b64.encode(SECRET));
+    let mut mac = Hmac::<Sha256>::new_from_slice(&SECRET).unwrap();
+    for part in [
+        b"msg_bench.".as_slice(),
+        TS.to_string().as_bytes(),
+        b".",
+        &body,
+    ] {
+        mac.update(part);
+    }
+    let sig = format!("v1,{}", b64.encode(mac.finalize().into_bytes()));
+    let (policy, host, pairs) = request::setup(key, &body, TS, &secret, &sig);
+    // Outside the channel (a) passes; every other scenario is forwarded.
+    let forwarded = request::request_work(&policy, &host, &pairs);
+    assert_eq!(forwarded, usize::from(key != "a"), "scenario {key}");
+    let mut sink = 0;
+    let mut best = f64::INFINITY;
+    for _ in 0..iters.div_ceil(5) {
+        let start = Instant::now();
+        for _ in 0..5 {
+            sink += request::request_work(&policy, &host, black_box(&pairs));
         }
         best = best.min(start.elapsed().as_secs_f64() * 1e6 / 5.0);
     }

@@ -47,7 +47,7 @@ use crate::core::decision::{DecisionRecord, LogLevel, Verdict};
 use crate::core::dedup::DeliveryIdSource;
 use crate::core::headers::Headers;
 use crate::core::hold::{self, BodyWait};
-use crate::core::metrics::stat_name;
+use crate::core::metrics::{ChannelStats, Stat, stat_name};
 use crate::core::names::{code, header, label, metric};
 use crate::core::pipeline::{
     self, BodyAction, BodyCheck, BodyInput, BodyStep, BodyVerdict, Event, PendingAdmission,
@@ -57,10 +57,13 @@ use crate::core::reply::LocalReply;
 use crate::core::routing::Observation;
 use crate::core::shared::SharedStore;
 use crate::core::{empty, trace};
+use std::borrow::Cow;
 use std::rc::Rc;
 use store::{Answer, LocalLeases, Query, StoreWrite};
 
-/// What the machine reads from the host, when a step needs it.
+/// What the machine reads from the host, when a step needs it. One `Env`
+/// serves one host event: `now_ms` is that event's time (read it through
+/// an [`EventClock`], so the host clock is read at most once per event).
 pub trait Env {
     fn now_ms(&self) -> u64;
     fn random_u64(&self) -> u64;
@@ -77,12 +80,38 @@ pub trait Env {
     fn routing_store(&self, now_ms: u64) -> Box<dyn SharedStore + '_>;
 }
 
+/// The host clock of one host event: read on first use, then the same
+/// value for every step of that event (a body check, the forward after it
+/// and the routing feedback all see one time, for one host call).
+pub struct EventClock<F> {
+    read: F,
+    now_ms: std::cell::Cell<Option<u64>>,
+}
+
+impl<F: Fn() -> u64> EventClock<F> {
+    pub fn new(read: F) -> Self {
+        Self {
+            read,
+            now_ms: std::cell::Cell::new(None),
+        }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        if let Some(now) = self.now_ms.get() {
+            return now;
+        }
+        let now = (self.read)();
+        self.now_ms.set(Some(now));
+        now
+    }
+}
+
 /// Where the request is. Passthrough → (Holding | Streaming) → (Replied |
 /// Forwarded); a request the filter does not govern stays Passthrough.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// Not a channel request (or no policy): the filter only adds its
-    /// trace headers.
+    /// Not a channel request (or no policy): the filter only removes the
+    /// headers it alone may set.
     Passthrough,
     /// Channel request: the headers wait with the body until it is checked.
     Holding,
@@ -117,12 +146,15 @@ pub enum Step {
     Query(Query),
 }
 
+/// A header name or value: our constants are borrowed, never copied.
+pub type Text = Cow<'static, str>;
+
 /// One thing to do, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    RemoveRequestHeader(String),
-    SetRequestHeader(String, String),
-    SetResponseHeader(String, String),
+    RemoveRequestHeader(Text),
+    SetRequestHeader(Text, Text),
+    SetResponseHeader(&'static str, Text),
     /// Send a local reply.
     Reply {
         status: u32,
@@ -130,9 +162,9 @@ pub enum Effect {
         body: Vec<u8>,
     },
     /// Add to a counter.
-    Count(String, u64),
+    Count(Stat, u64),
     /// Record a value in a histogram.
-    Histogram(String, u64),
+    Histogram(Stat, u64),
     /// Store the decision record (filter state); for a refusal, also log
     /// `refusal` at its level within the worker's refusal-log budget.
     Decision {
@@ -285,24 +317,28 @@ impl Request {
         self.effects.push(effect);
     }
 
-    fn count(&mut self, name: String, by: u64) {
-        self.effect(Effect::Count(name, by));
+    fn count(&mut self, stat: Stat, by: u64) {
+        self.effect(Effect::Count(stat, by));
     }
 
-    fn count_event(&mut self, channel: &str, event: Event) {
-        let (name, by) = event.stat(channel);
-        self.count(name, by);
+    fn count_event(&mut self, stats: &ChannelStats, event: Event) {
+        let (stat, by) = event.stat(stats);
+        self.count(stat, by);
     }
 
-    fn set_header(&mut self, name: &str, value: &str) {
-        self.effect(Effect::SetRequestHeader(
-            name.to_string(),
-            value.to_string(),
-        ));
+    fn set_header(&mut self, name: impl Into<Text>, value: impl Into<Text>) {
+        self.effect(Effect::SetRequestHeader(name.into(), value.into()));
     }
 
-    fn remove_header(&mut self, name: &str) {
-        self.effect(Effect::RemoveRequestHeader(name.to_string()));
+    fn remove_header(&mut self, name: impl Into<Text>) {
+        self.effect(Effect::RemoveRequestHeader(name.into()));
+    }
+
+    /// The caller's trace if valid, else a new one.
+    fn trace(&self, env: &dyn Env) -> trace::TraceParent {
+        trace::ensure(self.headers.get("traceparent"), || {
+            (env.random_u64(), env.random_u64(), env.random_u64())
+        })
     }
 
     fn waiting(&self) -> bool {
@@ -352,35 +388,37 @@ impl Request {
         let Some(policy) = self.policy.clone() else {
             return self.out(Step::Continue);
         };
-        self.start_ms = env.now_ms();
         self.headers = headers;
 
-        for name in header::SET_BY_FILTER
-            .iter()
-            .copied()
-            .chain(std::iter::once(policy.cluster_header.as_str()))
-        {
+        // Every request, in a channel or not: the headers only the filter
+        // sets go (only those present: a removal is a host call).
+        for name in header::SET_BY_FILTER {
             if self.headers.contains(name) {
                 self.remove_header(name);
             }
         }
-
-        let tp = trace::ensure(self.headers.get("traceparent"), || {
-            (env.random_u64(), env.random_u64(), env.random_u64())
-        });
-        if tp.generated {
-            self.set_header("traceparent", &tp.header);
+        let cluster_header = policy.cluster_header.as_str();
+        if !header::SET_BY_FILTER.contains(&cluster_header) && self.headers.contains(cluster_header)
+        {
+            self.remove_header(cluster_header.to_string());
         }
-        self.trace_id = tp.trace_id;
 
+        // The route first: outside every channel nothing else happens (no
+        // clock, no trace, nothing on the response).
         let path = self.headers.get(":path").unwrap_or("/");
         let authority = self.headers.get(":authority").unwrap_or("");
         let index = match policy.route(path, authority) {
             Route::Channel(index) => index,
             Route::Pass => return self.out(Step::Continue),
             Route::Refuse(why) => {
+                // The refusal names its trace id (the request goes nowhere,
+                // so no `traceparent` is written).
+                self.trace_id = self.trace(env).trace_id;
                 self.count(
-                    stat_name(metric::UNMATCHED_TOTAL, &[("reason", why.as_str())]),
+                    Stat::Once(stat_name(
+                        metric::UNMATCHED_TOTAL,
+                        &[(label::REASON, why.as_str())],
+                    )),
                     1,
                 );
                 return self.reply(&LocalReply::unmatched(why));
@@ -395,13 +433,17 @@ impl Request {
         if !ch.methods.is_callback(method, !end_of_stream) {
             return self.out(Step::Continue);
         }
+        self.start_ms = env.now_ms();
+        let tp = self.trace(env);
+        if tp.generated {
+            self.set_header("traceparent", tp.header);
+        }
+        self.trace_id = tp.trace_id;
+
         self.channel = Some(index);
         self.phase = Phase::Holding;
         self.delivery_id = delivery_id_of(ch, &self.headers, &[]);
-        self.count(
-            stat_name(metric::REQUESTS_TOTAL, &[(label::CHANNEL, &ch.name)]),
-            1,
-        );
+        self.count(ch.stats.requests.clone(), 1);
 
         match self.admit(&policy, ch, env) {
             Some(classified) if classified.admitted().is_some() => {
@@ -502,7 +544,7 @@ impl Request {
             delivery_id: None,
         };
         let outcome = rego::classify(admission, policy, &input);
-        self.count(outcome.stat(policy), 1);
+        self.count(Stat::Once(outcome.stat(policy)), 1);
         if let Some(error) = &outcome.error {
             self.effect(Effect::BudgetedWarn(format!(
                 "callback-guard: admission policy failed channel={channel}: {}",
@@ -521,7 +563,7 @@ impl Request {
         end_of_stream: bool,
         env: &dyn Env,
     ) -> Output {
-        self.count(pipeline::admission_stat(&ch.name, decision), 1);
+        self.count(ch.stats.admission(decision), 1);
         if let Some(mut refusal) = decision.refusal() {
             if let (Decision::Denied(_), Some(reason)) = (decision, &self.admission_reason) {
                 refusal.detail = format!("{}: {reason}", refusal.detail);
@@ -563,7 +605,7 @@ impl Request {
                     .choose(weights.as_ref(), &ch.name, self.start_ms, random)
                     .to_string()
             };
-            self.set_header(&policy.cluster_header, &cluster);
+            self.set_header(policy.cluster_header.clone(), cluster.clone());
             self.cluster = Some(cluster);
         }
 
@@ -602,7 +644,7 @@ impl Request {
 
     /// `413`: declared or buffered beyond the channel's `max_body_bytes`.
     fn too_large(&mut self, ch: &ChannelPolicy) -> Output {
-        self.count_event(&ch.name, Event::Rejected(code::TOO_LARGE));
+        self.count_event(&ch.stats, Event::Rejected(code::TOO_LARGE));
         self.reply(&LocalReply::too_large(ch.max_body_bytes))
     }
 
@@ -675,16 +717,21 @@ impl Request {
             ));
         };
         self.delivery_id = delivery_id_of(ch, &self.headers, &body);
+        let now_ms = if pipeline::needs_time(ch, self.pending_admission.is_some()) {
+            env.now_ms()
+        } else {
+            0
+        };
         let input = BodyInput {
             headers: &self.headers,
             body: &body,
             empty_by_header: self.empty_by_header,
-            now_unix_s: env.now_ms() / 1000,
+            now_unix_s: now_ms / 1000,
             admission: self.pending_admission.map(|decision| PendingAdmission {
                 admission: policy.admission.as_ref(),
                 channel: ch.limit.as_ref(),
                 decision,
-                now_ms: env.now_ms(),
+                now_ms,
             }),
         };
         let mut check = BodyCheck::new(&input);
@@ -756,7 +803,7 @@ impl Request {
             forget,
         } = verdict;
         for event in events {
-            self.count_event(&ch.name, event);
+            self.count_event(&ch.stats, event);
         }
         if let Some(key) = forget {
             self.effect(Effect::Store(StoreWrite::DedupForget { key }));
@@ -793,10 +840,10 @@ impl Request {
                 .clone()
                 .unwrap_or_else(|| format!("msg_{}", self.trace_id));
             for name in verifier.signature_headers() {
-                self.remove_header(name);
+                self.remove_header(name.to_string());
             }
             for (name, value) in resigner.headers(&id, env.now_ms() / 1000, forwarded) {
-                self.set_header(name, &value);
+                self.set_header(name, value);
             }
         }
         if let Some(dead_letter) = &policy.dead_letter {
@@ -844,8 +891,14 @@ impl Request {
                 "callback body could not be rewritten",
             ));
         }
-        if self.phase == Phase::Holding {
-            self.set_header("content-length", &len.to_string());
+        // Only a length that changed is written (a header write is a host
+        // call).
+        let declared = self
+            .headers
+            .get("content-length")
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        if self.phase == Phase::Holding && declared != Some(len) {
+            self.set_header("content-length", len.to_string());
         }
         self.forwarded(ch, dedup_key, env)
     }
@@ -866,14 +919,14 @@ impl Request {
         }
         self.dedup_key = dedup_key;
         self.phase = Phase::Forwarded { streamed };
-        self.upstream_start_ms = env.now_ms();
+        // Only routing feedback measures from here.
+        if ch.routing.is_some() {
+            self.upstream_start_ms = env.now_ms();
+        }
         self.record(Verdict::Forwarded, None);
         if let Some(cluster) = &self.cluster {
-            let name = stat_name(
-                metric::ROUTED_TOTAL,
-                &[(label::CHANNEL, &ch.name), ("cluster", cluster)],
-            );
-            self.count(name, 1);
+            let index = ch.routing.as_ref().and_then(|r| r.cluster_index(cluster));
+            self.count(ch.stats.routed(index, cluster), 1);
         }
         self.out(Step::Continue)
     }
@@ -936,16 +989,16 @@ impl Request {
     // ---- response and end of stream --------------------------------------------
 
     pub fn on_response_headers(&mut self, env: &dyn Env) -> Output {
-        if self.phase == Phase::Replied || self.policy.is_none() {
+        if matches!(self.phase, Phase::Replied | Phase::Passthrough) || self.policy.is_none() {
             return self.out(Step::Continue);
         }
         if !self.trace_id.is_empty() {
             let value = self.trace_id.clone();
-            self.effect(Effect::SetResponseHeader(header::TRACE_ID.into(), value));
+            self.effect(Effect::SetResponseHeader(header::TRACE_ID, value.into()));
         }
         if let Some(scheme) = self.verified {
             self.effect(Effect::SetResponseHeader(
-                header::VERIFIED_SIGNATURE.into(),
+                header::VERIFIED_SIGNATURE,
                 scheme.into(),
             ));
         }
@@ -1000,10 +1053,7 @@ impl Request {
             }
         }
         let elapsed = env.now_ms().saturating_sub(self.start_ms);
-        self.effect(Effect::Histogram(
-            stat_name(metric::DURATION_MS, &[(label::CHANNEL, &ch.name)]),
-            elapsed,
-        ));
+        self.effect(Effect::Histogram(ch.stats.duration.clone(), elapsed));
         self.out(Step::Continue)
     }
 
@@ -1023,13 +1073,8 @@ impl Request {
             .clone()
             .or_else(|| env.property(&["xds", "cluster_name"]))
             .unwrap_or_else(|| "unknown".to_string());
-        self.count(
-            stat_name(
-                metric::UPSTREAM_FAILURES_TOTAL,
-                &[(label::CHANNEL, &ch.name), ("cluster", &cluster)],
-            ),
-            1,
-        );
+        let index = ch.routing.as_ref().and_then(|r| r.cluster_index(&cluster));
+        self.count(ch.stats.upstream_failures(index, &cluster), 1);
         self.forget_delivery(ch);
         if matches!(self.phase, Phase::Forwarded { .. }) && policy.dead_letter.is_some() {
             let mut headers: Vec<(&str, &str)> = deadletter::COPIED_HEADERS

@@ -16,6 +16,9 @@ const NOW_MS: u64 = 1_700_000_000_000;
 
 struct FakeEnv {
     now: Cell<u64>,
+    /// How often the machine read the clock / drew random numbers.
+    clock_reads: Cell<u32>,
+    random_reads: Cell<u32>,
     rng: Cell<u64>,
     body: RefCell<Vec<u8>>,
     status: RefCell<Option<String>>,
@@ -29,6 +32,8 @@ impl FakeEnv {
     fn new() -> Self {
         Self {
             now: Cell::new(NOW_MS),
+            clock_reads: Cell::new(0),
+            random_reads: Cell::new(0),
             rng: Cell::new(7),
             body: RefCell::new(Vec::new()),
             status: RefCell::new(None),
@@ -58,9 +63,11 @@ impl SharedStore for Borrowed<'_> {
 
 impl Env for FakeEnv {
     fn now_ms(&self) -> u64 {
+        self.clock_reads.set(self.clock_reads.get() + 1);
         self.now.get()
     }
     fn random_u64(&self) -> u64 {
+        self.random_reads.set(self.random_reads.get() + 1);
         self.rng
             .set(self.rng.get().wrapping_add(0x9e37_79b9_7f4a_7c15));
         self.rng.get()
@@ -109,7 +116,7 @@ fn headers(pairs: &[(&str, &str)]) -> Headers {
 fn drive(
     request: &mut Request,
     mut out: Output,
-    env: &FakeEnv,
+    env: &dyn Env,
     store: &MemoryStore,
 ) -> (Vec<Effect>, Step) {
     let mut effects = Vec::new();
@@ -201,7 +208,7 @@ fn counted(effects: &[Effect], prefix: &str) -> u64 {
 
 fn set_header<'a>(effects: &'a [Effect], name: &str) -> Option<&'a str> {
     effects.iter().find_map(|e| match e {
-        Effect::SetRequestHeader(k, v) if k == name => Some(v.as_str()),
+        Effect::SetRequestHeader(k, v) if k == name => Some(v.as_ref()),
         _ => None,
     })
 }
@@ -294,12 +301,12 @@ fn hold_mode_forwards_a_verified_callback_with_its_headers_set_after_the_body() 
     env.status(200);
     let out = request.on_response_headers(&env);
     assert!(out.effects.iter().any(
-        |e| matches!(e, Effect::SetResponseHeader(k, v) if k == header::VERIFIED_SIGNATURE && v == "github")
+        |e| matches!(e, Effect::SetResponseHeader(k, v) if *k == header::VERIFIED_SIGNATURE && v == "github")
     ));
     assert!(
         out.effects
             .iter()
-            .any(|e| matches!(e, Effect::SetResponseHeader(k, _) if k == header::TRACE_ID))
+            .any(|e| matches!(e, Effect::SetResponseHeader(k, _) if *k == header::TRACE_ID))
     );
     let out = request.on_end(&env);
     assert!(
@@ -331,13 +338,14 @@ fn a_forged_callback_is_refused_and_counted_once() {
 }
 
 #[test]
-fn passthrough_requests_only_get_a_trace() {
+fn passthrough_requests_are_left_alone() {
     let p = policy(
         r#"{"channels":[{"name":"a","match":{"path_prefix":"/cb"}}],
             "reject_unmatched":["/guarded/"]}"#,
     );
     let env = FakeEnv::new();
-    // Another path: passes, and its response still gets the trace id.
+    // Another path: passes with nothing done, not even a clock read or a
+    // trace, and nothing on its response.
     let mut request = Request::new(Some(p.clone()));
     let out = request.on_request_headers(
         [(":method", "POST"), (":path", "/other")]
@@ -346,12 +354,36 @@ fn passthrough_requests_only_get_a_trace() {
         false,
         &env,
     );
-    assert_eq!(out.step, Step::Continue);
+    assert_eq!(
+        out,
+        Output {
+            effects: vec![],
+            step: Step::Continue
+        }
+    );
     assert_eq!(request.phase(), Phase::Passthrough);
     assert_eq!(request.on_request_body(10, true, &env).step, Step::Continue);
     let out = request.on_response_headers(&env);
-    assert!(matches!(&out.effects[..], [Effect::SetResponseHeader(k, _)] if k == header::TRACE_ID));
+    assert!(out.effects.is_empty(), "{:?}", out.effects);
     assert!(request.on_end(&env).effects.is_empty());
+    assert_eq!((env.clock_reads.get(), env.random_reads.get()), (0, 0));
+    // ... except that the headers only the filter sets go.
+    let mut request = Request::new(Some(p.clone()));
+    let out = request.on_request_headers(
+        [
+            (":method", "POST"),
+            (":path", "/other"),
+            ("x-verified-signature", "github"),
+        ]
+        .into_iter()
+        .collect(),
+        false,
+        &env,
+    );
+    assert_eq!(
+        out.effects,
+        vec![Effect::RemoveRequestHeader("x-verified-signature".into())]
+    );
     // A GET handshake on the channel path passes too.
     let mut request = Request::new(Some(p.clone()));
     let get: Headers = [(":method", "GET"), (":path", "/cb")].into_iter().collect();
@@ -368,6 +400,9 @@ fn passthrough_requests_only_get_a_trace() {
         &env,
     );
     assert_eq!(reply_status(&out.effects), Some(404));
+    // The refusal names a trace id, but writes no `traceparent`.
+    assert!(reply_header(&out.effects, header::TRACE_ID).is_some());
+    assert!(set_header(&out.effects, "traceparent").is_none());
     assert_eq!(counted(&out.effects, "callback_unmatched_total"), 1);
     assert!(decision(&out.effects).is_none());
     // Without a policy nothing at all happens.
@@ -734,4 +769,161 @@ fn a_signed_channel_draws_its_buckets_only_after_the_signature() {
         reply_header(&run.effects, header::VERIFIED_SIGNATURE),
         Some("github")
     );
+}
+
+#[test]
+fn an_event_clock_reads_the_host_once() {
+    let reads = Cell::new(0);
+    let clock = EventClock::new(|| {
+        reads.set(reads.get() + 1);
+        42
+    });
+    assert_eq!(
+        (clock.now_ms(), clock.now_ms(), clock.now_ms()),
+        (42, 42, 42)
+    );
+    assert_eq!(reads.get(), 1);
+}
+
+/// One host event as the filter presents it: the fake host behind an
+/// [`EventClock`].
+struct OneEvent<'a> {
+    host: &'a FakeEnv,
+    clock: EventClock<Box<dyn Fn() -> u64 + 'a>>,
+}
+
+impl<'a> OneEvent<'a> {
+    fn new(host: &'a FakeEnv) -> Self {
+        Self {
+            host,
+            clock: EventClock::new(Box::new(|| host.now_ms())),
+        }
+    }
+}
+
+impl Env for OneEvent<'_> {
+    fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+    fn random_u64(&self) -> u64 {
+        self.host.random_u64()
+    }
+    fn random_f64(&self) -> f64 {
+        self.host.random_f64()
+    }
+    fn peer_spiffe_id(&self) -> Option<String> {
+        self.host.peer_spiffe_id()
+    }
+    fn property(&self, path: &[&str]) -> Option<String> {
+        self.host.property(path)
+    }
+    fn request_body(&self, size: usize) -> Option<Vec<u8>> {
+        self.host.request_body(size)
+    }
+    fn response_header(&self, name: &str) -> Option<String> {
+        self.host.response_header(name)
+    }
+    fn routing_store(&self, now_ms: u64) -> Box<dyn SharedStore + '_> {
+        self.host.routing_store(now_ms)
+    }
+}
+
+#[test]
+fn the_full_pipeline_reads_the_clock_once_per_event_that_needs_it() {
+    // Signed, masked, admitted and routed: every step that wants the time.
+    let p = one_channel(
+        &format!(
+            r#"{GITHUB},"mask":{{"fields":["phone"]}},"routing":{{"clusters":[{{"name":"c1","weight":1,"latency_sla_ms":100}}]}}"#
+        ),
+        r#","admission":{"capacity":{"rps":1000,"burst":1000}}"#,
+    );
+    let body = br#"{"phone":"+1 555 0100","a":1}"#;
+    let sig = github_signature(b"s3cret", body);
+    let host = FakeEnv::new();
+    host.body(body);
+    let store = MemoryStore::new();
+    let mut request = Request::new(Some(p));
+    let mut reads = Vec::new();
+    let mut event = |request: &mut Request, first: &dyn Fn(&mut Request, &dyn Env) -> Output| {
+        let env = OneEvent::new(&host);
+        let before = host.clock_reads.get();
+        let out = first(request, &env);
+        let (effects, step) = drive(request, out, &env, &store);
+        reads.push(host.clock_reads.get() - before);
+        (effects, step)
+    };
+    let hs = headers(&[JSON, ("x-hub-signature-256", &sig)]);
+    let hs = RefCell::new(Some(hs));
+    let (_, step) = event(&mut request, &|r, env| {
+        r.on_request_headers(hs.borrow_mut().take().unwrap_or_default(), false, env)
+    });
+    assert_eq!(step, Step::Pause);
+    let (effects, step) = event(&mut request, &|r, env| {
+        r.on_request_body(body.len(), true, env)
+    });
+    assert_eq!(step, Step::Continue, "{effects:?}");
+    assert_eq!(counted(&effects, "callback_masked_fields_total"), 1);
+    assert_eq!(counted(&effects, "callback_admission_total"), 1);
+    host.status(200);
+    let (effects, _) = event(&mut request, &|r, env| r.on_response_headers(env));
+    assert!(effects.iter().any(|e| matches!(e, Effect::Route { .. })));
+    let _ = event(&mut request, &|r, env| r.on_end(env));
+    // Request start; the body checks, the bucket draw and the forward;
+    // the response (routing latency); the end (duration).
+    assert_eq!(reads, [1, 1, 1, 1]);
+}
+
+#[test]
+fn a_rewritten_body_of_the_same_length_keeps_its_content_length() {
+    let p = one_channel(r#","mask":{"fields":["phone"]}"#, "");
+    let store = MemoryStore::new();
+    // `"123"` becomes `"***"`: the length stays, so no header is written.
+    let body = br#"{"phone":"123"}"#;
+    let length = body.len().to_string();
+    let run = send(&p, &[JSON, ("content-length", &length)], body, &store);
+    assert_eq!(run.step, Step::Continue);
+    assert!(run.effects.iter().any(
+        |e| matches!(e, Effect::Count(stat, 1) if stat.starts_with("callback_masked_fields_total"))
+    ));
+    assert_eq!(set_header(&run.effects, "content-length"), None);
+    // A length that changes is written.
+    let body = br#"{"phone":"1234"}"#;
+    let length = body.len().to_string();
+    let run = send(&p, &[JSON, ("content-length", &length)], body, &store);
+    assert_eq!(set_header(&run.effects, "content-length"), Some("15"));
+}
+
+#[test]
+fn a_channel_whose_checks_need_no_time_reads_the_clock_only_for_its_duration() {
+    // Admission on an unsigned channel (drawn at the headers), no routing:
+    // the body and the response need no time.
+    let p = one_channel("", r#","admission":{"capacity":{"rps":1000,"burst":1000}}"#);
+    let host = FakeEnv::new();
+    let body = br#"{"a":1}"#;
+    host.body(body);
+    host.status(200);
+    let store = MemoryStore::new();
+    let mut request = Request::new(Some(p));
+    let mut reads = Vec::new();
+    let mut event = |request: &mut Request, first: &dyn Fn(&mut Request, &dyn Env) -> Output| {
+        let env = OneEvent::new(&host);
+        let before = host.clock_reads.get();
+        let out = first(request, &env);
+        let (effects, step) = drive(request, out, &env, &store);
+        reads.push(host.clock_reads.get() - before);
+        (effects, step)
+    };
+    let hs = RefCell::new(Some(headers(&[JSON])));
+    let (effects, _) = event(&mut request, &|r, env| {
+        r.on_request_headers(hs.borrow_mut().take().unwrap_or_default(), false, env)
+    });
+    assert_eq!(counted(&effects, "callback_admission_total"), 1);
+    let (_, step) = event(&mut request, &|r, env| {
+        r.on_request_body(body.len(), true, env)
+    });
+    assert_eq!(step, Step::Continue);
+    let _ = event(&mut request, &|r, env| r.on_response_headers(env));
+    let (effects, _) = event(&mut request, &|r, env| r.on_end(env));
+    assert!(matches!(&effects[..], [Effect::Histogram(..)]));
+    assert_eq!(reads, [1, 0, 0, 1]);
 }
