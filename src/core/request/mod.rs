@@ -232,6 +232,9 @@ pub struct Request {
     channel: Option<usize>,
     headers: Headers,
     trace_id: String,
+    /// A `traceparent` this filter generated, written when the request
+    /// goes upstream (a request answered by the filter needs none).
+    traceparent: Option<String>,
     start_ms: u64,
     /// `x-callback-status: 204`: empty by the headers (decided with the
     /// body, after the signature).
@@ -270,6 +273,7 @@ impl Request {
             channel: None,
             headers: Headers::default(),
             trace_id: String::new(),
+            traceparent: None,
             start_ms: 0,
             empty_by_header: false,
             verified: None,
@@ -328,6 +332,14 @@ impl Request {
 
     fn set_header(&mut self, name: impl Into<Text>, value: impl Into<Text>) {
         self.effect(Effect::SetRequestHeader(name.into(), value.into()));
+    }
+
+    /// The generated `traceparent`, once the request goes upstream: with
+    /// the headers in stream mode, with the checked body in hold mode.
+    fn write_traceparent(&mut self) {
+        if let Some(value) = self.traceparent.take() {
+            self.set_header("traceparent", value);
+        }
     }
 
     fn remove_header(&mut self, name: impl Into<Text>) {
@@ -436,7 +448,7 @@ impl Request {
         self.start_ms = env.now_ms();
         let tp = self.trace(env);
         if tp.generated {
-            self.set_header("traceparent", tp.header);
+            self.traceparent = Some(tp.header);
         }
         self.trace_id = tp.trace_id;
 
@@ -628,6 +640,7 @@ impl Request {
                 if drop_content_length {
                     self.remove_header("content-length");
                 }
+                self.write_traceparent();
                 self.phase = Phase::Streaming {
                     length_kept: !drop_content_length && self.headers.contains("content-length"),
                 };
@@ -917,6 +930,7 @@ impl Request {
         {
             self.set_header(header::VERIFIED_SIGNATURE, scheme);
         }
+        self.write_traceparent();
         self.dedup_key = dedup_key;
         self.phase = Phase::Forwarded { streamed };
         // Only routing feedback measures from here.

@@ -261,11 +261,12 @@ fn hold_mode_forwards_a_verified_callback_with_its_headers_set_after_the_body() 
         false,
         &env,
     );
-    // Headers held; the spoofed header goes, a trace is made.
+    // Headers held; the spoofed header goes; the trace made here is
+    // written only once the request goes upstream.
     assert_eq!(out.step, Step::Pause);
     assert_eq!(request.phase(), Phase::Holding);
     assert!(removed(&out.effects, "x-verified-signature"));
-    assert!(set_header(&out.effects, "traceparent").is_some());
+    assert!(set_header(&out.effects, "traceparent").is_none());
     assert_eq!(counted(&out.effects, "callback_requests_total"), 1);
     assert!(set_header(&out.effects, "x-verified-signature").is_none());
     // A chunk: keep buffering, nothing else.
@@ -283,10 +284,13 @@ fn hold_mode_forwards_a_verified_callback_with_its_headers_set_after_the_body() 
     assert_eq!(step, Step::Continue);
     assert_eq!(request.phase(), Phase::Forwarded { streamed: false });
     assert_eq!(set_header(&effects, "x-verified-signature"), Some("github"));
+    let traceparent = set_header(&effects, "traceparent").unwrap();
+    assert_eq!(traceparent.len(), 55, "{traceparent}");
     assert_eq!(counted(&effects, "callback_signature_verified_total"), 1);
     let record = decision(&effects).unwrap();
     assert_eq!(record["verdict"], "forwarded");
     assert_eq!(record["scheme"], "github");
+    assert_eq!(record["trace_id"], traceparent[3..35]);
     // Later callbacks change nothing.
     let out = request.on_request_trailers(&env);
     assert_eq!(
@@ -323,6 +327,19 @@ fn a_forged_callback_is_refused_and_counted_once() {
     assert_eq!(run.step, Step::Pause);
     assert_eq!(run.request.phase(), Phase::Replied);
     assert_eq!(reply_status(&run.effects), Some(401));
+    // Answered by the filter: no header is written on a request that goes
+    // nowhere (no generated `traceparent`); the reply names the trace.
+    assert!(
+        !run.effects
+            .iter()
+            .any(|e| matches!(e, Effect::SetRequestHeader(..))),
+        "{:?}",
+        run.effects
+    );
+    assert_eq!(
+        reply_header(&run.effects, "x-callback-trace-id").map(str::len),
+        Some(32)
+    );
     assert_eq!(counted(&run.effects, "callback_requests_total"), 1);
     assert_eq!(counted(&run.effects, "callback_empty_total"), 0);
     let record = decision(&run.effects).unwrap();
@@ -518,9 +535,11 @@ fn stream_mode_lets_the_headers_go_and_holds_the_body() {
         false,
         &env,
     );
-    // The headers go now, without the length masking may change.
+    // The headers go now, without the length masking may change, with the
+    // generated `traceparent`.
     assert_eq!(out.step, Step::Continue);
     assert!(removed(&out.effects, "content-length"));
+    assert!(set_header(&out.effects, "traceparent").is_some());
     assert_eq!(request.phase(), Phase::Streaming { length_kept: false });
     assert_eq!(request.on_request_body(4, false, &env).step, Step::Pause);
     // The upstream may answer before the body is checked: its status counts.
