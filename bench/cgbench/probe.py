@@ -31,6 +31,9 @@ def _probe(scenario, envoy, shape):
         return "no x-verified-signature on the answer"
     if e.answer_header and e.answer_header not in headers:
         return f"no {e.answer_header} on the answer"
+    for needle in e.stats_set:
+        if not envoy.counters(needle):
+            return f"no stat matching {needle!r} was set"
     if e.counters_moved or e.counters_zero:
         stats = envoy.counters("callback_")
         total = lambda needle: sum(v for k, v in stats.items() if needle in k)  # noqa: E731

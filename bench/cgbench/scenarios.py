@@ -94,6 +94,7 @@ class Expect:
     masked: bool = False  # the forwarded body no longer holds the PII
     forged_status: int | None = None  # a forged signature gets this answer
     answer_header: str | None = None  # a header the answer must carry
+    stats_set: tuple = ()  # substrings of stats that must have been set (any value)
 
 
 @dataclass(frozen=True)
@@ -197,10 +198,10 @@ SCENARIOS = (
     # Host-call floors (issue #17): bench/noop making the host calls the
     # scenario made per request in this run's count, plus the body work no
     # verifier or rewriter can skip (floor.py). The probe sees the floor's
-    # own answer header (`x-floor-0`, the write standing for the trace id):
-    # a floor whose plan did not take would answer without it.
+    # `floor_configured` gauge, set once when its plan took (a floor whose
+    # plan did not take is the no-op, and would measure nothing).
     *(Scenario(f"f{k}", f"({k}) host-call floor", f"floor-{k}", shape, base,
-               Expect(filter_ran=False, answer_header="x-floor-0"), floor_of=k)
+               Expect(filter_ran=False, stats_set=("floor_configured",)), floor_of=k)
       for k, shape, base in (("a", "passthrough", "1k"), ("c", "1k", "1k"), ("e", "1k", "1k"),
                              ("f", "1k", "1k"), ("g", "1k", "1k"), ("d", "64k", "64k"))),
 )

@@ -15,6 +15,7 @@ pub const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
 pub const MAP_HTTP_REQUEST_HEADERS: u32 = 0;
 pub const MAP_HTTP_RESPONSE_HEADERS: u32 = 2;
 pub const METRIC_COUNTER: u32 = 0;
+pub const METRIC_GAUGE: u32 = 1;
 pub const METRIC_HISTOGRAM: u32 = 2;
 pub const LOG_ERROR: u32 = 4;
 

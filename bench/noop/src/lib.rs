@@ -69,6 +69,12 @@ mod filter {
             match Plan::parse(&text) {
                 Ok(plan) if plan.rates.is_empty() && !plan.hold => true,
                 Ok(plan) => {
+                    // Once, at configuration: the bench's probe sees from
+                    // this gauge that the plan took (a plan may write no
+                    // header the answer would show).
+                    if let Some(id) = host::define_metric(host::METRIC_GAUGE, "floor_configured") {
+                        host::record_metric(id, 1);
+                    }
                     self.floor = Some(Rc::new(Floor {
                         plan,
                         counter: host::define_metric(host::METRIC_COUNTER, "floor_counter"),
