@@ -694,6 +694,34 @@ mod tests {
         );
     }
 
+    /// A JSON callback's headers with delivery id `id` (`webhook-id`).
+    fn json_with_id(id: &str) -> Headers {
+        [("content-type", "application/json"), ("webhook-id", id)]
+            .into_iter()
+            .collect()
+    }
+
+    /// The body checks' input of a signed channel whose rules admitted the
+    /// request as `decision` at its headers (the draw is still owed).
+    fn admitted_input<'a>(
+        headers: &'a Headers,
+        body: &'a [u8],
+        decision: Decision,
+    ) -> BodyInput<'a> {
+        BodyInput {
+            headers,
+            body,
+            empty_by_header: false,
+            now_unix_s: 1_700_000_000,
+            admission: Some(PendingAdmission {
+                admission: None,
+                channel: None,
+                decision,
+                now_ms: 5,
+            }),
+        }
+    }
+
     #[test]
     fn the_body_check_stops_at_each_store_question_and_goes_on_from_there() {
         use crate::core::admission::Priority;
@@ -702,23 +730,10 @@ mod tests {
             ..channel("a")
         };
         ch.dedup = Some(dedup(&ch, 60, None));
-        let headers: Headers = [("content-type", "application/json"), ("webhook-id", "m1")]
-            .into_iter()
-            .collect();
+        let headers = json_with_id("m1");
         let body = br#"{"phone":"1"}"#;
         let admitted = Decision::Admitted(Priority::Normal);
-        let input = BodyInput {
-            headers: &headers,
-            body,
-            empty_by_header: false,
-            now_unix_s: 1_700_000_000,
-            admission: Some(PendingAdmission {
-                admission: None,
-                channel: None,
-                decision: admitted,
-                now_ms: 5,
-            }),
-        };
+        let input = admitted_input(&headers, body, admitted);
         let mut check = BodyCheck::new(&input);
         assert_eq!(
             check.start(&ch, &headers, body),
@@ -839,23 +854,10 @@ mod tests {
     fn a_body_outside_the_contract_asks_the_store_nothing() {
         use crate::core::admission::Priority;
         let ch = contract_channel();
-        let headers: Headers = [("content-type", "application/json"), ("webhook-id", "m1")]
-            .into_iter()
-            .collect();
+        let headers = json_with_id("m1");
         let admitted = Decision::Admitted(Priority::Normal);
         let body: &[u8] = br#"{"amount":1}"#;
-        let input = BodyInput {
-            headers: &headers,
-            body,
-            empty_by_header: false,
-            now_unix_s: 1_700_000_000,
-            admission: Some(PendingAdmission {
-                admission: None,
-                channel: None,
-                decision: admitted,
-                now_ms: 5,
-            }),
-        };
+        let input = admitted_input(&headers, body, admitted);
         // No admission draw (no token taken), no dedup check (no id
         // planted): the verdict comes at once.
         let step = BodyCheck::new(&input).start(&ch, &headers, body);

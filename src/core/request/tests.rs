@@ -847,6 +847,23 @@ impl Env for OneEvent<'_> {
     }
 }
 
+/// One host event as the filter runs it (one [`OneEvent`] clock), driven
+/// to its step; pushes how often it read the host clock to `reads`.
+fn timed_event(
+    host: &FakeEnv,
+    store: &MemoryStore,
+    reads: &mut Vec<u32>,
+    request: &mut Request,
+    first: &dyn Fn(&mut Request, &dyn Env) -> Output,
+) -> (Vec<Effect>, Step) {
+    let env = OneEvent::new(host);
+    let before = host.clock_reads.get();
+    let out = first(request, &env);
+    let (effects, step) = drive(request, out, &env, store);
+    reads.push(host.clock_reads.get() - before);
+    (effects, step)
+}
+
 #[test]
 fn the_full_pipeline_reads_the_clock_once_per_event_that_needs_it() {
     // Signed, masked, admitted and routed: every step that wants the time.
@@ -864,12 +881,7 @@ fn the_full_pipeline_reads_the_clock_once_per_event_that_needs_it() {
     let mut request = Request::new(Some(p));
     let mut reads = Vec::new();
     let mut event = |request: &mut Request, first: &dyn Fn(&mut Request, &dyn Env) -> Output| {
-        let env = OneEvent::new(&host);
-        let before = host.clock_reads.get();
-        let out = first(request, &env);
-        let (effects, step) = drive(request, out, &env, &store);
-        reads.push(host.clock_reads.get() - before);
-        (effects, step)
+        timed_event(&host, &store, &mut reads, request, first)
     };
     let hs = headers(&[JSON, ("x-hub-signature-256", &sig)]);
     let hs = RefCell::new(Some(hs));
@@ -925,12 +937,7 @@ fn a_channel_whose_checks_need_no_time_reads_the_clock_only_for_its_duration() {
     let mut request = Request::new(Some(p));
     let mut reads = Vec::new();
     let mut event = |request: &mut Request, first: &dyn Fn(&mut Request, &dyn Env) -> Output| {
-        let env = OneEvent::new(&host);
-        let before = host.clock_reads.get();
-        let out = first(request, &env);
-        let (effects, step) = drive(request, out, &env, &store);
-        reads.push(host.clock_reads.get() - before);
-        (effects, step)
+        timed_event(&host, &store, &mut reads, request, first)
     };
     let hs = RefCell::new(Some(headers(&[JSON])));
     let (effects, _) = event(&mut request, &|r, env| {
