@@ -117,9 +117,11 @@ fn every_decision_is_in_the_access_log_and_refusals_in_the_log() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let lines = loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
+        // Only whole lines: Envoy may be writing the last one right now.
         let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
+            .split_inclusive('\n')
+            .filter(|l| l.ends_with('\n'))
+            .map(|l| serde_json::from_str(l.trim_end()).unwrap())
             .collect();
         if lines.len() >= 22 || std::time::Instant::now() > deadline {
             break lines;
