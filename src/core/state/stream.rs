@@ -24,7 +24,7 @@
 //! (`body_omitted: true`, [`StreamRequest::body_dropped`]); the other
 //! fields are small and bounded.
 
-use super::webdis::encode;
+use super::webdis::{answer_json, encode};
 use super::{HttpRequest, Protocol, StateError, StatePolicy};
 use crate::core::deadletter::StreamSink;
 
@@ -111,15 +111,7 @@ pub fn xadd_answer(protocol: Protocol, status: u32, body: &[u8]) -> Result<Strin
 }
 
 fn webdis_answer(status: u32, body: &[u8]) -> Result<String, StateError> {
-    match status {
-        200 => {}
-        0 => return Err(StateError::NoAnswer),
-        403 => return Err(StateError::Forbidden),
-        503 => return Err(StateError::Unavailable),
-        other => return Err(StateError::Http(other)),
-    }
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|_| StateError::Malformed("webdis answer is not JSON"))?;
+    let value = answer_json(status, body)?;
     match value.get("XADD") {
         Some(serde_json::Value::String(id)) => Ok(id.clone()),
         Some(serde_json::Value::Array(items)) => match items.as_slice() {

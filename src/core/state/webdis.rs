@@ -51,15 +51,7 @@ impl Front for Webdis {
     }
 
     fn parse(&self, status: u32, body: &[u8]) -> Result<Vec<i64>, StateError> {
-        match status {
-            200 => {}
-            0 => return Err(StateError::NoAnswer),
-            403 => return Err(StateError::Forbidden),
-            503 => return Err(StateError::Unavailable),
-            other => return Err(StateError::Http(other)),
-        }
-        let value: serde_json::Value = serde_json::from_slice(body)
-            .map_err(|_| StateError::Malformed("webdis answer is not JSON"))?;
+        let value = answer_json(status, body)?;
         let serde_json::Value::Object(map) = value else {
             return Err(StateError::Malformed("webdis answer is not an object"));
         };
@@ -87,6 +79,19 @@ impl Front for Webdis {
                 .collect(),
         }
     }
+}
+
+/// webdis's answer as JSON: its HTTP status checked (`0`: no answer came),
+/// then the body parsed.
+pub fn answer_json(status: u32, body: &[u8]) -> Result<serde_json::Value, StateError> {
+    match status {
+        200 => {}
+        0 => return Err(StateError::NoAnswer),
+        403 => return Err(StateError::Forbidden),
+        503 => return Err(StateError::Unavailable),
+        other => return Err(StateError::Http(other)),
+    }
+    serde_json::from_slice(body).map_err(|_| StateError::Malformed("webdis answer is not JSON"))
 }
 
 fn redis_error(message: &str) -> StateError {
