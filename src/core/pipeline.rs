@@ -657,16 +657,8 @@ mod tests {
         };
         ch.dedup = Some(dedup(&ch, 60, None));
         let store = MemoryStore::new();
-        let headers: Headers = [("content-type", "application/json"), ("webhook-id", "m1")]
-            .into_iter()
-            .collect();
-        let input = |body: &'static [u8]| BodyInput {
-            headers: &headers,
-            body,
-            empty_by_header: false,
-            now_unix_s: 1_700_000_000,
-            admission: None,
-        };
+        let headers = json_with_id("m1");
+        let input = |body: &'static [u8]| body_input(&headers, body, None);
         let bad = inspect_body(&ch, &input(br#"{"phone":"#), &store);
         assert!(matches!(bad.action, BodyAction::Reply(ref r) if r.status == 400));
         // The same bad body again: refused again, not "in progress".
@@ -701,19 +693,20 @@ mod tests {
             .collect()
     }
 
-    /// The body checks' input of a signed channel whose rules admitted the
-    /// request as `decision` at its headers (the draw is still owed).
-    fn admitted_input<'a>(
+    /// The body checks' input; `admitted`: the rules admitted the request
+    /// at its headers as that decision and the bucket draw is still owed
+    /// (a signed channel).
+    fn body_input<'a>(
         headers: &'a Headers,
         body: &'a [u8],
-        decision: Decision,
+        admitted: Option<Decision>,
     ) -> BodyInput<'a> {
         BodyInput {
             headers,
             body,
             empty_by_header: false,
             now_unix_s: 1_700_000_000,
-            admission: Some(PendingAdmission {
+            admission: admitted.map(|decision| PendingAdmission {
                 admission: None,
                 channel: None,
                 decision,
@@ -733,7 +726,7 @@ mod tests {
         let headers = json_with_id("m1");
         let body = br#"{"phone":"1"}"#;
         let admitted = Decision::Admitted(Priority::Normal);
-        let input = admitted_input(&headers, body, admitted);
+        let input = body_input(&headers, body, Some(admitted));
         let mut check = BodyCheck::new(&input);
         assert_eq!(
             check.start(&ch, &headers, body),
@@ -814,16 +807,8 @@ mod tests {
     fn a_body_outside_the_contract_is_422_and_leaves_no_dedup_id() {
         let ch = contract_channel();
         let store = MemoryStore::new();
-        let headers: Headers = [("content-type", "application/json"), ("webhook-id", "m1")]
-            .into_iter()
-            .collect();
-        let input = |body: &'static [u8]| BodyInput {
-            headers: &headers,
-            body,
-            empty_by_header: false,
-            now_unix_s: 1_700_000_000,
-            admission: None,
-        };
+        let headers = json_with_id("m1");
+        let input = |body: &'static [u8]| body_input(&headers, body, None);
         let bad = inspect_body(&ch, &input(br#"{"amount":"4111111111111111"}"#), &store);
         assert_eq!(bad.events, [Event::Rejected("contract")]);
         let BodyAction::Reply(r) = &bad.action else {
@@ -857,7 +842,7 @@ mod tests {
         let headers = json_with_id("m1");
         let admitted = Decision::Admitted(Priority::Normal);
         let body: &[u8] = br#"{"amount":1}"#;
-        let input = admitted_input(&headers, body, admitted);
+        let input = body_input(&headers, body, Some(admitted));
         // No admission draw (no token taken), no dedup check (no id
         // planted): the verdict comes at once.
         let step = BodyCheck::new(&input).start(&ch, &headers, body);
