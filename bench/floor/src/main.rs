@@ -92,23 +92,12 @@ fn main() {
     let iters: u32 = iters.parse().unwrap();
     let body = std::fs::read(file).unwrap();
 
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let secret = format!("whsec_{}", b64.encode(SECRET));
+    let (secret, sig) = sign(&body);
     let spec: SignatureSpec = serde_json::from_str(&format!(
         r#"{{"scheme":"standard-webhooks","secrets":[{{"value":"{secret}"}}],"tolerance_s":3600}}"#
     ))
     .unwrap();
     let v = compile_signature(&spec, &FieldPath::root(), &|_| None).unwrap();
-    let mut mac = Hmac::<Sha256>::new_from_slice(&SECRET).unwrap();
-    for part in [
-        b"msg_bench.".as_slice(),
-        TS.to_string().as_bytes(),
-        b".",
-        &body,
-    ] {
-        mac.update(part);
-    }
-    let sig = b64.encode(mac.finalize().into_bytes());
     let h: Headers = [
         ("webhook-id", "msg_bench".to_string()),
         ("webhook-timestamp", TS.to_string()),
@@ -139,21 +128,30 @@ fn main() {
     black_box(sink);
 }
 
-/// `request-<key>`: one bench request of scenario `key` per iteration.
-fn run_request(key: &str, file: &str, iters: u32) {
-    let body = std::fs::read(file).unwrap();
+/// The bench's Standard Webhooks secret (`whsec_…`) and the base64
+/// signature of `body` as delivery `msg_bench` at [`TS`].
+fn sign(body: &[u8]) -> (String, String) {
     let b64 = base64::engine::general_purpose::STANDARD;
-    let secret = format!("whsec_{}", b64.encode(SECRET));
     let mut mac = Hmac::<Sha256>::new_from_slice(&SECRET).unwrap();
     for part in [
         b"msg_bench.".as_slice(),
         TS.to_string().as_bytes(),
         b".",
-        &body,
+        body,
     ] {
         mac.update(part);
     }
-    let sig = format!("v1,{}", b64.encode(mac.finalize().into_bytes()));
+    (
+        format!("whsec_{}", b64.encode(SECRET)),
+        b64.encode(mac.finalize().into_bytes()),
+    )
+}
+
+/// `request-<key>`: one bench request of scenario `key` per iteration.
+fn run_request(key: &str, file: &str, iters: u32) {
+    let body = std::fs::read(file).unwrap();
+    let (secret, sig) = sign(&body);
+    let sig = format!("v1,{sig}");
     let (policy, host, pairs) = request::setup(key, &body, TS, &secret, &sig);
     // Outside the channel (a) passes; every other scenario is forwarded.
     let forwarded = request::request_work(&policy, &host, &pairs);

@@ -12,10 +12,11 @@
 
 use callback_guard::core::headers::Headers;
 use callback_guard::core::metrics::StatIds;
+use callback_guard::core::policy::Policy;
+use callback_guard::core::request::store::LocalLeases;
 use callback_guard::core::request::{Effect, Env, EventClock, Output, Phase, Request, Step};
 use callback_guard::core::rng::SplitMix64;
 use callback_guard::core::shared::{self, MemoryStore, ReadCache, SharedStore};
-use callback_guard::core::policy::Policy;
 use std::cell::RefCell;
 use std::hint::black_box;
 use std::rc::Rc;
@@ -42,9 +43,8 @@ fn config(key: &str, secret: &str) -> String {
         channel.push_str(&part.replace("SECRET", secret));
     }
     channel.push('}');
-    let mut cfg = format!(
-        r#"{{"channels":[{channel}],"routing":{{"cluster_header":"x-callback-cluster"}}"#
-    );
+    let mut cfg =
+        format!(r#"{{"channels":[{channel}],"routing":{{"cluster_header":"x-callback-cluster"}}"#);
     if admission {
         cfg.push(',');
         cfg.push_str(ADMISSION);
@@ -59,6 +59,8 @@ pub struct Host {
     body: Vec<u8>,
     rng: RefCell<SplitMix64>,
     store: MemoryStore,
+    /// The worker's leases of the buckets, as the filter keeps them.
+    leases: RefCell<LocalLeases>,
     route_reads: ReadCache,
     metrics: RefCell<StatIds>,
 }
@@ -126,7 +128,8 @@ impl Host {
             self.apply(std::mem::take(&mut out.effects));
             out = match out.step {
                 Step::Query(query) => {
-                    let answer = request.answer_locally(&query, &self.store);
+                    let answer =
+                        request.answer_locally(&query, &self.store, &mut self.leases.borrow_mut());
                     request.resume(answer, env)
                 }
                 Step::ReplaceBody { body, .. } => {
@@ -144,7 +147,8 @@ impl Host {
 pub fn request_work(policy: &Rc<Policy>, host: &Host, map: &[u8]) -> usize {
     let mut request = Request::new(Some(policy.clone()));
     // As host::request_headers: the host's buffer (one copy), then parsed.
-    let headers = Headers::from_map(&map.to_vec());
+    let buffer = black_box(map.to_vec());
+    let headers = Headers::from_map(&buffer);
     let env = HostEnv::new(host);
     let out = request.on_request_headers(headers, false, &env);
     host.drive(&mut request, out, &env);
@@ -179,7 +183,11 @@ pub fn setup(
                 .expect("store");
         }
     }
-    let path = if key == "a" { "/api/orders" } else { "/callbacks/bench" };
+    let path = if key == "a" {
+        "/api/orders"
+    } else {
+        "/callbacks/bench"
+    };
     let pairs: Vec<(&str, String)> = vec![
         (":authority", "localhost:10000".into()),
         (":path", path.into()),
@@ -191,7 +199,10 @@ pub fn setup(
         ("webhook-timestamp", ts.to_string()),
         ("webhook-signature", signature.into()),
         ("x-forwarded-proto", "http".into()),
-        ("x-request-id", "4d6b0a4e-5d1c-4b7b-9a55-0f3c2f0e2a11".into()),
+        (
+            "x-request-id",
+            "4d6b0a4e-5d1c-4b7b-9a55-0f3c2f0e2a11".into(),
+        ),
     ];
     let pairs = callback_guard::core::abi_map::serialize_map(&pairs);
     let host = Host {
@@ -199,6 +210,7 @@ pub fn setup(
         body: body.to_vec(),
         rng: RefCell::new(SplitMix64::new(7)),
         store,
+        leases: RefCell::new(LocalLeases::default()),
         route_reads: ReadCache::new(100),
         metrics: RefCell::new(StatIds::default()),
     };
