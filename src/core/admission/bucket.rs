@@ -7,9 +7,11 @@
 //! request takes a token from its priority bucket and from `capacity`
 //! together or from neither, so a refusal by one bucket never burns a token
 //! of the other and no refund step (which could itself fail) is needed. It
-//! also costs one shared-data read and one write per request instead of two
-//! of each. Every admitted request touches `capacity` anyway, so one key is
-//! not more contended than two would be.
+//! also costs one shared-data read and one write per draw instead of two of
+//! each; a worker takes several draws at once for fast buckets
+//! ([`Limits::take`], leased by `core::request::store::LocalLeases`). Every
+//! admitted request touches `capacity` anyway, so one key is not more
+//! contended than two would be.
 //!
 //! Buckets refill continuously at `rps` tokens per second up to `burst` and
 //! start full. A clock that goes backwards (workers read the time
