@@ -182,11 +182,7 @@ impl Http {
             }
             // Limits fall back to this Envoy's buckets (whatever
             // `on_unavailable` says: it governs dedup).
-            return Some(self.request.answer_locally(
-                &query,
-                &SharedData,
-                &mut self.worker.local_leases.borrow_mut(),
-            ));
+            return Some(self.locally(&query));
         }
         if let (Some(state), Query::DedupCheck { key, .. }) =
             (policy.as_ref().and_then(|p| p.state.as_ref()), &query)
@@ -209,11 +205,7 @@ impl Http {
                 return Some(answer);
             }
         }
-        Some(self.request.answer_locally(
-            &query,
-            &SharedData,
-            &mut self.worker.local_leases.borrow_mut(),
-        ))
+        Some(self.locally(&query))
     }
 
     /// The fleet buckets an admitted `decision` draws from on this
@@ -249,13 +241,7 @@ impl Http {
             self.marks = marks;
             return answer;
         }
-        dedup::fallback(state).unwrap_or_else(|| {
-            self.request.answer_locally(
-                query,
-                &SharedData,
-                &mut self.worker.local_leases.borrow_mut(),
-            )
-        })
+        dedup::fallback(state).unwrap_or_else(|| self.locally(query))
     }
 
     /// The store's answer to a lease of the request's buckets.
@@ -270,11 +256,7 @@ impl Http {
             return Answer::Unavailable;
         };
         let Some(draw) = self.fleet_draw(state, *decision) else {
-            return self.request.answer_locally(
-                query,
-                &SharedData,
-                &mut self.worker.local_leases.borrow_mut(),
-            );
+            return self.locally(query);
         };
         let step = {
             let mut leases = self.worker.leases.borrow_mut();
@@ -289,12 +271,18 @@ impl Http {
         };
         match step.and_then(|step| draw.after(step, *decision)) {
             Some(decision) => Answer::Admission(decision),
-            None => self.request.answer_locally(
-                query,
-                &SharedData,
-                &mut self.worker.local_leases.borrow_mut(),
-            ),
+            None => self.locally(query),
         }
+    }
+
+    /// Answers `query` from this Envoy's shared data now (the worker's
+    /// bucket leases for a draw).
+    fn locally(&self, query: &Query) -> Answer {
+        self.request.answer_locally(
+            query,
+            &SharedData,
+            &mut self.worker.local_leases.borrow_mut(),
+        )
     }
 
     fn store_failed(&self, state: &StatePolicy, op: &str, error: &StateError, now_ms: u64) {
