@@ -70,7 +70,7 @@ class FloorPlan(unittest.TestCase):
         for target, calls in (("a", A), ("f", F), ("g", G)):
             per_call = {}
             for key, n in tokens(floor.plan(scenarios.scenario(target), calls)).items():
-                if key != "hold":
+                if key not in ("hold", "route"):
                     call = key.split(".", 1)[1]
                     per_call[call] = per_call.get(call, 0) + float(n)
             for name, n in calls.items():
@@ -84,11 +84,19 @@ class FloorPlan(unittest.TestCase):
         self.assertIn("get_buffer_bytes", known)
         for target, calls in (("a", A), ("g", G), ("d", G)):
             for key in tokens(floor.plan(scenarios.scenario(target), calls)):
-                if key == "hold":
+                if key in ("hold", "route"):
                     continue
                 phase, call = key.split(".", 1)
                 self.assertIn(phase, phases, key)
                 self.assertIn(call, known, key)
+
+    def test_routed_floors_write_the_route_header_by_the_channels_weights(self):
+        self.assertEqual(tokens(floor.plan(scenarios.scenario("f"), F))["route"], "r1:60/r2:35/r3:5")
+        self.assertEqual(tokens(floor.plan(scenarios.scenario("g"), G))["route"], "r1:60/r2:35/r3:5")
+        self.assertTrue(scenarios.PROXIES["floor-f"].routed and scenarios.PROXIES["floor-g"].routed)
+        # (a) is outside the channel, (c) has no routing.
+        self.assertNotIn("route", tokens(floor.plan(scenarios.scenario("a"), A)))
+        self.assertNotIn("route", tokens(floor.plan(scenarios.scenario("c"), G)))
 
     def test_an_unknown_host_call_is_refused(self):
         with self.assertRaises(ValueError):
@@ -168,6 +176,33 @@ class Tables(unittest.TestCase):
         self.assertEqual(main.offered_rates(run, ["gd", "gs"]), [1000, 6000])
         run.args.rates = "1000"
         self.assertEqual(main.offered_rates(run, ["gd", "gs"]), [1000])
+
+
+class Twins(unittest.TestCase):
+    def test_each_targeted_scenario_gets_a_twin_on_the_baseline_build(self):
+        chosen, proxies = scenarios.select(["noop", "c", "f", "s"])
+        got, got_proxies = scenarios.with_twins(chosen, proxies)
+        twins = {s.key: s for s in got if s.twin_of}
+        self.assertEqual(sorted(twins), ["base-c", "base-f"])  # (s) has no twin
+        c = twins["base-c"]
+        self.assertEqual((c.twin_of, c.shape, c.proxy), ("c", "1k", "base-guard-sig1k"))
+        # The same configuration on the other build; routing stays routed.
+        self.assertEqual(got_proxies["base-guard-sig1k"].kind, "baseline")
+        self.assertEqual(got_proxies["base-guard-sig1k"].config, proxies["guard-sig1k"].config)
+        self.assertTrue(got_proxies["base-guard-routing"].routed)
+        # Its probe still checks what the scenario promises to the caller.
+        self.assertTrue(c.expect.verified and c.expect.masked and c.expect.forged_status == 401)
+        self.assertFalse(c.expect.counters_moved or c.hostcalls or c.target)
+
+    def test_the_twin_table_compares_cpu_in_the_same_run(self):
+        chosen, _ = scenarios.with_twins(scenarios.select(["noop", "c"])[0], {})
+        run = SimpleNamespace(scenarios=chosen, ctx={"baseline_wasm": "old.wasm, 1 bytes"},
+                              scenario=lambda k: next(s for s in chosen if s.key == k))
+        med = {"noop": {"cpu_us": 10.0, "rps": 100.0}, "c": {"cpu_us": 15.0, "rps": 60.0},
+               "base-c": {"cpu_us": 20.0, "rps": 50.0}}
+        rows = [line for line in report.twins_section(run, med) if line.startswith("| (c)")]
+        self.assertEqual(rows, ["| (c) 1 KiB JSON, standard-webhooks verified + masked | 15.0 | 20.0 | "
+                                "0.75 | 1.50 | 2.00 | 60 | 50 |"])
 
 
 if __name__ == "__main__":

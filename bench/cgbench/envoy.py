@@ -148,6 +148,7 @@ def proxy_bootstrap(proxy, wasms, upstream_port, echo_port, verifier_port=None, 
         "noop": lambda: [wasm_filter("noop", wasms["noop"], None)],
         "floor": lambda: [wasm_filter("floor", wasms["noop"], proxy.config_json())],
         "guard": lambda: [wasm_filter("callback-guard", wasms["guard"], proxy.config_json())],
+        "baseline": lambda: [wasm_filter("callback-guard", wasms["baseline"], proxy.config_json())],
         "lua": lambda: [lua_filter()],
         "ext_authz": lambda: [ext_authz_filter()],
     }[proxy.kind]

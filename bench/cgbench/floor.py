@@ -18,14 +18,18 @@ Inside a channel (the body was read) the floor holds the request as the
 filter does (`hold=1`: headers paused, body buffered) and does the body
 work no filter doing the same job can skip, natively measured by
 bench/floor: SHA-256 over the body for a verified signature, a UTF-8 check
-and a copy for a rewritten (masked) body.
+and a copy for a rewritten (masked) body. On a routed channel, the first
+request-header write of the floor is the route header with the channel's
+clusters taken in turn by weight (`route=`), so its requests take the same
+route, read the cluster from the header and spread over the same clusters
+as callback-guard's: Envoy's share of routing is in the floor.
 
 Not reproduced: `define_metric` (once per VM), `log`, `send_local_response`,
 `remove_header_map_value`, `continue_stream`, `http_call` (outgoing calls; none of
 them is made per request by the scenarios that have a floor).
 """
 
-from .scenarios import Scenario
+from .scenarios import PROXIES, Scenario
 
 # ABI import (without `proxy_`) -> phase, for calls always made in one phase.
 PHASE = {
@@ -88,5 +92,17 @@ def plan(target: Scenario, calls: dict) -> str:
         if target.expect.masked:
             add("request_body", "utf8_copy", 1)
     tokens = ["hold=1"] if held else []
+    route = routing(target)
+    if held and route and per.get((at_end, "replace_header_map_value"), 0) >= 1:
+        tokens.append("route=" + "/".join(f"{c['name']}:{c['weight']}" for c in route["clusters"]))
     tokens += [f"{phase}.{call}={n:.3f}".rstrip("0").rstrip(".") for (phase, call), n in per.items()]
     return " ".join(tokens)
+
+
+def routing(target: Scenario):
+    """The routing of the channel `target`'s requests go to, if its proxy
+    routes by header."""
+    proxy = PROXIES[target.proxy]
+    if not proxy.routed or not isinstance(proxy.config, dict):
+        return None
+    return next((ch["routing"] for ch in proxy.config.get("channels", []) if "routing" in ch), None)

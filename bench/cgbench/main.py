@@ -39,6 +39,12 @@ def parse_args(argv):
         ROOT / "target/hostcall-count/wasm32-wasip1/release/callback_guard.wasm"),
         help="the filter built with --features hostcall-count")
     ap.add_argument("--noop-wasm", default=str(ROOT / "target/noop/wasm32-wasip1/release/noop_filter.wasm"))
+    ap.add_argument("--baseline-wasm", default=os.environ.get("BENCH_BASELINE_WASM", ""),
+                    help="another build of callback_guard.wasm (say, an older commit's) to run "
+                         "next to ours on the same scenarios in the same run (BENCH_BASELINE_WASM)")
+    ap.add_argument("--baseline-label", default=os.environ.get("BENCH_BASELINE_LABEL", ""),
+                    help="what the baseline build is, for the report (BENCH_BASELINE_LABEL), "
+                         "say `commit 5306c08`")
     ap.add_argument("--verifier", default=str(ROOT / "target/ext-authz-verifier/release/ext-authz-verifier"))
     ap.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK", "") not in ("", "0"),
                     help="a few seconds per scenario, one round, report to target/bench/ (BENCH_QUICK=1)")
@@ -113,6 +119,8 @@ def describe(args, work, wasms):
         "commit": commit,
         "guard_wasm": f"callback_guard.wasm, {wasms['guard'].stat().st_size} bytes",
         "noop_wasm": f"noop_filter.wasm, {wasms['noop'].stat().st_size} bytes",
+        "baseline_wasm": (f"{args.baseline_label or wasms['baseline'].name}, "
+                          f"{wasms['baseline'].stat().st_size} bytes") if "baseline" in wasms else None,
         "proxy_wasm": pw.group(1) if pw else "?",
         "load_start": f"{os.getloadavg()[0]:.2f}",
         "command": f"{make}` → `" + " ".join(["python3", "bench/run.py"]
@@ -322,11 +330,15 @@ def main(argv=None):
         chosen, proxies = scenarios.select(only)
     except ValueError as e:
         raise BenchError(str(e)) from None
+    if args.baseline_wasm:
+        chosen, proxies = scenarios.with_twins(chosen, proxies)
     run = Run(args=args, work=work, scenarios=chosen, proxies=proxies, quick=args.quick)
     t_start = time.monotonic()
     if not shutil.which("wrk"):
         raise BenchError("wrk not found (make bench installs it)")
     wasms = {"guard": Path(args.guard_wasm), "noop": Path(args.noop_wasm)}
+    if args.baseline_wasm:
+        wasms["baseline"] = Path(args.baseline_wasm)
     needed = [Path(args.envoy), *wasms.values()]
     if any(p.kind == "ext_authz" for p in proxies.values()):
         needed.append(Path(args.verifier))

@@ -33,6 +33,9 @@ HOW_TO_RUN = [
     "- Knobs (environment or flags of bench/run.py): `BENCH_DURATION` (s per run), "
     "`BENCH_ROUNDS`, `BENCH_WARMUP` (s), `BENCH_CONNECTIONS`, `BENCH_BUDGET_S`, "
     "`BENCH_HOSTCALL_REQUESTS`, `BENCH_ONLY=plain,noop,c,p2` (scenario keys), `BENCH_OUT`; "
+    "`BENCH_BASELINE_WASM=<path>` (and `BENCH_BASELINE_LABEL`) runs another build of the filter "
+    "(an older commit's, say) on scenarios a, b, c, e, f, g and d next to ours in the same "
+    "rounds (rows `base-<key>`, table *Against the baseline build*); "
     "for the fixed-rate runs `BENCH_RATES` (`1000,half`), `BENCH_RATE_REQUESTS`, "
     "`BENCH_RATE_ROUNDS`, `BENCH_RATE_CLIENTS`.",
     "- Order of a run: host calls are counted first (the `hostcall-count` build), the host-call "
@@ -81,6 +84,8 @@ def write(out, run):
               f"- wrk: `{ctx['wrk_version']}`; h2load: `{ctx.get('h2load_version', 'not run')}`",
               f"- filter: `{ctx['guard_wasm']}` at commit `{ctx['commit']}`; no-op control "
               f"`{ctx['noop_wasm']}` (bench/noop, proxy-wasm {ctx['proxy_wasm']})",
+              *([f"- baseline build (the `, baseline build` rows): `{ctx['baseline_wasm']}`"]
+                if ctx.get("baseline_wasm") else []),
               f"- command: `{ctx['command']}`",
               f"- load: `wrk -t1 -c{run.args.connections} -d{run.args.duration}s --latency` per "
               f"run, {run.args.warmup}s warm-up per scenario, {run.rounds_done} round(s) "
@@ -91,6 +96,7 @@ def write(out, run):
               f"- load average (1 min) at start / end: {ctx['load_start']} / {ctx['load_end']}",
               f"- wall time of the run (bench/run.py, excluding builds): {run.elapsed:.0f} s", ""]
     lines += results_section(run, med)
+    lines += twins_section(run, med)
     lines += peers_section(run, med)
     lines += rego_section(run, med)
     lines += fixed_rate_section(run, med)
@@ -158,6 +164,30 @@ def results_section(run, med):
             rs = run.results[s.key]
             lines.append(f"- `{s.key}`: " + ", ".join(f"{x['rps']:.0f}" for x in rs)
                          + "; " + ", ".join(f"{x['cpu_us']:.1f}" for x in rs))
+    return lines + [""]
+
+
+def twins_section(run, med):
+    twins = [s for s in run.scenarios if s.twin_of]
+    if not twins:
+        return []
+    lines = ["## Against the baseline build (same run)", "",
+             f"The same scenarios, configuration and requests served by another build of the filter "
+             f"(`{run.ctx.get('baseline_wasm')}`), loaded in the same rounds as ours. `ours × "
+             "baseline` is our CPU per request over the baseline's (below 1: ours is cheaper); "
+             "`× no-op` as in *Results*.", "",
+             "| scenario | ours CPU µs/req | baseline CPU µs/req | ours × baseline | ours × no-op | "
+             "baseline × no-op | ours req/s | baseline req/s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for t in twins:
+        ours = run.scenario(t.twin_of)
+        if t.key not in med or ours.key not in med:
+            lines.append(f"| {ours.label} | not measured | | | | | | |")
+            continue
+        o, b = med[ours.key], med[t.key]
+        lines.append(f"| {ours.label} | {o['cpu_us']:.1f} | {b['cpu_us']:.1f} | "
+                     f"{o['cpu_us'] / b['cpu_us']:.2f} | {fmt(ratios(run, med, ours.key)[2], '.2f')} | "
+                     f"{fmt(ratios(run, med, t.key)[2], '.2f')} | {o['rps']:.0f} | {b['rps']:.0f} |")
     return lines + [""]
 
 
@@ -322,7 +352,9 @@ def floor_section(run, med):
              "pipeline, JSON, the HMAC around the SHA-256, serialisation), the only part this "
              "project can cut; `floor × no-op` is the best CPU ratio reachable with these host "
              "calls; the target is issue #17's, CPU/request × the no-op filter of the same body "
-             "size. Routing floors take the plain route (they write no `x-callback-cluster`).", "",
+             "size. The floors of (f) and (g) write `x-callback-cluster` (the clusters in turn by "
+             "weight, `route=` in their plan), so their requests take the same route and spread "
+             "over the same clusters as ours.", "",
              "| scenario | target × no-op | ours µs/req | floor µs/req | no-op µs/req | "
              "floor − no-op | ours − floor | ours × no-op | floor × no-op | verdict |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]

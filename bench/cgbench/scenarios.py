@@ -6,7 +6,7 @@ must see, so a benchmark of 401s cannot pass for a fast filter.
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .shapes import CHANNEL_PATH, SPIFFE_HEADER
 from .signer import SECRET
@@ -111,6 +111,7 @@ class Scenario:
     floor_of: str | None = None  # a host-call floor: the key of the scenario it reproduces
     target: float | None = None  # issue #17's CPU/request target, × the no-op filter
     fixed_rate: bool = False  # also loaded at fixed offered rates (h2load), issue #15
+    twin_of: str | None = None  # the same scenario run by the baseline build (`--baseline-wasm`)
 
 
 PROXIES = {p.name: p for p in (
@@ -138,10 +139,9 @@ PROXIES = {p.name: p for p in (
           routed=True, fleet=True),
     Proxy("lua", "lua"),
     # One host-call floor per scenario it reproduces (bench/cgbench/floor.py).
-    # Not routed: the floor writes no x-callback-cluster, so its requests
-    # take the plain route (choosing the cluster from the header is
-    # Envoy's work for (f)/(g) that their floors leave out).
-    *(Proxy(f"floor-{k}", "floor") for k in ("a", "c", "e", "f", "g", "d")),
+    # The floors of routed scenarios write x-callback-cluster like the
+    # filter does (`route=` in their plan), on the same route and clusters.
+    *(Proxy(f"floor-{k}", "floor", routed=k in ("f", "g")) for k in ("a", "c", "e", "f", "g", "d")),
     Proxy("ext-authz", "ext_authz"),
 )}
 
@@ -217,6 +217,32 @@ def select(only):
     scenarios = tuple(s for s in SCENARIOS if not only or s.key in only)
     used = {s.proxy for s in scenarios}
     return scenarios, {n: p for n, p in PROXIES.items() if n in used}
+
+
+# The scenarios a baseline build (`--baseline-wasm`, another commit's
+# callback_guard.wasm) is run on, next to ours in the same run: the ones
+# issue #17 sets a target for, and the empty callback.
+TWINNED = ("a", "b", "c", "e", "f", "g", "d")
+TWIN_PREFIX = "base-"
+
+
+def with_twins(chosen, proxies):
+    """`chosen` plus a baseline twin of each TWINNED scenario in it, and the
+    proxies they use (kind `baseline`: the same configuration, the other
+    build). A twin's probe checks the answer, the signature and the
+    masking, not the stats or headers an older build may name otherwise."""
+    twins = []
+    proxies = dict(proxies)
+    for s in chosen:
+        if s.key not in TWINNED:
+            continue
+        p = PROXIES[s.proxy]
+        proxies[TWIN_PREFIX + p.name] = replace(p, name=TWIN_PREFIX + p.name, kind="baseline")
+        twins.append(replace(s, key=TWIN_PREFIX + s.key, label=f"{s.label}, baseline build",
+                             proxy=TWIN_PREFIX + p.name, hostcalls=False, target=None, twin_of=s.key,
+                             expect=replace(s.expect, filter_ran=False, counters_moved=(),
+                                            counters_zero=(), stats_set=())))
+    return tuple(chosen) + tuple(twins), proxies
 
 
 def scenario(key):

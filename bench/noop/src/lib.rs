@@ -20,7 +20,7 @@ mod host;
 #[cfg(target_arch = "wasm32")]
 mod filter {
     use crate::host;
-    use crate::plan::{Call, Phase, Plan};
+    use crate::plan::{Call, Phase, Plan, ROUTE_HEADER};
     use proxy_wasm::traits::{Context, HttpContext, RootContext};
     use proxy_wasm::types::{Action, ContextType};
     use std::hint::black_box;
@@ -67,7 +67,7 @@ mod filter {
             };
             let text = String::from_utf8_lossy(&bytes);
             match Plan::parse(&text) {
-                Ok(plan) if plan.rates.is_empty() && !plan.hold => true,
+                Ok(plan) if plan.rates.is_empty() && !plan.hold && plan.route.is_none() => true,
                 Ok(plan) => {
                     // Once, at configuration: the bench's probe sees from
                     // this gauge that the plan took (a plan may write no
@@ -95,6 +95,7 @@ mod filter {
                 Some(floor) => Box::new(FloorRequest {
                     floor: floor.clone(),
                     body: Vec::new(),
+                    routed: false,
                 }),
             })
         }
@@ -112,6 +113,8 @@ mod filter {
         floor: Rc<Floor>,
         /// The request body as `get_buffer_bytes` read it (or its copy).
         body: Vec<u8>,
+        /// The route header was written (`route=`: once per request).
+        routed: bool,
     }
 
     impl FloorRequest {
@@ -141,9 +144,13 @@ mod filter {
                     };
                     black_box(host::get_map_value(map, key));
                 }
-                Call::ReplaceHeaderMapValue => {
-                    host::replace_map_value(map, HEADERS[i % HEADERS.len()], HEADER_VALUE)
-                }
+                Call::ReplaceHeaderMapValue => match &floor.plan.route {
+                    Some(route) if map == host::MAP_HTTP_REQUEST_HEADERS && !self.routed => {
+                        self.routed = true;
+                        host::replace_map_value(map, ROUTE_HEADER, route.pick().as_bytes())
+                    }
+                    _ => host::replace_map_value(map, HEADERS[i % HEADERS.len()], HEADER_VALUE),
+                },
                 Call::GetCurrentTimeNanoseconds => {
                     black_box(host::current_time_ns());
                 }

@@ -10,6 +10,11 @@
 //! makes some calls on a fraction of the requests only, e.g. the routing
 //! feedback it writes to shared data). An unknown phase, call or a bad
 //! number refuses the configuration, so a typo cannot measure nothing.
+//!
+//! `route=r1:60/r2:35/r3:5` makes the first request-header write of each
+//! request `x-callback-cluster: <cluster>` ([`ROUTE_HEADER`]), the clusters
+//! taken in turn by weight, as callback-guard's routing writes it: the
+//! request then takes the route that reads the cluster from that header.
 
 use std::cell::Cell;
 
@@ -128,8 +133,63 @@ impl Rate {
     }
 }
 
+/// The header a routed floor writes its cluster to (the bench's
+/// `routing.cluster_header`).
+pub const ROUTE_HEADER: &str = "x-callback-cluster";
+
+/// Clusters by weight, taken in turn: of every `total` requests, each
+/// cluster gets its weight's share, in a fixed order.
+#[derive(Debug)]
+pub struct Route {
+    clusters: Vec<(String, u32)>,
+    total: u32,
+    next: Cell<u32>,
+}
+
+impl Route {
+    fn parse(value: &str) -> Result<Route, String> {
+        let mut clusters = Vec::new();
+        for part in value.split('/') {
+            let (name, weight) = part
+                .split_once(':')
+                .ok_or_else(|| format!("route `{part}`: expected <cluster>:<weight>"))?;
+            let weight: u32 = weight
+                .parse()
+                .ok()
+                .filter(|w| (1..=1000).contains(w))
+                .ok_or_else(|| format!("route `{part}`: the weight is 1..=1000"))?;
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return Err(format!("route `{part}`: a cluster name is [A-Za-z0-9-]+"));
+            }
+            clusters.push((name.to_string(), weight));
+        }
+        let total = clusters.iter().map(|(_, w)| w).sum();
+        Ok(Route {
+            clusters,
+            total,
+            next: Cell::new(0),
+        })
+    }
+
+    /// The cluster of the next request.
+    pub fn pick(&self) -> &str {
+        let n = self.next.get();
+        self.next.set((n + 1) % self.total.max(1));
+        let mut at = n;
+        for (name, weight) in &self.clusters {
+            if at < *weight {
+                return name;
+            }
+            at -= weight;
+        }
+        ""
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Plan {
+    /// Write the route header (`route=`), see [`Route`].
+    pub route: Option<Route>,
     /// Hold the request like callback-guard inside a channel: the headers
     /// phase pauses, the body is buffered (`StopIterationAndBuffer`) and the
     /// request goes on when the last body callback returns `Continue`.
@@ -159,6 +219,10 @@ impl Plan {
                     "0" | "false" => false,
                     _ => return Err(format!("`{token}`: hold is 0 or 1")),
                 };
+                continue;
+            }
+            if key == "route" {
+                plan.route = Some(Route::parse(value)?);
                 continue;
             }
             let (phase, call) = key
@@ -264,9 +328,32 @@ mod tests {
     }
 
     #[test]
+    fn a_route_takes_the_clusters_in_turn_by_weight() {
+        let plan =
+            Plan::parse("route=r1:3/r2:2/r3:1 request_body.replace_header_map_value=2").unwrap();
+        let route = plan.route.unwrap();
+        let got: Vec<_> = (0..12).map(|_| route.pick().to_string()).collect();
+        assert_eq!(
+            got,
+            [
+                "r1", "r1", "r1", "r2", "r2", "r3", "r1", "r1", "r1", "r2", "r2", "r3"
+            ]
+        );
+        for bad in [
+            "route=r1",
+            "route=r1:0",
+            "route=r1:x",
+            "route=:5",
+            "route=r 1:5",
+        ] {
+            assert!(Plan::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn an_empty_configuration_is_no_work() {
         let plan = Plan::parse(" \n").unwrap();
-        assert!(!plan.hold && plan.rates.is_empty());
+        assert!(!plan.hold && plan.rates.is_empty() && plan.route.is_none());
     }
 
     #[test]
