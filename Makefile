@@ -53,7 +53,7 @@ CARGO_FUZZ_DIR := $(TOOLS)/cargo-fuzz-$(CARGO_FUZZ_VERSION)
 
 export PATH := $(WBG_DIR)/bin:$(CARGO_FUZZ_DIR)/bin:$(PATH)
 
-.PHONY: help setup toolchain envoy wasm-bindgen wasm wasm-contract lint unit wasm-unit e2e test soak run bench bench-test bench-core bench-tools noop-wasm hostcall-wasm ext-authz-verifier clean oci oci-contract validate schema fuzz fuzz-tools state-tools
+.PHONY: help setup toolchain envoy wasm-bindgen wasm wasm-contract lint unit wasm-unit e2e test soak run bench bench-test bench-core bench-tools noop-wasm hostcall-wasm ext-authz-verifier bench-base clean oci oci-contract validate schema fuzz fuzz-tools state-tools
 
 help:
 	@echo "Entry points (each installs what it needs):"
@@ -72,7 +72,7 @@ help:
 	@echo "  make wasm-unit - the core's unit tests compiled to wasm32, run in node"
 	@echo "  make e2e      - tests against a real Envoy (E2E_THREADS=$(E2E_THREADS))"
 	@echo "  make soak     - 1 M mixed requests against a 2-worker Envoy -> the soak section of RELIABILITY.md"
-	@echo "  make bench    - Envoy benchmark (plain / no-op / callback-guard / host-call floors / Lua and ext_authz peers) -> BENCHMARKS.md"
+	@echo "  make bench    - Envoy benchmark (plain / no-op / callback-guard / host-call floors / Lua and ext_authz peers / a baseline build, BENCH_BASE) -> BENCHMARKS.md"
 	@echo "                  BENCH_QUICK=1: seconds per scenario -> target/bench/BENCHMARKS.quick.md"
 	@echo "  make bench-test - the bench harness's own unit tests (floor plans, tables; no Envoy)"
 	@echo "  make bench-core - criterion benchmarks of the pure core"
@@ -210,9 +210,27 @@ fuzz: fuzz-tools
 # per scenario, report in target/bench/BENCHMARKS.quick.md (proves the
 # harness, numbers are noise). Knobs: BENCH_DURATION, BENCH_ROUNDS,
 # BENCH_WARMUP, BENCH_CONNECTIONS, BENCH_ONLY, ... (python3 bench/run.py --help).
-# About 17 minutes on 2 cores, plus the builds.
-bench: wasm hostcall-wasm noop-wasm ext-authz-verifier envoy bench-tools state-tools
-	python3 bench/run.py
+# BENCH_BASE (a commit, default 5306c08: issue #17's baseline of Nov 22)
+# is built from `git archive` into target/bench-base/ and run on scenarios
+# a, b, c, e, f, g, d next to ours in the same rounds (rows base-<key>,
+# table "Against the baseline build"); `make bench BENCH_BASE=` runs none.
+# About 20 minutes on 2 cores, plus the builds.
+BENCH_BASE ?= 5306c08
+BENCH_BASE_DIR = target/bench-base/$(BENCH_BASE)
+BENCH_BASE_WASM = $(BENCH_BASE_DIR)/target/wasm32-wasip1/release/callback_guard.wasm
+bench: wasm hostcall-wasm noop-wasm ext-authz-verifier envoy bench-tools state-tools bench-base
+	$(if $(BENCH_BASE),BENCH_BASELINE_WASM=$(BENCH_BASE_WASM) BENCH_BASELINE_LABEL="commit $(BENCH_BASE)") python3 bench/run.py
+
+# The baseline build of make bench (BENCH_BASE): that commit's own sources,
+# toolchain and lock file, built once into target/bench-base/<commit>/.
+bench-base: toolchain
+ifneq ($(BENCH_BASE),)
+	@if [ ! -f $(BENCH_BASE_DIR)/src/Cargo.toml ]; then \
+	  rm -rf $(BENCH_BASE_DIR)/src && mkdir -p $(BENCH_BASE_DIR)/src && \
+	  git archive $(BENCH_BASE) | tar -x -C $(BENCH_BASE_DIR)/src || \
+	  { echo "bench-base: commit $(BENCH_BASE) not in this clone (a shallow clone? BENCH_BASE= skips it)"; rm -rf $(BENCH_BASE_DIR)/src; exit 1; }; fi
+	cd $(BENCH_BASE_DIR)/src && cargo build --release --locked --target wasm32-wasip1 --lib --target-dir ../target
+endif
 
 # The harness's own unit tests, no Envoy: bench/noop's plan parser (native
 # cargo test) and bench/cgbench's pure parts (floor plans, percentiles, the

@@ -61,7 +61,7 @@ def parse_args(argv):
     ap.add_argument("--rate-rounds", type=int, default=env_int("BENCH_RATE_ROUNDS", 3))
     ap.add_argument("--rate-clients", type=int, default=env_int("BENCH_RATE_CLIENTS", 16),
                     help="h2load connections per fixed-rate run (each at rate/clients req/s)")
-    ap.add_argument("--budget", type=int, default=env_int("BENCH_BUDGET_S", 1200),
+    ap.add_argument("--budget", type=int, default=env_int("BENCH_BUDGET_S", 1800),
                     help="seconds; rounds that would not fit are dropped (and said so)")
     ap.add_argument("--only", default=os.environ.get("BENCH_ONLY", ""),
                     help="comma-separated scenario keys; default all")

@@ -21,7 +21,9 @@ HOW_TO_RUN = [
     "## How to run", "",
     "- `make bench`: builds the filter, its `hostcall-count` variant (into target/hostcall-count), "
     "the no-op control (bench/noop, also each scenario's host-call floor) and the ext_authz "
-    "verifier (bench/ext-authz-verifier), installs wrk and h2load if missing, and runs "
+    "verifier (bench/ext-authz-verifier), builds the baseline build of an older commit "
+    "(`BENCH_BASE`, default `5306c08`, issue #17's baseline; from `git archive` into "
+    "target/bench-base/, `BENCH_BASE=` for none), installs wrk and h2load if missing, and runs "
     "`python3 bench/run.py`, which rewrites this file. "
     "Run it on a quiet machine: throughput is only meaningful when nothing else competes for "
     "the proxy's CPU (`other` below should stay near 0).",
