@@ -119,7 +119,25 @@ pub struct Observation {
 
 /// Shared-data key of a channel's routing state.
 pub fn state_key(channel: &str) -> String {
-    format!("cg:route:{channel}")
+    with_state_key(channel, str::to_string)
+}
+
+/// Calls `f` with [`state_key`] of `channel`, built on the stack when the
+/// name is short (channel names are at most 64 bytes): routing reads the
+/// key on every request.
+fn with_state_key<R>(channel: &str, f: impl FnOnce(&str) -> R) -> R {
+    const PREFIX: &[u8] = b"cg:route:";
+    let mut buffer = [0u8; PREFIX.len() + 64];
+    let len = PREFIX.len() + channel.len();
+    if let Some(key) = buffer.get_mut(..len) {
+        let (prefix, name) = key.split_at_mut(PREFIX.len());
+        prefix.copy_from_slice(PREFIX);
+        name.copy_from_slice(channel.as_bytes());
+        if let Ok(key) = std::str::from_utf8(key) {
+            return f(key);
+        }
+    }
+    f(&format!("cg:route:{channel}"))
 }
 
 /// Characters allowed in a cluster name: what Envoy and Istio cluster names
@@ -336,7 +354,7 @@ impl RoutingPolicy {
         if self.clusters.len() < 2 {
             return WeightSource::Configured(Fallback::SingleCluster);
         }
-        let bytes = match store.get(&state_key(channel)) {
+        let bytes = match with_state_key(channel, |key| store.get(key)) {
             Ok(Some((bytes, _))) => bytes,
             Ok(None) => return WeightSource::Configured(Fallback::NoState),
             Err(e) => return WeightSource::Configured(Fallback::Store(e)),
