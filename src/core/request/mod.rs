@@ -248,8 +248,10 @@ pub struct Request {
     /// Signed channel: the rules admitted the request at its headers; the
     /// bucket draw happens once the signature verified.
     pending_admission: Option<Decision>,
-    /// The provider's delivery id (for the decision record).
-    delivery_id: Option<String>,
+    /// The provider's delivery id when the body holds it (read with the
+    /// body); an id in the headers is read from them when needed (see
+    /// [`Request::delivery_id`]).
+    body_delivery_id: Option<String>,
     /// The priority admission granted (for the decision record).
     priority_admitted: Option<Priority>,
     /// The body as forwarded, kept for a dead-letter copy (only with
@@ -282,7 +284,7 @@ impl Request {
             response_status: None,
             body_size: 0,
             pending_admission: None,
-            delivery_id: None,
+            body_delivery_id: None,
             priority_admitted: None,
             forwarded_body: None,
             admission_reason: None,
@@ -351,6 +353,17 @@ impl Request {
         trace::ensure(self.headers.get("traceparent"), || {
             (env.random_u64(), env.random_u64(), env.random_u64())
         })
+    }
+
+    /// The provider's delivery id of a channel request (for the decision
+    /// record, a dead-letter copy, a re-signature): one visible-ASCII token,
+    /// from the body once it was read, else from the headers.
+    fn delivery_id(&self) -> Option<&str> {
+        if let Some(id) = &self.body_delivery_id {
+            return Some(id);
+        }
+        let ch = self.channel()?;
+        with_id_source(ch, |source| source.header_id(&self.headers))
     }
 
     fn waiting(&self) -> bool {
@@ -454,7 +467,6 @@ impl Request {
 
         self.channel = Some(index);
         self.phase = Phase::Holding;
-        self.delivery_id = delivery_id_of(ch, &self.headers, &[]);
         self.count(ch.stats.requests.clone(), 1);
 
         match self.admit(&policy, ch, env) {
@@ -729,7 +741,7 @@ impl Request {
                 "callback body could not be inspected",
             ));
         };
-        self.delivery_id = delivery_id_of(ch, &self.headers, &body);
+        self.body_delivery_id = with_id_source(ch, |source| source.body_id(&body));
         let now_ms = if pipeline::needs_time(ch, self.pending_admission.is_some()) {
             env.now_ms()
         } else {
@@ -849,9 +861,8 @@ impl Request {
         if let (Some(resigner), Some(verifier), false) = (&ch.resign, &ch.signature, streamed) {
             let forwarded = new_body.as_deref().unwrap_or(&body);
             let id = self
-                .delivery_id
-                .clone()
-                .unwrap_or_else(|| format!("msg_{}", self.trace_id));
+                .delivery_id()
+                .map_or_else(|| format!("msg_{}", self.trace_id), str::to_string);
             for name in verifier.signature_headers() {
                 self.remove_header(name.to_string());
             }
@@ -984,7 +995,7 @@ impl Request {
             reason: reply.map(|r| r.code),
             status: reply.map(|r| r.status),
             scheme: self.verified,
-            delivery_id: self.delivery_id.as_deref(),
+            delivery_id: self.delivery_id(),
             cluster: self.cluster.as_deref(),
             priority: self.priority_admitted.map(Priority::as_str),
             admission_reason: self.admission_reason.as_deref(),
@@ -1106,7 +1117,7 @@ impl Request {
             let envelope = Envelope {
                 version: deadletter::ENVELOPE_VERSION,
                 channel: &ch.name,
-                delivery_id: self.delivery_id.as_deref(),
+                delivery_id: self.delivery_id(),
                 trace_id: &self.trace_id,
                 cluster: Some(&cluster),
                 status,
@@ -1173,14 +1184,15 @@ fn upstream_caused(details: &str) -> bool {
     details.starts_with("upstream")
 }
 
-/// The provider's delivery id of a channel request, for the decision
-/// record: where dedup reads it, else where the scheme (or the fallback
-/// header list) puts it. Always one visible-ASCII token.
-fn delivery_id_of(ch: &ChannelPolicy, headers: &Headers, body: &[u8]) -> Option<String> {
+/// Calls `f` with where a channel request's delivery id is read, for the
+/// decision record: where dedup reads it, else where the scheme (or the
+/// fallback header list) puts it.
+fn with_id_source<R>(ch: &ChannelPolicy, f: impl FnOnce(&DeliveryIdSource) -> R) -> R {
     match &ch.dedup {
-        Some(dedup) => dedup.delivery_id(headers, body),
-        None => DeliveryIdSource::for_scheme(ch.signature.as_ref().map(|v| v.scheme_kind()))
-            .delivery_id(headers, body),
+        Some(dedup) => f(dedup.source()),
+        None => f(&DeliveryIdSource::for_scheme(
+            ch.signature.as_ref().map(|v| v.scheme_kind()),
+        )),
     }
 }
 

@@ -953,3 +953,75 @@ fn a_channel_whose_checks_need_no_time_reads_the_clock_only_for_its_duration() {
     assert!(matches!(&effects[..], [Effect::Histogram(..)]));
     assert_eq!(reads, [1, 0, 0, 1]);
 }
+
+fn stripe_signature(secret: &[u8], t: u64, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    let tag: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("t={t},v1={tag}")
+}
+
+#[test]
+fn the_decision_record_names_the_delivery_id_from_its_header_or_the_body() {
+    let store = MemoryStore::new();
+    let body = br#"{"id":"evt_body","a":1}"#;
+    // No signature: the first well-known id header.
+    let run = send(
+        &one_channel("", ""),
+        &[JSON, ("svix-id", "msg_svix")],
+        body,
+        &store,
+    );
+    assert_eq!(decision(&run.effects).unwrap()["delivery_id"], "msg_svix");
+    // Dedup's header, whatever the scheme's.
+    let run = send(
+        &one_channel(DEDUP, ""),
+        &[JSON, ("x-id", "d7"), ("webhook-id", "w")],
+        body,
+        &store,
+    );
+    assert_eq!(decision(&run.effects).unwrap()["delivery_id"], "d7");
+    // Blank or too long: none.
+    let long = "x".repeat(crate::core::dedup::MAX_ID_LEN + 1);
+    for id in ["  ", long.as_str()] {
+        let run = send(
+            &one_channel("", ""),
+            &[JSON, ("webhook-id", id)],
+            body,
+            &store,
+        );
+        assert!(decision(&run.effects).unwrap().get("delivery_id").is_none());
+    }
+    // Stripe: the event id in the body, forwarded or refused after the body.
+    let stripe = one_channel(
+        r#","signature":{"scheme":"stripe","secrets":[{"value":"whsec"}]}"#,
+        "",
+    );
+    let sig = stripe_signature(b"whsec", NOW_MS / 1000, body);
+    let run = send(&stripe, &[JSON, ("stripe-signature", &sig)], body, &store);
+    assert_eq!(reply_status(&run.effects), None);
+    assert_eq!(decision(&run.effects).unwrap()["delivery_id"], "evt_body");
+    let bad = stripe_signature(b"other", NOW_MS / 1000, body);
+    let run = send(&stripe, &[JSON, ("stripe-signature", &bad)], body, &store);
+    assert_eq!(reply_status(&run.effects), Some(401));
+    assert_eq!(decision(&run.effects).unwrap()["delivery_id"], "evt_body");
+    // Refused at the headers (no body read): no id.
+    let run = send(
+        &one_channel(
+            r#","signature":{"scheme":"stripe","secrets":[{"value":"whsec"}]},"max_body_bytes":4"#,
+            "",
+        ),
+        &[JSON, ("content-length", "23"), ("stripe-signature", &sig)],
+        body,
+        &store,
+    );
+    assert_eq!(reply_status(&run.effects), Some(413));
+    assert!(decision(&run.effects).unwrap().get("delivery_id").is_none());
+}
