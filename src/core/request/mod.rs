@@ -57,7 +57,6 @@ use crate::core::reply::LocalReply;
 use crate::core::routing::Observation;
 use crate::core::shared::SharedStore;
 use crate::core::{empty, trace};
-use std::borrow::Cow;
 use std::rc::Rc;
 use store::{Answer, LocalLeases, Query, StoreWrite};
 
@@ -146,8 +145,119 @@ pub enum Step {
     Query(Query),
 }
 
-/// A header name or value: our constants are borrowed, never copied.
-pub type Text = Cow<'static, str>;
+/// A header name or value: our constants and the policy's names are
+/// borrowed or shared, a trace id or a generated `traceparent` is kept
+/// inline; only other values are copies.
+#[derive(Clone)]
+pub enum Text {
+    Static(&'static str),
+    /// A name of the compiled policy (a routing cluster, the cluster header).
+    Shared(Rc<str>),
+    /// A trace id or `traceparent` (see [`Inline`]).
+    Inline(Inline),
+    Owned(String),
+}
+
+impl Text {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Static(s) => s,
+            Self::Shared(s) => s,
+            Self::Inline(s) => s.as_str(),
+            Self::Owned(s) => s,
+        }
+    }
+
+    /// `s` inline when it fits (a trace id, a `traceparent`), else copied.
+    pub fn copy_of(s: &str) -> Self {
+        Inline::new(s).map_or_else(|| Self::Owned(s.to_string()), Self::Inline)
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Text {}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl From<&'static str> for Text {
+    fn from(s: &'static str) -> Self {
+        Self::Static(s)
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Self {
+        Self::Owned(s)
+    }
+}
+
+impl From<Rc<str>> for Text {
+    fn from(s: Rc<str>) -> Self {
+        Self::Shared(s)
+    }
+}
+
+/// A short header value kept inline: at most [`trace::LEN`] bytes (a
+/// `traceparent`), so a request's trace headers cost no allocation.
+#[derive(Clone, Copy)]
+pub struct Inline {
+    len: u8,
+    bytes: [u8; trace::LEN],
+}
+
+impl Inline {
+    /// `s`, when it fits.
+    pub fn new(s: &str) -> Option<Self> {
+        let mut bytes = [0; trace::LEN];
+        bytes.get_mut(..s.len())?.copy_from_slice(s.as_bytes());
+        Some(Self {
+            len: u8::try_from(s.len()).ok()?,
+            bytes,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Always whole: the bytes of one `&str`.
+        self.bytes
+            .get(..usize::from(self.len))
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or_default()
+    }
+}
 
 /// One thing to do, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,16 +341,19 @@ pub struct Request {
     /// Index into `policy.channels` once matched.
     channel: Option<usize>,
     headers: Headers,
-    trace_id: String,
-    /// A `traceparent` this filter generated, written when the request
-    /// goes upstream (a request answered by the filter needs none).
-    traceparent: Option<String>,
+    /// The request's trace (the caller's, or one this filter made).
+    trace: Option<trace::TraceParent>,
+    /// The trace was generated here and its `traceparent` is still to be
+    /// written, when the request goes upstream (a request answered by the
+    /// filter needs none).
+    traceparent_unwritten: bool,
     start_ms: u64,
     /// `x-callback-status: 204`: empty by the headers (decided with the
     /// body, after the signature).
     empty_by_header: bool,
     verified: Option<&'static str>,
-    cluster: Option<String>,
+    /// The cluster routing chose (its name shared with the policy).
+    cluster: Option<Rc<str>>,
     dedup_key: Option<String>,
     response_status: Option<u32>,
     /// Request body bytes buffered so far.
@@ -274,8 +387,8 @@ impl Request {
             effects: Vec::new(),
             channel: None,
             headers: Headers::default(),
-            trace_id: String::new(),
-            traceparent: None,
+            trace: None,
+            traceparent_unwritten: false,
             start_ms: 0,
             empty_by_header: false,
             verified: None,
@@ -339,13 +452,19 @@ impl Request {
     /// The generated `traceparent`, once the request goes upstream: with
     /// the headers in stream mode, with the checked body in hold mode.
     fn write_traceparent(&mut self) {
-        if let Some(value) = self.traceparent.take() {
-            self.set_header("traceparent", value);
+        if let Some(trace) = self.trace.filter(|_| self.traceparent_unwritten) {
+            self.traceparent_unwritten = false;
+            self.set_header("traceparent", Text::copy_of(trace.header()));
         }
     }
 
     fn remove_header(&mut self, name: impl Into<Text>) {
         self.effect(Effect::RemoveRequestHeader(name.into()));
+    }
+
+    /// The request's trace id (empty before the request is matched).
+    fn trace_id(&self) -> &str {
+        self.trace.as_ref().map_or("", trace::TraceParent::trace_id)
     }
 
     /// The caller's trace if valid, else a new one.
@@ -422,7 +541,7 @@ impl Request {
                 self.remove_header(name);
             }
         }
-        let cluster_header = policy.cluster_header.as_str();
+        let cluster_header = &*policy.cluster_header;
         if !header::SET_BY_FILTER.contains(&cluster_header) && self.headers.contains(cluster_header)
         {
             self.remove_header(cluster_header.to_string());
@@ -438,7 +557,7 @@ impl Request {
             Route::Refuse(why) => {
                 // The refusal names its trace id (the request goes nowhere,
                 // so no `traceparent` is written).
-                self.trace_id = self.trace(env).trace_id;
+                self.trace = Some(self.trace(env));
                 self.count(
                     Stat::Once(stat_name(
                         metric::UNMATCHED_TOTAL,
@@ -460,10 +579,8 @@ impl Request {
         }
         self.start_ms = env.now_ms();
         let tp = self.trace(env);
-        if tp.generated {
-            self.traceparent = Some(tp.header);
-        }
-        self.trace_id = tp.trace_id;
+        self.traceparent_unwritten = tp.generated;
+        self.trace = Some(tp);
 
         self.channel = Some(index);
         self.phase = Phase::Holding;
@@ -626,11 +743,13 @@ impl Request {
             let cluster = {
                 let weights = env.routing_store(self.start_ms);
                 routing
-                    .choose(weights.as_ref(), &ch.name, self.start_ms, random)
-                    .to_string()
+                    .choose_shared(weights.as_ref(), &ch.name, self.start_ms, random)
+                    .cloned()
             };
-            self.set_header(policy.cluster_header.clone(), cluster.clone());
-            self.cluster = Some(cluster);
+            if let Some(cluster) = cluster {
+                self.set_header(policy.cluster_header.clone(), cluster.clone());
+                self.cluster = Some(cluster);
+            }
         }
 
         if end_of_stream {
@@ -862,7 +981,7 @@ impl Request {
             let forwarded = new_body.as_deref().unwrap_or(&body);
             let id = self
                 .delivery_id()
-                .map_or_else(|| format!("msg_{}", self.trace_id), str::to_string);
+                .map_or_else(|| format!("msg_{}", self.trace_id()), str::to_string);
             for name in verifier.signature_headers() {
                 self.remove_header(name.to_string());
             }
@@ -957,13 +1076,13 @@ impl Request {
     }
 
     fn reply(&mut self, reply: &LocalReply) -> Output {
-        let body = reply.body(&self.trace_id);
+        let body = reply.body(self.trace_id());
         let mut headers: Vec<(String, String)> = Vec::with_capacity(4 + reply.headers.len());
         if !body.is_empty() {
             headers.push(("content-type".into(), "application/json".into()));
         }
-        if !self.trace_id.is_empty() {
-            headers.push((header::TRACE_ID.into(), self.trace_id.clone()));
+        if !self.trace_id().is_empty() {
+            headers.push((header::TRACE_ID.into(), self.trace_id().to_string()));
         }
         if let Some(scheme) = self.verified {
             headers.push((header::VERIFIED_SIGNATURE.into(), scheme.into()));
@@ -999,7 +1118,7 @@ impl Request {
             cluster: self.cluster.as_deref(),
             priority: self.priority_admitted.map(Priority::as_str),
             admission_reason: self.admission_reason.as_deref(),
-            trace_id: &self.trace_id,
+            trace_id: self.trace_id(),
         };
         let level = policy.refusal_log.level;
         let refusal = (verdict == Verdict::Refused && level != LogLevel::Off)
@@ -1017,9 +1136,9 @@ impl Request {
         if matches!(self.phase, Phase::Replied | Phase::Passthrough) || self.policy.is_none() {
             return self.out(Step::Continue);
         }
-        if !self.trace_id.is_empty() {
-            let value = self.trace_id.clone();
-            self.effect(Effect::SetResponseHeader(header::TRACE_ID, value.into()));
+        if !self.trace_id().is_empty() {
+            let value = Text::copy_of(self.trace_id());
+            self.effect(Effect::SetResponseHeader(header::TRACE_ID, value));
         }
         if let Some(scheme) = self.verified {
             self.effect(Effect::SetResponseHeader(
@@ -1095,7 +1214,8 @@ impl Request {
     ) {
         let cluster = self
             .cluster
-            .clone()
+            .as_deref()
+            .map(str::to_string)
             .or_else(|| env.property(&["xds", "cluster_name"]))
             .unwrap_or_else(|| "unknown".to_string());
         let index = ch.routing.as_ref().and_then(|r| r.cluster_index(&cluster));
@@ -1118,7 +1238,7 @@ impl Request {
                 version: deadletter::ENVELOPE_VERSION,
                 channel: &ch.name,
                 delivery_id: self.delivery_id(),
-                trace_id: &self.trace_id,
+                trace_id: self.trace_id(),
                 cluster: Some(&cluster),
                 status,
                 failure,

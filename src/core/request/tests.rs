@@ -1025,3 +1025,53 @@ fn the_decision_record_names_the_delivery_id_from_its_header_or_the_body() {
     assert_eq!(reply_status(&run.effects), Some(413));
     assert!(decision(&run.effects).unwrap().get("delivery_id").is_none());
 }
+
+#[test]
+fn header_texts_compare_by_content_and_short_ones_are_inline() {
+    let tp = trace::generate(1, 2, 3);
+    let inline = Text::copy_of(tp.header());
+    assert!(matches!(inline, Text::Inline(_)));
+    assert_eq!(inline, tp.header());
+    assert_eq!(inline, Text::Owned(tp.header().to_string()));
+    let long = "x".repeat(trace::LEN + 1);
+    assert!(matches!(Text::copy_of(&long), Text::Owned(_)));
+    assert_eq!(Text::copy_of(&long), long.as_str());
+    assert_eq!(Text::copy_of(""), "");
+    assert_eq!(Text::from(Rc::<str>::from("r1")), Text::Static("r1"));
+}
+
+#[test]
+fn the_trace_headers_and_the_routed_cluster_are_not_copied() {
+    let p = one_channel(
+        r#","routing":{"clusters":[{"name":"r1","weight":1},{"name":"r2","weight":1}]}"#,
+        r#","routing":{"cluster_header":"x-callback-cluster"}"#,
+    );
+    let store = MemoryStore::new();
+    let mut run = send(&p, &[JSON], br#"{"a":1}"#, &store);
+    let traceparent = run.effects.iter().find_map(|e| match e {
+        Effect::SetRequestHeader(k, v) if k == "traceparent" => Some(v),
+        _ => None,
+    });
+    assert!(
+        matches!(traceparent, Some(Text::Inline(_))),
+        "{traceparent:?}"
+    );
+    let cluster = run.effects.iter().find_map(|e| match e {
+        Effect::SetRequestHeader(k, v) if k == "x-callback-cluster" => Some((k, v)),
+        _ => None,
+    });
+    assert!(
+        matches!(cluster, Some((Text::Shared(_), Text::Shared(v))) if ["r1", "r2"].contains(&&**v)),
+        "{cluster:?}"
+    );
+    let trace_id = respond(&mut run, 200, &store)
+        .into_iter()
+        .find_map(|e| match e {
+            Effect::SetResponseHeader(k, v) if k == header::TRACE_ID => Some(v),
+            _ => None,
+        });
+    assert!(
+        matches!(&trace_id, Some(Text::Inline(v)) if v.as_str().len() == 32),
+        "{trace_id:?}"
+    );
+}

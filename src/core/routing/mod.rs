@@ -97,6 +97,7 @@ pub mod weights;
 use crate::core::shared::{self, SharedStore, StoreError};
 use health::{ClusterHealth, UNHEALTHY_BELOW};
 use state::{MAX_CLUSTERS, StateView};
+use std::rc::Rc;
 
 /// Longest cluster name accepted.
 pub const MAX_CLUSTER_NAME_LEN: usize = 255;
@@ -194,7 +195,8 @@ pub struct ClusterTarget {
 
 #[derive(Debug, Clone)]
 struct Cluster {
-    name: String,
+    /// Shared with every request routed to it (a header value).
+    name: Rc<str>,
     weight: f64,
     sla_ms: Option<u64>,
 }
@@ -228,12 +230,12 @@ impl RoutingPolicy {
         let clusters: Vec<Cluster> = targets
             .into_iter()
             .map(|t| Cluster {
-                name: t.name,
+                name: Rc::from(t.name),
                 weight: f64::from(t.weight),
                 sla_ms: t.latency_sla_ms,
             })
             .collect();
-        let fingerprint = state::fingerprint(clusters.iter().map(|c| c.name.as_str()));
+        let fingerprint = state::fingerprint(clusters.iter().map(|c| &*c.name));
         Ok(Self {
             clusters,
             fingerprint,
@@ -242,7 +244,7 @@ impl RoutingPolicy {
 
     /// Cluster names in configuration order (e.g. to pre-register metrics).
     pub fn clusters(&self) -> impl Iterator<Item = &str> {
-        self.clusters.iter().map(|c| c.name.as_str())
+        self.clusters.iter().map(|c| &*c.name)
     }
 
     /// Picks the cluster for one callback of `channel`; `random` is uniform
@@ -252,6 +254,19 @@ impl RoutingPolicy {
     /// the choice follows the configured weights (routing state must never
     /// fail a request). Use [`shares`](Self::shares) to see why.
     pub fn choose(&self, store: &dyn SharedStore, channel: &str, now_ms: u64, random: f64) -> &str {
+        self.choose_shared(store, channel, now_ms, random)
+            .map_or("", |name| name)
+    }
+
+    /// [`choose`](Self::choose), the name shared (`None` only without
+    /// clusters, which [`new`](Self::new) refuses).
+    pub fn choose_shared(
+        &self,
+        store: &dyn SharedStore,
+        channel: &str,
+        now_ms: u64,
+        random: f64,
+    ) -> Option<&Rc<str>> {
         let mut buffer = [0.0; MAX_CLUSTERS];
         let chosen = match buffer.get_mut(..self.clusters.len()) {
             Some(weights) => {
@@ -263,7 +278,7 @@ impl RoutingPolicy {
         chosen
             .and_then(|i| self.clusters.get(i))
             .or_else(|| self.clusters.first())
-            .map_or("", |c| c.name.as_str())
+            .map(|c| &c.name)
     }
 
     /// Feeds back one observation: latency from request start to response
@@ -294,7 +309,7 @@ impl RoutingPolicy {
 
     /// The index of `cluster` among the configured clusters.
     pub fn cluster_index(&self, cluster: &str) -> Option<usize> {
-        self.clusters.iter().position(|c| c.name == cluster)
+        self.clusters.iter().position(|c| &*c.name == cluster)
     }
 
     /// Applies several observations, in order, in one compare-and-swap
@@ -335,7 +350,7 @@ impl RoutingPolicy {
                 .clusters
                 .iter()
                 .zip(&weights)
-                .map(|(c, w)| (c.name.as_str(), w / total))
+                .map(|(c, w)| (&*c.name, w / total))
                 .collect(),
         }
     }
