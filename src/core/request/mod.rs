@@ -74,9 +74,10 @@ pub trait Env {
     /// The first `size` bytes of the buffered request body.
     fn request_body(&self, size: usize) -> Option<Vec<u8>>;
     fn response_header(&self, name: &str) -> Option<String>;
-    /// Shared data for reading routing weights (may be a cached view,
-    /// see [`crate::core::shared::ReadCache`]).
-    fn routing_store(&self, now_ms: u64) -> Box<dyn SharedStore + '_>;
+    /// Calls `read` with shared data for reading routing weights (may be
+    /// a cached view, see [`crate::core::shared::ReadCache`]; lent, so
+    /// that no view is boxed per request).
+    fn with_routing_store(&self, now_ms: u64, read: &mut dyn FnMut(&dyn SharedStore));
 }
 
 /// The host clock of one host event: read on first use, then the same
@@ -171,6 +172,25 @@ impl Text {
     /// `s` inline when it fits (a trace id, a `traceparent`), else copied.
     pub fn copy_of(s: &str) -> Self {
         Inline::new(s).map_or_else(|| Self::Owned(s.to_string()), Self::Inline)
+    }
+
+    /// `n` in decimal, inline (a `content-length`).
+    pub fn number(n: u64) -> Self {
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        let mut rest = n;
+        for slot in digits.iter_mut().rev() {
+            *slot = b'0' + (rest % 10) as u8;
+            start -= 1;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        digits
+            .get(start..)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .map_or_else(|| Self::Owned(n.to_string()), Self::copy_of)
     }
 }
 
@@ -423,6 +443,16 @@ impl Request {
         let index = self.channel?;
         policy.channels.get(index)?;
         Some((policy, index))
+    }
+
+    /// Hands back an [`Output::effects`] once applied: its buffer holds
+    /// the next output's effects, so a request allocates it once, not once
+    /// per host event.
+    pub fn recycle(&mut self, mut effects: Vec<Effect>) {
+        if self.effects.is_empty() && effects.capacity() > self.effects.capacity() {
+            effects.clear();
+            self.effects = effects;
+        }
     }
 
     fn out(&mut self, step: Step) -> Output {
@@ -740,12 +770,13 @@ impl Request {
             let random = env.random_f64();
             // Never fails: without usable shared state it uses the
             // configured weights.
-            let cluster = {
-                let weights = env.routing_store(self.start_ms);
-                routing
-                    .choose_shared(weights.as_ref(), &ch.name, self.start_ms, random)
-                    .cloned()
-            };
+            let now_ms = self.start_ms;
+            let mut cluster = None;
+            env.with_routing_store(now_ms, &mut |weights| {
+                cluster = routing
+                    .choose_shared(weights, &ch.name, now_ms, random)
+                    .cloned();
+            });
             if let Some(cluster) = cluster {
                 self.set_header(policy.cluster_header.clone(), cluster.clone());
                 self.cluster = Some(cluster);
@@ -1041,7 +1072,10 @@ impl Request {
             .get("content-length")
             .and_then(|v| v.trim().parse::<usize>().ok());
         if self.phase == Phase::Holding && declared != Some(len) {
-            self.set_header("content-length", len.to_string());
+            self.set_header(
+                "content-length",
+                Text::number(u64::try_from(len).unwrap_or(u64::MAX)),
+            );
         }
         self.forwarded(ch, dedup_key, env)
     }

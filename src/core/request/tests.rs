@@ -6,7 +6,7 @@ use super::*;
 use crate::config;
 use crate::core::admission::Cause;
 use crate::core::dedup::DedupOutcome;
-use crate::core::shared::{MemoryStore, StoreError};
+use crate::core::shared::MemoryStore;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 #[cfg(target_arch = "wasm32")]
@@ -47,17 +47,6 @@ impl FakeEnv {
     }
 }
 
-struct Borrowed<'a>(&'a MemoryStore);
-
-impl SharedStore for Borrowed<'_> {
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-        self.0.get(key)
-    }
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        self.0.set(key, value, cas)
-    }
-}
-
 impl Env for FakeEnv {
     fn now_ms(&self) -> u64 {
         self.clock_reads.set(self.clock_reads.get() + 1);
@@ -87,8 +76,8 @@ impl Env for FakeEnv {
             .then(|| self.status.borrow().clone())
             .flatten()
     }
-    fn routing_store(&self, _now_ms: u64) -> Box<dyn SharedStore + '_> {
-        Box::new(Borrowed(&self.routing))
+    fn with_routing_store(&self, _now_ms: u64, read: &mut dyn FnMut(&dyn SharedStore)) {
+        read(&self.routing);
     }
 }
 
@@ -842,8 +831,8 @@ impl Env for OneEvent<'_> {
     fn response_header(&self, name: &str) -> Option<String> {
         self.host.response_header(name)
     }
-    fn routing_store(&self, now_ms: u64) -> Box<dyn SharedStore + '_> {
-        self.host.routing_store(now_ms)
+    fn with_routing_store(&self, now_ms: u64, read: &mut dyn FnMut(&dyn SharedStore)) {
+        self.host.with_routing_store(now_ms, read);
     }
 }
 
@@ -1038,6 +1027,11 @@ fn header_texts_compare_by_content_and_short_ones_are_inline() {
     assert_eq!(Text::copy_of(&long), long.as_str());
     assert_eq!(Text::copy_of(""), "");
     assert_eq!(Text::from(Rc::<str>::from("r1")), Text::Static("r1"));
+    for n in [0, 7, 10, 1024, 987_654_321, u64::MAX] {
+        let text = Text::number(n);
+        assert!(matches!(text, Text::Inline(_)));
+        assert_eq!(text, n.to_string().as_str());
+    }
 }
 
 #[test]
@@ -1074,4 +1068,25 @@ fn the_trace_headers_and_the_routed_cluster_are_not_copied() {
         matches!(&trace_id, Some(Text::Inline(v)) if v.as_str().len() == 32),
         "{trace_id:?}"
     );
+}
+
+#[test]
+fn a_recycled_effects_buffer_carries_the_next_output() {
+    let p = one_channel("", "");
+    let env = FakeEnv::new();
+    env.body(br#"{"a":1}"#);
+    let mut request = Request::new(Some(p));
+    let out = request.on_request_headers(headers(&[JSON]), false, &env);
+    assert_eq!(out.step, Step::Pause);
+    assert!(!out.effects.is_empty());
+    let buffer = out.effects.as_ptr();
+    request.recycle(out.effects);
+    let out = request.on_request_body(7, true, &env);
+    assert_eq!(out.step, Step::Continue);
+    assert!(!out.effects.is_empty());
+    assert_eq!(out.effects.as_ptr(), buffer);
+    // Nothing of the recycled effects is left in it.
+    assert!(!out.effects.iter().any(
+        |e| matches!(e, Effect::Count(stat, _) if stat.starts_with("callback_requests_total"))
+    ));
 }
