@@ -658,16 +658,20 @@ impl Request {
             .headers
             .single_token(admission.priority_header())
             .ok()
-            .flatten()
-            .map(str::to_string);
-        let requested = requested.as_deref();
+            .flatten();
         // A property lookup per request only when a rule can use it.
         let identity = admission
             .needs_identity(requested)
             .then(|| env.peer_spiffe_id())
             .flatten();
         #[cfg(feature = "rego")]
-        let classified = match self.policy_classify(admission, &ch.name, requested, env) {
+        let classified = match Self::policy_classify(
+            (&self.headers, &mut self.effects),
+            admission,
+            &ch.name,
+            requested,
+            env,
+        ) {
             Some((decision, reason)) => {
                 self.admission_reason = reason;
                 decision
@@ -688,10 +692,12 @@ impl Request {
     }
 
     /// The Rego policy's verdict (`admission.policy`), when it applies to
-    /// the requested priority; `None` leaves the request to the rules.
+    /// the requested priority; `None` leaves the request to the rules. Its
+    /// count and warning go to `effects` (the request's: `requested` is
+    /// borrowed from its `headers`).
     #[cfg(feature = "rego")]
     fn policy_classify(
-        &mut self,
+        (headers, effects): (&Headers, &mut Vec<Effect>),
         admission: &crate::core::admission::AdmissionPolicy,
         channel: &str,
         requested: Option<&str>,
@@ -707,17 +713,17 @@ impl Request {
             requested,
             identity,
             channel,
-            method: self.headers.get(":method").unwrap_or(""),
-            path: self.headers.get(":path").unwrap_or(""),
-            host: self.headers.get(":authority").unwrap_or(""),
-            headers: &self.headers,
+            method: headers.get(":method").unwrap_or(""),
+            path: headers.get(":path").unwrap_or(""),
+            host: headers.get(":authority").unwrap_or(""),
+            headers,
             scheme: None,
             delivery_id: None,
         };
         let outcome = rego::classify(admission, policy, &input);
-        self.count(Stat::Once(outcome.stat(policy)), 1);
+        effects.push(Effect::Count(Stat::Once(outcome.stat(policy)), 1));
         if let Some(error) = &outcome.error {
-            self.effect(Effect::BudgetedWarn(format!(
+            effects.push(Effect::BudgetedWarn(format!(
                 "callback-guard: admission policy failed channel={channel}: {}",
                 error.0
             )));
