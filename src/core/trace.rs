@@ -97,17 +97,24 @@ impl TraceParent {
 
     /// The 32-hex trace id (its place in a valid header is fixed).
     pub fn trace_id(&self) -> &str {
-        self.header().get(3..35).unwrap_or_default()
+        self.field(3..35)
     }
 
     /// The 16-hex parent id.
     pub fn parent_id(&self) -> &str {
-        self.header().get(36..52).unwrap_or_default()
+        self.field(36..52)
     }
 
     /// The two hex flag digits.
     pub fn flags(&self) -> &str {
-        self.header().get(53..55).unwrap_or_default()
+        self.field(53..55)
+    }
+
+    fn field(&self, range: std::ops::Range<usize>) -> &str {
+        self.text
+            .get(range)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or_default()
     }
 }
 

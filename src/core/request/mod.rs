@@ -1121,8 +1121,8 @@ impl Request {
         if !body.is_empty() {
             headers.push(("content-type".into(), "application/json".into()));
         }
-        if !self.trace_id().is_empty() {
-            headers.push((header::TRACE_ID.into(), self.trace_id().to_string()));
+        if let Some(trace) = self.trace {
+            headers.push((header::TRACE_ID.into(), trace.trace_id().to_string()));
         }
         if let Some(scheme) = self.verified {
             headers.push((header::VERIFIED_SIGNATURE.into(), scheme.into()));
@@ -1176,8 +1176,8 @@ impl Request {
         if matches!(self.phase, Phase::Replied | Phase::Passthrough) || self.policy.is_none() {
             return self.out(Step::Continue);
         }
-        if !self.trace_id().is_empty() {
-            let value = Text::copy_of(self.trace_id());
+        if let Some(trace) = self.trace {
+            let value = Text::copy_of(trace.trace_id());
             self.effect(Effect::SetResponseHeader(header::TRACE_ID, value));
         }
         if let Some(scheme) = self.verified {
