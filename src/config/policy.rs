@@ -102,7 +102,7 @@ pub(super) fn compile(
     Ok(Policy {
         channels: channels.into_iter().map(|(_, c)| c).collect(),
         admission,
-        cluster_header,
+        cluster_header: cluster_header.into(),
         hold_headers: spec.hold_headers.unwrap_or(true),
         refusal_log,
         dead_letter,

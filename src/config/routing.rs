@@ -192,7 +192,7 @@ mod tests {
             routing.clusters().collect::<Vec<_>>(),
             ["region-a", "region-b", "region-c"]
         );
-        assert_eq!(policy.cluster_header, "x-callback-cluster");
+        assert_eq!(&*policy.cluster_header, "x-callback-cluster");
     }
 
     #[test]

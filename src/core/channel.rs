@@ -41,6 +41,8 @@
 //! 404, never forwarded. Legitimate callback senders do not send such
 //! paths. Ordinary paths (nothing to normalise) cost one match.
 
+use std::borrow::Cow;
+
 /// Further decoding rounds looked at while the decoded path still holds an
 /// encoded `%` or `;`. A path still encoded after them is refused when the
 /// filter has anything to protect.
@@ -87,14 +89,13 @@ impl ChannelMatch {
         route(std::slice::from_ref(self), |m| m, &[], path, authority) == Route::Channel(0)
     }
 
-    fn fits(&self, path: &PathForm, host: &str) -> bool {
-        let p = if self.case_sensitive {
-            &path.exact
+    fn fits(&self, path: &str, host: &str) -> bool {
+        let prefixed = if self.case_sensitive {
+            path.starts_with(self.path_prefix.as_str())
         } else {
-            &path.folded
+            starts_with_folded(path, &self.path_prefix)
         };
-        p.starts_with(self.path_prefix.as_str())
-            && (self.hosts.is_empty() || self.hosts.iter().any(|h| h == host))
+        prefixed && (self.hosts.is_empty() || self.hosts.iter().any(|h| h == host))
     }
 
     /// Whether every request `later` fits also fits `self`, so that `later`,
@@ -167,17 +168,12 @@ impl Fit {
     }
 }
 
-/// One reading of the path, as written and ASCII-case-folded.
-struct PathForm {
-    exact: String,
-    folded: String,
-}
-
-impl PathForm {
-    fn new(exact: String) -> Self {
-        let folded = exact.to_ascii_lowercase();
-        Self { exact, folded }
-    }
+/// Whether `path`, ASCII-case-folded, starts with `prefix` (lower case):
+/// as `path.to_ascii_lowercase().starts_with(prefix)`, without the copy.
+fn starts_with_folded(path: &str, prefix: &str) -> bool {
+    path.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
 }
 
 /// Chooses the route of a request: `path` is the `:path` pseudo-header
@@ -190,13 +186,12 @@ pub fn route<C>(
     path: &str,
     authority: &str,
 ) -> Route {
-    let host = normalize_host(authority);
-    let fit = |path: String| -> Fit {
-        let form = PathForm::new(path);
-        if let Some(i) = channels.iter().position(|c| matcher(c).fits(&form, &host)) {
+    let host = host_of(authority);
+    let fit = |path: &str| -> Fit {
+        if let Some(i) = channels.iter().position(|c| matcher(c).fits(path, &host)) {
             return Fit::Channel(i);
         }
-        if guards.iter().any(|g| form.folded.starts_with(g.as_str())) {
+        if guards.iter().any(|g| starts_with_folded(path, g)) {
             Fit::Guarded
         } else {
             Fit::Open
@@ -205,9 +200,9 @@ pub fn route<C>(
     let protects = !channels.is_empty() || !guards.is_empty();
 
     let raw = strip_query(path);
-    let once = decode_once(raw);
-    let main = fit(normalize(&once, Steps::CANONICAL));
-    if !has_tricks(raw) {
+    let tricks = has_tricks(raw);
+    let main = fit(&canonical(raw, tricks));
+    if !tricks {
         // Every reading is the canonical one (up to case).
         return verdict(true, main);
     }
@@ -227,9 +222,9 @@ pub fn route<C>(
                 // router that skips empty segments): `/.//callbacks//..`
                 // reads as `/callbacks/`, where merging first reads `/`.
                 if steps.dots && !steps.merge && reading.contains("//") {
-                    agreed &= main.covers(fit(merge_slashes(&reading)));
+                    agreed &= main.covers(fit(&merge_slashes(&reading)));
                 }
-                agreed &= main.covers(fit(reading));
+                agreed &= main.covers(fit(&reading));
             }
         }
     };
@@ -370,7 +365,18 @@ fn strip_query(path: &str) -> &str {
 /// assert_eq!(canonical_path("/a/%252e%3f"), "/a/%252e%3F");
 /// ```
 pub fn canonical_path(path: &str) -> String {
-    normalize(&decode_once(path), Steps::CANONICAL)
+    canonical(path, has_tricks(path)).into_owned()
+}
+
+/// [`canonical_path`] of `path` (`tricks`: [`has_tricks`] of it),
+/// borrowing `path` when it is canonical already: an absolute path with
+/// nothing to normalise, the usual request.
+fn canonical(path: &str, tricks: bool) -> Cow<'_, str> {
+    if !tricks && path.starts_with('/') {
+        Cow::Borrowed(path)
+    } else {
+        Cow::Owned(normalize(&decode_once(path), Steps::CANONICAL))
+    }
 }
 
 /// Steps 2 to 5 of [`canonical_path`], each only when `steps` says so. A
@@ -616,6 +622,11 @@ pub fn canonical_prefix(prefix: &str) -> Result<(), String> {
 /// assert_eq!(normalize_host("[::1]:10000"), "::1");
 /// ```
 pub fn normalize_host(authority: &str) -> String {
+    host_of(authority).into_owned()
+}
+
+/// [`normalize_host`], borrowing `authority` when it is lower case already.
+fn host_of(authority: &str) -> Cow<'_, str> {
     let a = authority.trim();
     let a = a.rsplit_once('@').map_or(a, |(_, host)| host);
     let host = if let Some(rest) = a.strip_prefix('[') {
@@ -630,7 +641,12 @@ pub fn normalize_host(authority: &str) -> String {
     } else {
         a
     };
-    host.trim_end_matches('.').to_ascii_lowercase()
+    let host = host.trim_end_matches('.');
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
 }
 
 /// `match.methods`: the HTTP methods that carry a channel's callbacks.
@@ -1155,6 +1171,40 @@ mod tests {
         let v6 = m("/cb", &["[::1]"]);
         assert!(v6.matches("/cb", "[::1]:10000"));
         assert!(m("/cb", &["::1"]).matches("/cb", "[::1]"));
+    }
+
+    #[test]
+    fn a_path_with_nothing_to_normalise_is_its_own_canonical_form() {
+        for path in [
+            "/",
+            "/callbacks/bench",
+            "/Callbacks/Payments/",
+            "/a.b/..c/.d/...",
+            "/a-b_c~d/e:f@g",
+            "",
+            "a/b",
+            "*",
+        ] {
+            assert!(!has_tricks(path), "{path}");
+            let slow = normalize(&decode_once(path), Steps::CANONICAL);
+            let fast = canonical(path, false);
+            assert_eq!(fast, slow, "{path}");
+            assert_eq!(matches!(fast, Cow::Borrowed(_)), path.starts_with('/'));
+        }
+        for (host, folded) in [("localhost:10000", true), ("Hooks.Example.COM.:80", false)] {
+            assert_eq!(
+                host_of(host),
+                host.to_ascii_lowercase()
+                    .split(':')
+                    .next()
+                    .unwrap()
+                    .trim_end_matches('.')
+            );
+            assert_eq!(matches!(host_of(host), Cow::Borrowed(_)), folded);
+        }
+        assert!(starts_with_folded("/CallBacks/x", "/callbacks/"));
+        assert!(!starts_with_folded("/callback", "/callbacks"));
+        assert!(!starts_with_folded("/callb\u{e9}cks", "/callbacks"));
     }
 
     #[test]

@@ -154,15 +154,34 @@ impl DeliveryIdSource {
     /// The delivery id, when present, non-blank and at most
     /// [`MAX_ID_LEN`] bytes.
     pub fn delivery_id(&self, headers: &Headers, body: &[u8]) -> Option<String> {
+        match self {
+            Self::JsonBodyId => self.body_id(body),
+            _ => self.header_id(headers).map(str::to_string),
+        }
+    }
+
+    /// [`delivery_id`](Self::delivery_id) of a source that reads headers,
+    /// borrowed from them (`None` for [`Self::JsonBodyId`]).
+    pub fn header_id<'a>(&self, headers: &'a Headers) -> Option<&'a str> {
         let id = match self {
-            Self::Header(name) => token(headers, name).map(Cow::Borrowed),
+            Self::Header(name) => token(headers, name),
             Self::KnownHeaders => FALLBACK_ID_HEADERS
                 .iter()
-                .find_map(|name| token(headers, name))
-                .map(Cow::Borrowed),
-            Self::JsonBodyId => json_body_id(body),
+                .find_map(|name| token(headers, name)),
+            Self::JsonBodyId => None,
         }?;
-        (!id.is_empty() && id.len() <= MAX_ID_LEN).then(|| id.into_owned())
+        valid_id(id).then_some(id)
+    }
+
+    /// [`delivery_id`](Self::delivery_id) of [`Self::JsonBodyId`] (`None`
+    /// for a source that reads headers).
+    pub fn body_id(&self, body: &[u8]) -> Option<String> {
+        match self {
+            Self::JsonBodyId => json_body_id(body)
+                .filter(|id| valid_id(id))
+                .map(Cow::into_owned),
+            _ => None,
+        }
     }
 
     /// Whether an id header this source reads is repeated or not visible
@@ -177,6 +196,11 @@ impl DeliveryIdSource {
             Self::JsonBodyId => false,
         }
     }
+}
+
+/// An id is used when present, non-blank and at most [`MAX_ID_LEN`] bytes.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_LEN
 }
 
 fn token<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {

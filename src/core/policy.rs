@@ -20,7 +20,7 @@ pub struct Policy {
     pub channels: Vec<ChannelPolicy>,
     pub admission: Option<AdmissionPolicy>,
     /// Header the Envoy route's `cluster_header` reads (lower case).
-    pub cluster_header: String,
+    pub cluster_header: std::rc::Rc<str>,
     /// Hold a channel request's headers until its body is checked
     /// (default); `false` is stream mode (see [`crate::core::hold`]).
     pub hold_headers: bool,

@@ -102,8 +102,8 @@ impl Env for HostEnv<'_> {
         host::response_header(name)
     }
 
-    fn routing_store(&self, now_ms: u64) -> Box<dyn SharedStore + '_> {
-        Box::new(self.worker.route_reads.view(&SharedData, now_ms))
+    fn with_routing_store(&self, now_ms: u64, read: &mut dyn FnMut(&dyn SharedStore)) {
+        read(&self.worker.route_reads.view(&SharedData, now_ms));
     }
 }
 
@@ -131,10 +131,12 @@ impl Http {
     /// has the question).
     fn drive(&mut self, mut output: Output, env: &HostEnv<'_>) -> Action {
         loop {
-            for effect in output.effects {
+            let Output { mut effects, step } = output;
+            for effect in effects.drain(..) {
                 self.apply(effect, env);
             }
-            output = match output.step {
+            self.request.recycle(effects);
+            output = match step {
                 Step::Continue => return Action::Continue,
                 Step::Pause => return Action::Pause,
                 Step::ReplaceBody { size, body } => {

@@ -101,14 +101,14 @@ impl Env for HostEnv<'_> {
     fn response_header(&self, name: &str) -> Option<String> {
         (name == ":status").then(|| "200".to_string())
     }
-    fn routing_store(&self, now_ms: u64) -> Box<dyn SharedStore + '_> {
-        Box::new(self.host.route_reads.view(&self.host.store, now_ms))
+    fn with_routing_store(&self, now_ms: u64, read: &mut dyn FnMut(&dyn SharedStore)) {
+        read(&self.host.route_reads.view(&self.host.store, now_ms));
     }
 }
 
 impl Host {
-    fn apply(&self, effects: Vec<Effect>) {
-        for effect in effects {
+    fn apply(&self, effects: &mut Vec<Effect>) {
+        for effect in effects.drain(..) {
             match effect {
                 Effect::Count(stat, by) | Effect::Histogram(stat, by) => {
                     // As the filter's host::Metrics.
@@ -125,7 +125,8 @@ impl Host {
     /// Applies `out` and answers the machine as the filter does.
     fn drive(&self, request: &mut Request, mut out: Output, env: &HostEnv<'_>) {
         loop {
-            self.apply(std::mem::take(&mut out.effects));
+            self.apply(&mut out.effects);
+            request.recycle(std::mem::take(&mut out.effects));
             out = match out.step {
                 Step::Query(query) => {
                     let answer =

@@ -57,7 +57,6 @@ use crate::core::reply::LocalReply;
 use crate::core::routing::Observation;
 use crate::core::shared::SharedStore;
 use crate::core::{empty, trace};
-use std::borrow::Cow;
 use std::rc::Rc;
 use store::{Answer, LocalLeases, Query, StoreWrite};
 
@@ -75,9 +74,10 @@ pub trait Env {
     /// The first `size` bytes of the buffered request body.
     fn request_body(&self, size: usize) -> Option<Vec<u8>>;
     fn response_header(&self, name: &str) -> Option<String>;
-    /// Shared data for reading routing weights (may be a cached view,
-    /// see [`crate::core::shared::ReadCache`]).
-    fn routing_store(&self, now_ms: u64) -> Box<dyn SharedStore + '_>;
+    /// Calls `read` with shared data for reading routing weights (may be
+    /// a cached view, see [`crate::core::shared::ReadCache`]; lent, so
+    /// that no view is boxed per request).
+    fn with_routing_store(&self, now_ms: u64, read: &mut dyn FnMut(&dyn SharedStore));
 }
 
 /// The host clock of one host event: read on first use, then the same
@@ -146,8 +146,138 @@ pub enum Step {
     Query(Query),
 }
 
-/// A header name or value: our constants are borrowed, never copied.
-pub type Text = Cow<'static, str>;
+/// A header name or value: our constants and the policy's names are
+/// borrowed or shared, a trace id or a generated `traceparent` is kept
+/// inline; only other values are copies.
+#[derive(Clone)]
+pub enum Text {
+    Static(&'static str),
+    /// A name of the compiled policy (a routing cluster, the cluster header).
+    Shared(Rc<str>),
+    /// A trace id or `traceparent` (see [`Inline`]).
+    Inline(Inline),
+    Owned(String),
+}
+
+impl Text {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Static(s) => s,
+            Self::Shared(s) => s,
+            Self::Inline(s) => s.as_str(),
+            Self::Owned(s) => s,
+        }
+    }
+
+    /// `s` inline when it fits (a trace id, a `traceparent`), else copied.
+    pub fn copy_of(s: &str) -> Self {
+        Inline::new(s).map_or_else(|| Self::Owned(s.to_string()), Self::Inline)
+    }
+
+    /// `n` in decimal, inline (a `content-length`).
+    pub fn number(n: u64) -> Self {
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        let mut rest = n;
+        for slot in digits.iter_mut().rev() {
+            *slot = b'0' + (rest % 10) as u8;
+            start -= 1;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        digits
+            .get(start..)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .map_or_else(|| Self::Owned(n.to_string()), Self::copy_of)
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Text {}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl From<&'static str> for Text {
+    fn from(s: &'static str) -> Self {
+        Self::Static(s)
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Self {
+        Self::Owned(s)
+    }
+}
+
+impl From<Rc<str>> for Text {
+    fn from(s: Rc<str>) -> Self {
+        Self::Shared(s)
+    }
+}
+
+/// A short header value kept inline: at most [`trace::LEN`] bytes (a
+/// `traceparent`), so a request's trace headers cost no allocation.
+#[derive(Clone, Copy)]
+pub struct Inline {
+    len: u8,
+    bytes: [u8; trace::LEN],
+}
+
+impl Inline {
+    /// `s`, when it fits.
+    pub fn new(s: &str) -> Option<Self> {
+        let mut bytes = [0; trace::LEN];
+        bytes.get_mut(..s.len())?.copy_from_slice(s.as_bytes());
+        Some(Self {
+            len: u8::try_from(s.len()).ok()?,
+            bytes,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Always whole: the bytes of one `&str`.
+        self.bytes
+            .get(..usize::from(self.len))
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or_default()
+    }
+}
 
 /// One thing to do, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,16 +361,19 @@ pub struct Request {
     /// Index into `policy.channels` once matched.
     channel: Option<usize>,
     headers: Headers,
-    trace_id: String,
-    /// A `traceparent` this filter generated, written when the request
-    /// goes upstream (a request answered by the filter needs none).
-    traceparent: Option<String>,
+    /// The request's trace (the caller's, or one this filter made).
+    trace: Option<trace::TraceParent>,
+    /// The trace was generated here and its `traceparent` is still to be
+    /// written, when the request goes upstream (a request answered by the
+    /// filter needs none).
+    traceparent_unwritten: bool,
     start_ms: u64,
     /// `x-callback-status: 204`: empty by the headers (decided with the
     /// body, after the signature).
     empty_by_header: bool,
     verified: Option<&'static str>,
-    cluster: Option<String>,
+    /// The cluster routing chose (its name shared with the policy).
+    cluster: Option<Rc<str>>,
     dedup_key: Option<String>,
     response_status: Option<u32>,
     /// Request body bytes buffered so far.
@@ -248,8 +381,10 @@ pub struct Request {
     /// Signed channel: the rules admitted the request at its headers; the
     /// bucket draw happens once the signature verified.
     pending_admission: Option<Decision>,
-    /// The provider's delivery id (for the decision record).
-    delivery_id: Option<String>,
+    /// The provider's delivery id when the body holds it (read with the
+    /// body); an id in the headers is read from them when needed (see
+    /// [`Request::delivery_id`]).
+    body_delivery_id: Option<String>,
     /// The priority admission granted (for the decision record).
     priority_admitted: Option<Priority>,
     /// The body as forwarded, kept for a dead-letter copy (only with
@@ -272,8 +407,8 @@ impl Request {
             effects: Vec::new(),
             channel: None,
             headers: Headers::default(),
-            trace_id: String::new(),
-            traceparent: None,
+            trace: None,
+            traceparent_unwritten: false,
             start_ms: 0,
             empty_by_header: false,
             verified: None,
@@ -282,7 +417,7 @@ impl Request {
             response_status: None,
             body_size: 0,
             pending_admission: None,
-            delivery_id: None,
+            body_delivery_id: None,
             priority_admitted: None,
             forwarded_body: None,
             admission_reason: None,
@@ -308,6 +443,16 @@ impl Request {
         let index = self.channel?;
         policy.channels.get(index)?;
         Some((policy, index))
+    }
+
+    /// Hands back an [`Output::effects`] once applied: its buffer holds
+    /// the next output's effects, so a request allocates it once, not once
+    /// per host event.
+    pub fn recycle(&mut self, mut effects: Vec<Effect>) {
+        if self.effects.is_empty() && effects.capacity() > self.effects.capacity() {
+            effects.clear();
+            self.effects = effects;
+        }
     }
 
     fn out(&mut self, step: Step) -> Output {
@@ -337,8 +482,9 @@ impl Request {
     /// The generated `traceparent`, once the request goes upstream: with
     /// the headers in stream mode, with the checked body in hold mode.
     fn write_traceparent(&mut self) {
-        if let Some(value) = self.traceparent.take() {
-            self.set_header("traceparent", value);
+        if let Some(trace) = self.trace.filter(|_| self.traceparent_unwritten) {
+            self.traceparent_unwritten = false;
+            self.set_header("traceparent", Text::copy_of(trace.header()));
         }
     }
 
@@ -346,11 +492,27 @@ impl Request {
         self.effect(Effect::RemoveRequestHeader(name.into()));
     }
 
+    /// The request's trace id (empty before the request is matched).
+    fn trace_id(&self) -> &str {
+        self.trace.as_ref().map_or("", trace::TraceParent::trace_id)
+    }
+
     /// The caller's trace if valid, else a new one.
     fn trace(&self, env: &dyn Env) -> trace::TraceParent {
         trace::ensure(self.headers.get("traceparent"), || {
             (env.random_u64(), env.random_u64(), env.random_u64())
         })
+    }
+
+    /// The provider's delivery id of a channel request (for the decision
+    /// record, a dead-letter copy, a re-signature): one visible-ASCII token,
+    /// from the body once it was read, else from the headers.
+    fn delivery_id(&self) -> Option<&str> {
+        if let Some(id) = &self.body_delivery_id {
+            return Some(id);
+        }
+        let ch = self.channel()?;
+        with_id_source(ch, |source| source.header_id(&self.headers))
     }
 
     fn waiting(&self) -> bool {
@@ -409,7 +571,7 @@ impl Request {
                 self.remove_header(name);
             }
         }
-        let cluster_header = policy.cluster_header.as_str();
+        let cluster_header = &*policy.cluster_header;
         if !header::SET_BY_FILTER.contains(&cluster_header) && self.headers.contains(cluster_header)
         {
             self.remove_header(cluster_header.to_string());
@@ -425,7 +587,7 @@ impl Request {
             Route::Refuse(why) => {
                 // The refusal names its trace id (the request goes nowhere,
                 // so no `traceparent` is written).
-                self.trace_id = self.trace(env).trace_id;
+                self.trace = Some(self.trace(env));
                 self.count(
                     Stat::Once(stat_name(
                         metric::UNMATCHED_TOTAL,
@@ -447,14 +609,11 @@ impl Request {
         }
         self.start_ms = env.now_ms();
         let tp = self.trace(env);
-        if tp.generated {
-            self.traceparent = Some(tp.header);
-        }
-        self.trace_id = tp.trace_id;
+        self.traceparent_unwritten = tp.generated;
+        self.trace = Some(tp);
 
         self.channel = Some(index);
         self.phase = Phase::Holding;
-        self.delivery_id = delivery_id_of(ch, &self.headers, &[]);
         self.count(ch.stats.requests.clone(), 1);
 
         match self.admit(&policy, ch, env) {
@@ -499,16 +658,20 @@ impl Request {
             .headers
             .single_token(admission.priority_header())
             .ok()
-            .flatten()
-            .map(str::to_string);
-        let requested = requested.as_deref();
+            .flatten();
         // A property lookup per request only when a rule can use it.
         let identity = admission
             .needs_identity(requested)
             .then(|| env.peer_spiffe_id())
             .flatten();
         #[cfg(feature = "rego")]
-        let classified = match self.policy_classify(admission, &ch.name, requested, env) {
+        let classified = match Self::policy_classify(
+            (&self.headers, &mut self.effects),
+            admission,
+            &ch.name,
+            requested,
+            env,
+        ) {
             Some((decision, reason)) => {
                 self.admission_reason = reason;
                 decision
@@ -529,10 +692,12 @@ impl Request {
     }
 
     /// The Rego policy's verdict (`admission.policy`), when it applies to
-    /// the requested priority; `None` leaves the request to the rules.
+    /// the requested priority; `None` leaves the request to the rules. Its
+    /// count and warning go to `effects` (the request's: `requested` is
+    /// borrowed from its `headers`).
     #[cfg(feature = "rego")]
     fn policy_classify(
-        &mut self,
+        (headers, effects): (&Headers, &mut Vec<Effect>),
         admission: &crate::core::admission::AdmissionPolicy,
         channel: &str,
         requested: Option<&str>,
@@ -548,17 +713,17 @@ impl Request {
             requested,
             identity,
             channel,
-            method: self.headers.get(":method").unwrap_or(""),
-            path: self.headers.get(":path").unwrap_or(""),
-            host: self.headers.get(":authority").unwrap_or(""),
-            headers: &self.headers,
+            method: headers.get(":method").unwrap_or(""),
+            path: headers.get(":path").unwrap_or(""),
+            host: headers.get(":authority").unwrap_or(""),
+            headers,
             scheme: None,
             delivery_id: None,
         };
         let outcome = rego::classify(admission, policy, &input);
-        self.count(Stat::Once(outcome.stat(policy)), 1);
+        effects.push(Effect::Count(Stat::Once(outcome.stat(policy)), 1));
         if let Some(error) = &outcome.error {
-            self.effect(Effect::BudgetedWarn(format!(
+            effects.push(Effect::BudgetedWarn(format!(
                 "callback-guard: admission policy failed channel={channel}: {}",
                 error.0
             )));
@@ -611,14 +776,17 @@ impl Request {
             let random = env.random_f64();
             // Never fails: without usable shared state it uses the
             // configured weights.
-            let cluster = {
-                let weights = env.routing_store(self.start_ms);
-                routing
-                    .choose(weights.as_ref(), &ch.name, self.start_ms, random)
-                    .to_string()
-            };
-            self.set_header(policy.cluster_header.clone(), cluster.clone());
-            self.cluster = Some(cluster);
+            let now_ms = self.start_ms;
+            let mut cluster = None;
+            env.with_routing_store(now_ms, &mut |weights| {
+                cluster = routing
+                    .choose_shared(weights, &ch.name, now_ms, random)
+                    .cloned();
+            });
+            if let Some(cluster) = cluster {
+                self.set_header(policy.cluster_header.clone(), cluster.clone());
+                self.cluster = Some(cluster);
+            }
         }
 
         if end_of_stream {
@@ -729,7 +897,7 @@ impl Request {
                 "callback body could not be inspected",
             ));
         };
-        self.delivery_id = delivery_id_of(ch, &self.headers, &body);
+        self.body_delivery_id = with_id_source(ch, |source| source.body_id(&body));
         let now_ms = if pipeline::needs_time(ch, self.pending_admission.is_some()) {
             env.now_ms()
         } else {
@@ -849,9 +1017,8 @@ impl Request {
         if let (Some(resigner), Some(verifier), false) = (&ch.resign, &ch.signature, streamed) {
             let forwarded = new_body.as_deref().unwrap_or(&body);
             let id = self
-                .delivery_id
-                .clone()
-                .unwrap_or_else(|| format!("msg_{}", self.trace_id));
+                .delivery_id()
+                .map_or_else(|| format!("msg_{}", self.trace_id()), str::to_string);
             for name in verifier.signature_headers() {
                 self.remove_header(name.to_string());
             }
@@ -911,7 +1078,10 @@ impl Request {
             .get("content-length")
             .and_then(|v| v.trim().parse::<usize>().ok());
         if self.phase == Phase::Holding && declared != Some(len) {
-            self.set_header("content-length", len.to_string());
+            self.set_header(
+                "content-length",
+                Text::number(u64::try_from(len).unwrap_or(u64::MAX)),
+            );
         }
         self.forwarded(ch, dedup_key, env)
     }
@@ -946,13 +1116,13 @@ impl Request {
     }
 
     fn reply(&mut self, reply: &LocalReply) -> Output {
-        let body = reply.body(&self.trace_id);
+        let body = reply.body(self.trace_id());
         let mut headers: Vec<(String, String)> = Vec::with_capacity(4 + reply.headers.len());
         if !body.is_empty() {
             headers.push(("content-type".into(), "application/json".into()));
         }
-        if !self.trace_id.is_empty() {
-            headers.push((header::TRACE_ID.into(), self.trace_id.clone()));
+        if let Some(trace) = self.trace {
+            headers.push((header::TRACE_ID.into(), trace.trace_id().to_string()));
         }
         if let Some(scheme) = self.verified {
             headers.push((header::VERIFIED_SIGNATURE.into(), scheme.into()));
@@ -984,11 +1154,11 @@ impl Request {
             reason: reply.map(|r| r.code),
             status: reply.map(|r| r.status),
             scheme: self.verified,
-            delivery_id: self.delivery_id.as_deref(),
+            delivery_id: self.delivery_id(),
             cluster: self.cluster.as_deref(),
             priority: self.priority_admitted.map(Priority::as_str),
             admission_reason: self.admission_reason.as_deref(),
-            trace_id: &self.trace_id,
+            trace_id: self.trace_id(),
         };
         let level = policy.refusal_log.level;
         let refusal = (verdict == Verdict::Refused && level != LogLevel::Off)
@@ -1006,9 +1176,9 @@ impl Request {
         if matches!(self.phase, Phase::Replied | Phase::Passthrough) || self.policy.is_none() {
             return self.out(Step::Continue);
         }
-        if !self.trace_id.is_empty() {
-            let value = self.trace_id.clone();
-            self.effect(Effect::SetResponseHeader(header::TRACE_ID, value.into()));
+        if let Some(trace) = self.trace {
+            let value = Text::copy_of(trace.trace_id());
+            self.effect(Effect::SetResponseHeader(header::TRACE_ID, value));
         }
         if let Some(scheme) = self.verified {
             self.effect(Effect::SetResponseHeader(
@@ -1084,7 +1254,8 @@ impl Request {
     ) {
         let cluster = self
             .cluster
-            .clone()
+            .as_deref()
+            .map(str::to_string)
             .or_else(|| env.property(&["xds", "cluster_name"]))
             .unwrap_or_else(|| "unknown".to_string());
         let index = ch.routing.as_ref().and_then(|r| r.cluster_index(&cluster));
@@ -1106,8 +1277,8 @@ impl Request {
             let envelope = Envelope {
                 version: deadletter::ENVELOPE_VERSION,
                 channel: &ch.name,
-                delivery_id: self.delivery_id.as_deref(),
-                trace_id: &self.trace_id,
+                delivery_id: self.delivery_id(),
+                trace_id: self.trace_id(),
                 cluster: Some(&cluster),
                 status,
                 failure,
@@ -1173,14 +1344,15 @@ fn upstream_caused(details: &str) -> bool {
     details.starts_with("upstream")
 }
 
-/// The provider's delivery id of a channel request, for the decision
-/// record: where dedup reads it, else where the scheme (or the fallback
-/// header list) puts it. Always one visible-ASCII token.
-fn delivery_id_of(ch: &ChannelPolicy, headers: &Headers, body: &[u8]) -> Option<String> {
+/// Calls `f` with where a channel request's delivery id is read, for the
+/// decision record: where dedup reads it, else where the scheme (or the
+/// fallback header list) puts it.
+fn with_id_source<R>(ch: &ChannelPolicy, f: impl FnOnce(&DeliveryIdSource) -> R) -> R {
     match &ch.dedup {
-        Some(dedup) => dedup.delivery_id(headers, body),
-        None => DeliveryIdSource::for_scheme(ch.signature.as_ref().map(|v| v.scheme_kind()))
-            .delivery_id(headers, body),
+        Some(dedup) => f(dedup.source()),
+        None => f(&DeliveryIdSource::for_scheme(
+            ch.signature.as_ref().map(|v| v.scheme_kind()),
+        )),
     }
 }
 

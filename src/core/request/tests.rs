@@ -6,7 +6,7 @@ use super::*;
 use crate::config;
 use crate::core::admission::Cause;
 use crate::core::dedup::DedupOutcome;
-use crate::core::shared::{MemoryStore, StoreError};
+use crate::core::shared::MemoryStore;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 #[cfg(target_arch = "wasm32")]
@@ -47,17 +47,6 @@ impl FakeEnv {
     }
 }
 
-struct Borrowed<'a>(&'a MemoryStore);
-
-impl SharedStore for Borrowed<'_> {
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-        self.0.get(key)
-    }
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        self.0.set(key, value, cas)
-    }
-}
-
 impl Env for FakeEnv {
     fn now_ms(&self) -> u64 {
         self.clock_reads.set(self.clock_reads.get() + 1);
@@ -87,8 +76,8 @@ impl Env for FakeEnv {
             .then(|| self.status.borrow().clone())
             .flatten()
     }
-    fn routing_store(&self, _now_ms: u64) -> Box<dyn SharedStore + '_> {
-        Box::new(Borrowed(&self.routing))
+    fn with_routing_store(&self, _now_ms: u64, read: &mut dyn FnMut(&dyn SharedStore)) {
+        read(&self.routing);
     }
 }
 
@@ -842,8 +831,8 @@ impl Env for OneEvent<'_> {
     fn response_header(&self, name: &str) -> Option<String> {
         self.host.response_header(name)
     }
-    fn routing_store(&self, now_ms: u64) -> Box<dyn SharedStore + '_> {
-        self.host.routing_store(now_ms)
+    fn with_routing_store(&self, now_ms: u64, read: &mut dyn FnMut(&dyn SharedStore)) {
+        self.host.with_routing_store(now_ms, read);
     }
 }
 
@@ -952,4 +941,152 @@ fn a_channel_whose_checks_need_no_time_reads_the_clock_only_for_its_duration() {
     let (effects, _) = event(&mut request, &|r, env| r.on_end(env));
     assert!(matches!(&effects[..], [Effect::Histogram(..)]));
     assert_eq!(reads, [1, 0, 0, 1]);
+}
+
+fn stripe_signature(secret: &[u8], t: u64, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    let tag: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("t={t},v1={tag}")
+}
+
+#[test]
+fn the_decision_record_names_the_delivery_id_from_its_header_or_the_body() {
+    let store = MemoryStore::new();
+    let body = br#"{"id":"evt_body","a":1}"#;
+    // No signature: the first well-known id header.
+    let run = send(
+        &one_channel("", ""),
+        &[JSON, ("svix-id", "msg_svix")],
+        body,
+        &store,
+    );
+    assert_eq!(decision(&run.effects).unwrap()["delivery_id"], "msg_svix");
+    // Dedup's header, whatever the scheme's.
+    let run = send(
+        &one_channel(DEDUP, ""),
+        &[JSON, ("x-id", "d7"), ("webhook-id", "w")],
+        body,
+        &store,
+    );
+    assert_eq!(decision(&run.effects).unwrap()["delivery_id"], "d7");
+    // Blank or too long: none.
+    let long = "x".repeat(crate::core::dedup::MAX_ID_LEN + 1);
+    for id in ["  ", long.as_str()] {
+        let run = send(
+            &one_channel("", ""),
+            &[JSON, ("webhook-id", id)],
+            body,
+            &store,
+        );
+        assert!(decision(&run.effects).unwrap().get("delivery_id").is_none());
+    }
+    // Stripe: the event id in the body, forwarded or refused after the body.
+    let stripe = one_channel(
+        r#","signature":{"scheme":"stripe","secrets":[{"value":"whsec"}]}"#,
+        "",
+    );
+    let sig = stripe_signature(b"whsec", NOW_MS / 1000, body);
+    let run = send(&stripe, &[JSON, ("stripe-signature", &sig)], body, &store);
+    assert_eq!(reply_status(&run.effects), None);
+    assert_eq!(decision(&run.effects).unwrap()["delivery_id"], "evt_body");
+    let bad = stripe_signature(b"other", NOW_MS / 1000, body);
+    let run = send(&stripe, &[JSON, ("stripe-signature", &bad)], body, &store);
+    assert_eq!(reply_status(&run.effects), Some(401));
+    assert_eq!(decision(&run.effects).unwrap()["delivery_id"], "evt_body");
+    // Refused at the headers (no body read): no id.
+    let run = send(
+        &one_channel(
+            r#","signature":{"scheme":"stripe","secrets":[{"value":"whsec"}]},"max_body_bytes":4"#,
+            "",
+        ),
+        &[JSON, ("content-length", "23"), ("stripe-signature", &sig)],
+        body,
+        &store,
+    );
+    assert_eq!(reply_status(&run.effects), Some(413));
+    assert!(decision(&run.effects).unwrap().get("delivery_id").is_none());
+}
+
+#[test]
+fn header_texts_compare_by_content_and_short_ones_are_inline() {
+    let tp = trace::generate(1, 2, 3);
+    let inline = Text::copy_of(tp.header());
+    assert!(matches!(inline, Text::Inline(_)));
+    assert_eq!(inline, tp.header());
+    assert_eq!(inline, Text::Owned(tp.header().to_string()));
+    let long = "x".repeat(trace::LEN + 1);
+    assert!(matches!(Text::copy_of(&long), Text::Owned(_)));
+    assert_eq!(Text::copy_of(&long), long.as_str());
+    assert_eq!(Text::copy_of(""), "");
+    assert_eq!(Text::from(Rc::<str>::from("r1")), Text::Static("r1"));
+    for n in [0, 7, 10, 1024, 987_654_321, u64::MAX] {
+        let text = Text::number(n);
+        assert!(matches!(text, Text::Inline(_)));
+        assert_eq!(text, n.to_string().as_str());
+    }
+}
+
+#[test]
+fn the_trace_headers_and_the_routed_cluster_are_not_copied() {
+    let p = one_channel(
+        r#","routing":{"clusters":[{"name":"r1","weight":1},{"name":"r2","weight":1}]}"#,
+        r#","routing":{"cluster_header":"x-callback-cluster"}"#,
+    );
+    let store = MemoryStore::new();
+    let mut run = send(&p, &[JSON], br#"{"a":1}"#, &store);
+    let traceparent = run.effects.iter().find_map(|e| match e {
+        Effect::SetRequestHeader(k, v) if k == "traceparent" => Some(v),
+        _ => None,
+    });
+    assert!(
+        matches!(traceparent, Some(Text::Inline(_))),
+        "{traceparent:?}"
+    );
+    let cluster = run.effects.iter().find_map(|e| match e {
+        Effect::SetRequestHeader(k, v) if k == "x-callback-cluster" => Some((k, v)),
+        _ => None,
+    });
+    assert!(
+        matches!(cluster, Some((Text::Shared(_), Text::Shared(v))) if ["r1", "r2"].contains(&&**v)),
+        "{cluster:?}"
+    );
+    let trace_id = respond(&mut run, 200, &store)
+        .into_iter()
+        .find_map(|e| match e {
+            Effect::SetResponseHeader(k, v) if k == header::TRACE_ID => Some(v),
+            _ => None,
+        });
+    assert!(
+        matches!(&trace_id, Some(Text::Inline(v)) if v.as_str().len() == 32),
+        "{trace_id:?}"
+    );
+}
+
+#[test]
+fn a_recycled_effects_buffer_carries_the_next_output() {
+    let p = one_channel("", "");
+    let env = FakeEnv::new();
+    env.body(br#"{"a":1}"#);
+    let mut request = Request::new(Some(p));
+    let out = request.on_request_headers(headers(&[JSON]), false, &env);
+    assert_eq!(out.step, Step::Pause);
+    assert!(!out.effects.is_empty());
+    let buffer = out.effects.as_ptr();
+    request.recycle(out.effects);
+    let out = request.on_request_body(7, true, &env);
+    assert_eq!(out.step, Step::Continue);
+    assert!(!out.effects.is_empty());
+    assert_eq!(out.effects.as_ptr(), buffer);
+    // Nothing of the recycled effects is left in it.
+    assert!(!out.effects.iter().any(
+        |e| matches!(e, Effect::Count(stat, _) if stat.starts_with("callback_requests_total"))
+    ));
 }

@@ -97,6 +97,7 @@ pub mod weights;
 use crate::core::shared::{self, SharedStore, StoreError};
 use health::{ClusterHealth, UNHEALTHY_BELOW};
 use state::{MAX_CLUSTERS, StateView};
+use std::rc::Rc;
 
 /// Longest cluster name accepted.
 pub const MAX_CLUSTER_NAME_LEN: usize = 255;
@@ -119,7 +120,25 @@ pub struct Observation {
 
 /// Shared-data key of a channel's routing state.
 pub fn state_key(channel: &str) -> String {
-    format!("cg:route:{channel}")
+    with_state_key(channel, str::to_string)
+}
+
+/// Calls `f` with [`state_key`] of `channel`, built on the stack when the
+/// name is short (channel names are at most 64 bytes): routing reads the
+/// key on every request.
+fn with_state_key<R>(channel: &str, f: impl FnOnce(&str) -> R) -> R {
+    const PREFIX: &[u8] = b"cg:route:";
+    let mut buffer = [0u8; PREFIX.len() + 64];
+    let len = PREFIX.len() + channel.len();
+    if let Some(key) = buffer.get_mut(..len) {
+        let (prefix, name) = key.split_at_mut(PREFIX.len());
+        prefix.copy_from_slice(PREFIX);
+        name.copy_from_slice(channel.as_bytes());
+        if let Ok(key) = std::str::from_utf8(key) {
+            return f(key);
+        }
+    }
+    f(&format!("cg:route:{channel}"))
 }
 
 /// Characters allowed in a cluster name: what Envoy and Istio cluster names
@@ -176,7 +195,8 @@ pub struct ClusterTarget {
 
 #[derive(Debug, Clone)]
 struct Cluster {
-    name: String,
+    /// Shared with every request routed to it (a header value).
+    name: Rc<str>,
     weight: f64,
     sla_ms: Option<u64>,
 }
@@ -210,12 +230,12 @@ impl RoutingPolicy {
         let clusters: Vec<Cluster> = targets
             .into_iter()
             .map(|t| Cluster {
-                name: t.name,
+                name: Rc::from(t.name),
                 weight: f64::from(t.weight),
                 sla_ms: t.latency_sla_ms,
             })
             .collect();
-        let fingerprint = state::fingerprint(clusters.iter().map(|c| c.name.as_str()));
+        let fingerprint = state::fingerprint(clusters.iter().map(|c| &*c.name));
         Ok(Self {
             clusters,
             fingerprint,
@@ -224,7 +244,7 @@ impl RoutingPolicy {
 
     /// Cluster names in configuration order (e.g. to pre-register metrics).
     pub fn clusters(&self) -> impl Iterator<Item = &str> {
-        self.clusters.iter().map(|c| c.name.as_str())
+        self.clusters.iter().map(|c| &*c.name)
     }
 
     /// Picks the cluster for one callback of `channel`; `random` is uniform
@@ -234,6 +254,19 @@ impl RoutingPolicy {
     /// the choice follows the configured weights (routing state must never
     /// fail a request). Use [`shares`](Self::shares) to see why.
     pub fn choose(&self, store: &dyn SharedStore, channel: &str, now_ms: u64, random: f64) -> &str {
+        self.choose_shared(store, channel, now_ms, random)
+            .map_or("", |name| name)
+    }
+
+    /// [`choose`](Self::choose), the name shared (`None` only without
+    /// clusters, which [`new`](Self::new) refuses).
+    pub fn choose_shared(
+        &self,
+        store: &dyn SharedStore,
+        channel: &str,
+        now_ms: u64,
+        random: f64,
+    ) -> Option<&Rc<str>> {
         let mut buffer = [0.0; MAX_CLUSTERS];
         let chosen = match buffer.get_mut(..self.clusters.len()) {
             Some(weights) => {
@@ -245,7 +278,7 @@ impl RoutingPolicy {
         chosen
             .and_then(|i| self.clusters.get(i))
             .or_else(|| self.clusters.first())
-            .map_or("", |c| c.name.as_str())
+            .map(|c| &c.name)
     }
 
     /// Feeds back one observation: latency from request start to response
@@ -276,7 +309,7 @@ impl RoutingPolicy {
 
     /// The index of `cluster` among the configured clusters.
     pub fn cluster_index(&self, cluster: &str) -> Option<usize> {
-        self.clusters.iter().position(|c| c.name == cluster)
+        self.clusters.iter().position(|c| &*c.name == cluster)
     }
 
     /// Applies several observations, in order, in one compare-and-swap
@@ -317,7 +350,7 @@ impl RoutingPolicy {
                 .clusters
                 .iter()
                 .zip(&weights)
-                .map(|(c, w)| (c.name.as_str(), w / total))
+                .map(|(c, w)| (&*c.name, w / total))
                 .collect(),
         }
     }
@@ -336,7 +369,7 @@ impl RoutingPolicy {
         if self.clusters.len() < 2 {
             return WeightSource::Configured(Fallback::SingleCluster);
         }
-        let bytes = match store.get(&state_key(channel)) {
+        let bytes = match with_state_key(channel, |key| store.get(key)) {
             Ok(Some((bytes, _))) => bytes,
             Ok(None) => return WeightSource::Configured(Fallback::NoState),
             Err(e) => return WeightSource::Configured(Fallback::Store(e)),

@@ -507,3 +507,11 @@ fn a_batch_is_the_same_as_its_observations_one_by_one() {
     assert!(b.clusters[0].1 < 0.5, "{:?}", b.clusters);
     assert_eq!(policy.cluster_index("nope"), None);
 }
+
+#[test]
+fn the_state_key_names_the_channel_whatever_its_length() {
+    let long = "c".repeat(100);
+    for channel in ["", "payments", &"p".repeat(64), &long] {
+        assert_eq!(state_key(channel), format!("cg:route:{channel}"));
+    }
+}

@@ -106,13 +106,13 @@ impl HmacKey {
     }
 
     /// The tag of the concatenation of `parts`.
-    pub(crate) fn tag(&self, parts: &[&[u8]]) -> Vec<u8> {
-        fn run<M: Mac + Clone>(mac: &M, parts: &[&[u8]]) -> Vec<u8> {
+    pub(crate) fn tag(&self, parts: &[&[u8]]) -> Tag {
+        fn run<M: Mac + Clone>(mac: &M, parts: &[&[u8]]) -> Tag {
             let mut mac = mac.clone();
             for part in parts {
                 mac.update(part);
             }
-            mac.finalize().into_bytes().to_vec()
+            Tag::new(&mac.finalize().into_bytes())
         }
         match self {
             Self::Sha1(m) => run(m, parts),
@@ -128,6 +128,48 @@ impl HmacKey {
             Self::Sha256(_) => Algorithm::Sha256,
             Self::Sha512(_) => Algorithm::Sha512,
         }
+    }
+}
+
+/// An HMAC tag, on the stack (at most SHA-512's 64 bytes): verifying
+/// allocates no tag.
+#[derive(Clone, Copy)]
+pub(crate) struct Tag {
+    len: usize,
+    bytes: [u8; 64],
+}
+
+impl Tag {
+    fn new(tag: &[u8]) -> Self {
+        let mut bytes = [0; 64];
+        let len = match bytes.get_mut(..tag.len()) {
+            Some(slot) => {
+                slot.copy_from_slice(tag);
+                tag.len()
+            }
+            // No HMAC here is longer; an empty tag never matches.
+            None => 0,
+        };
+        Self { len, bytes }
+    }
+}
+
+impl std::ops::Deref for Tag {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Tag(..)")
+    }
+}
+
+impl PartialEq<Vec<u8>> for Tag {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        **self == **other
     }
 }
 

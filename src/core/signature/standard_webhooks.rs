@@ -107,8 +107,9 @@ impl StandardWebhooks {
 
         // The reference libraries sign the timestamp as they re-format it
         // from the parsed integer.
-        let ts = ts.to_string();
-        let parts: [&[u8]; 5] = [id.as_bytes(), b".", ts.as_bytes(), b".", body];
+        let mut digits = [0; 20];
+        let ts = compare::decimal(ts, &mut digits);
+        let parts: [&[u8]; 5] = [id.as_bytes(), b".", ts, b".", body];
         if !macs.is_empty() && keys::any_matches(&self.secrets, &parts, &macs) {
             return Ok(());
         }

@@ -34,8 +34,9 @@ pub(super) fn verify(
     if tags.is_empty() {
         return Err(FailureReason::Malformed);
     }
-    let ts_text = ts.to_string();
-    keys.verify(ts, now_unix_s, &[ts_text.as_bytes(), b".", body], &tags)
+    let mut digits = [0; 20];
+    let ts_text = compare::decimal(ts, &mut digits);
+    keys.verify(ts, now_unix_s, &[ts_text, b".", body], &tags)
 }
 
 #[cfg(test)]
