@@ -79,6 +79,7 @@ help:
 	@echo "  make bench-tools - install wrk and h2load (for make bench)"
 	@echo "  make state-tools - install redis-server and webdis (fleet-state e2e tests and bench scenario; make e2e and make bench run it)"
 	@echo "  make noop-wasm - build the no-op control filter of make bench (also its host-call floors)"
+	@echo "  make bench-base - build the baseline build make bench runs next to ours (BENCH_BASE=<commit>, default 5306c08)"
 	@echo "  make hostcall-wasm - build the host-call counting variant (make bench's host calls per request)"
 	@echo "  make ext-authz-verifier - build the ext_authz peer's verifier service (make bench, peer p2)"
 	@echo "  make fuzz     - run each cargo-fuzz target (nightly) for FUZZ_RUNS ($(FUZZ_RUNS)) executions or"
