@@ -184,6 +184,8 @@ class Twins(unittest.TestCase):
         got, got_proxies = scenarios.with_twins(chosen, proxies)
         twins = {s.key: s for s in got if s.twin_of}
         self.assertEqual(sorted(twins), ["base-c", "base-f"])  # (s) has no twin
+        # Each twin right after ours, so a round runs the two back to back.
+        self.assertEqual([s.key for s in got], ["noop", "c", "base-c", "s", "f", "base-f"])
         c = twins["base-c"]
         self.assertEqual((c.twin_of, c.shape, c.proxy), ("c", "1k", "base-guard-sig1k"))
         # The same configuration on the other build; routing stays routed.
@@ -197,12 +199,14 @@ class Twins(unittest.TestCase):
     def test_the_twin_table_compares_cpu_in_the_same_run(self):
         chosen, _ = scenarios.with_twins(scenarios.select(["noop", "c"])[0], {})
         run = SimpleNamespace(scenarios=chosen, ctx={"baseline_wasm": "old.wasm, 1 bytes"},
-                              scenario=lambda k: next(s for s in chosen if s.key == k))
+                              scenario=lambda k: next(s for s in chosen if s.key == k),
+                              results={"c": [{"cpu_us": 15.0}, {"cpu_us": 18.0}],
+                                       "base-c": [{"cpu_us": 20.0}, {"cpu_us": 16.0}]})
         med = {"noop": {"cpu_us": 10.0, "rps": 100.0}, "c": {"cpu_us": 15.0, "rps": 60.0},
                "base-c": {"cpu_us": 20.0, "rps": 50.0}}
         rows = [line for line in report.twins_section(run, med) if line.startswith("| (c)")]
         self.assertEqual(rows, ["| (c) 1 KiB JSON, standard-webhooks verified + masked | 15.0 | 20.0 | "
-                                "0.75 | 1.50 | 2.00 | 60 | 50 |"])
+                                "0.75 | 1.50 | 2.00 | 60 | 50 | 0.75, 1.12 |"])
 
 
 if __name__ == "__main__":

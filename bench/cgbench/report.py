@@ -176,20 +176,25 @@ def twins_section(run, med):
     lines = ["## Against the baseline build (same run)", "",
              f"The same scenarios, configuration and requests served by another build of the filter "
              f"(`{run.ctx.get('baseline_wasm')}`), loaded in the same rounds as ours. `ours × "
-             "baseline` is our CPU per request over the baseline's (below 1: ours is cheaper); "
+             "baseline` is our CPU per request over the baseline's (below 1: ours is cheaper), of the "
+             "medians and, last column, of each round (ours and the baseline run back to back in "
+             "every round: their ratio is spared most of the drift between rounds); "
              "`× no-op` as in *Results*.", "",
              "| scenario | ours CPU µs/req | baseline CPU µs/req | ours × baseline | ours × no-op | "
-             "baseline × no-op | ours req/s | baseline req/s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "baseline × no-op | ours req/s | baseline req/s | ours × baseline, per round |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for t in twins:
         ours = run.scenario(t.twin_of)
         if t.key not in med or ours.key not in med:
-            lines.append(f"| {ours.label} | not measured | | | | | | |")
+            lines.append(f"| {ours.label} | not measured | | | | | | | |")
             continue
         o, b = med[ours.key], med[t.key]
+        rounds = ", ".join(f"{x['cpu_us'] / y['cpu_us']:.2f}"
+                           for x, y in zip(run.results.get(ours.key, []), run.results.get(t.key, [])))
         lines.append(f"| {ours.label} | {o['cpu_us']:.1f} | {b['cpu_us']:.1f} | "
                      f"{o['cpu_us'] / b['cpu_us']:.2f} | {fmt(ratios(run, med, ours.key)[2], '.2f')} | "
-                     f"{fmt(ratios(run, med, t.key)[2], '.2f')} | {o['rps']:.0f} | {b['rps']:.0f} |")
+                     f"{fmt(ratios(run, med, t.key)[2], '.2f')} | {o['rps']:.0f} | {b['rps']:.0f} | "
+                     f"{rounds} |")
     return lines + [""]
 
 

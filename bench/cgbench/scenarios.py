@@ -231,18 +231,20 @@ def with_twins(chosen, proxies):
     proxies they use (kind `baseline`: the same configuration, the other
     build). A twin's probe checks the answer, the signature and the
     masking, not the stats or headers an older build may name otherwise."""
-    twins = []
+    out = []
     proxies = dict(proxies)
     for s in chosen:
+        out.append(s)
         if s.key not in TWINNED:
             continue
         p = PROXIES[s.proxy]
         proxies[TWIN_PREFIX + p.name] = replace(p, name=TWIN_PREFIX + p.name, kind="baseline")
-        twins.append(replace(s, key=TWIN_PREFIX + s.key, label=f"{s.label}, baseline build",
-                             proxy=TWIN_PREFIX + p.name, hostcalls=False, target=None, twin_of=s.key,
-                             expect=replace(s.expect, filter_ran=False, counters_moved=(),
-                                            counters_zero=(), stats_set=())))
-    return tuple(chosen) + tuple(twins), proxies
+        # Right after ours: in every round the two runs are back to back.
+        out.append(replace(s, key=TWIN_PREFIX + s.key, label=f"{s.label}, baseline build",
+                           proxy=TWIN_PREFIX + p.name, hostcalls=False, target=None, twin_of=s.key,
+                           expect=replace(s.expect, filter_ran=False, counters_moved=(),
+                                          counters_zero=(), stats_set=())))
+    return tuple(out), proxies
 
 
 def scenario(key):
