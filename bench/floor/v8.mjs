@@ -1,13 +1,17 @@
 // Runs the body-floor driver built for wasm32-wasip1 in node (V8, the
 // engine Envoy runs the filter in): node bench/floor/v8.mjs <floor.wasm>
-// <dir of bodies> [iterations]; prints µs per iteration per op and body.
+// <dir of bodies> [iterations] [ops]; prints µs per iteration per op and body.
+// ops: comma-separated (default the body ops); `request-a,request-c,...`
+// runs whole requests of those bench scenarios through the request machine
+// (on the 1 KiB body only).
 import { readFileSync } from "node:fs";
 import { WASI } from "node:wasi";
 
-const [wasmPath, dir, iters = "300"] = process.argv.slice(2);
+const [wasmPath, dir, iters = "300", opList = ""] = process.argv.slice(2);
 const module = await WebAssembly.compile(readFileSync(wasmPath));
-const ops = ["sha256", "verify", "mask", "both", "copy", "floor"];
-for (const body of ["body64k.json", "body1k.json"]) {
+const ops = opList ? opList.split(",") : ["sha256", "verify", "mask", "both", "copy", "floor"];
+const requests = ops.every((op) => op.startsWith("request-"));
+for (const body of requests ? ["body1k.json"] : ["body64k.json", "body1k.json"]) {
   const n = body === "body1k.json" ? String(Number(iters) * 20) : iters;
   const row = [];
   for (const op of ops) {
