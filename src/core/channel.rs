@@ -293,8 +293,7 @@ pub const MAX_ANALYSED_PATH: usize = 8192;
 
 /// Whether some service could read `raw` differently from its canonical
 /// form (beyond case): it holds an escape, a `\`, a `;`, an empty segment
-/// or a dot segment.
-/// One pass over the bytes: it runs for every request.
+/// or a dot segment. One pass over the bytes: it runs for every request.
 fn has_tricks(raw: &str) -> bool {
     let bytes = raw.as_bytes();
     let dot_segment = |segment: &[u8]| matches!(segment, b"." | b"..");

@@ -10,6 +10,7 @@
 //! ids that are one visible-ASCII token of at most 256 bytes, trace ids of
 //! 32 hex): no body content, no secret, nothing a client can inject.
 
+use crate::core::decimal;
 use serde::{Deserialize, Serialize};
 
 /// Filter-state name of the record (Envoy prefixes `wasm.`).
@@ -110,7 +111,8 @@ impl DecisionRecord<'_> {
         json_field(&mut out, "reason", self.reason);
         if let Some(status) = self.status {
             out.extend_from_slice(b",\"status\":");
-            json_u32(&mut out, status);
+            let mut digits = [0; decimal::MAX_DIGITS];
+            out.extend_from_slice(decimal::decimal(status.into(), &mut digits).as_bytes());
         }
         json_field(&mut out, "scheme", self.scheme);
         json_field(&mut out, "delivery_id", self.delivery_id);
@@ -187,22 +189,6 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
         }
     }
     out.push(b'"');
-}
-
-/// `n` in decimal.
-fn json_u32(out: &mut Vec<u8>, n: u32) {
-    let mut digits = [0u8; 10];
-    let mut at = digits.len();
-    let mut n = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(digits.get(at..).unwrap_or_default());
 }
 
 /// A per-worker token bucket for refusal log lines: at most `per_second`

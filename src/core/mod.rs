@@ -7,6 +7,7 @@ pub mod admission;
 pub mod channel;
 pub mod contract;
 pub mod deadletter;
+pub mod decimal;
 pub mod decision;
 pub mod dedup;
 pub mod empty;

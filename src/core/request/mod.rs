@@ -56,7 +56,7 @@ use crate::core::policy::{ChannelPolicy, Policy};
 use crate::core::reply::LocalReply;
 use crate::core::routing::Observation;
 use crate::core::shared::SharedStore;
-use crate::core::{empty, trace};
+use crate::core::{decimal, empty, trace};
 use std::rc::Rc;
 use store::{Answer, LocalLeases, Query, StoreWrite};
 
@@ -176,21 +176,8 @@ impl Text {
 
     /// `n` in decimal, inline (a `content-length`).
     pub fn number(n: u64) -> Self {
-        let mut digits = [0u8; 20];
-        let mut start = digits.len();
-        let mut rest = n;
-        for slot in digits.iter_mut().rev() {
-            *slot = b'0' + (rest % 10) as u8;
-            start -= 1;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        digits
-            .get(start..)
-            .and_then(|d| std::str::from_utf8(d).ok())
-            .map_or_else(|| Self::Owned(n.to_string()), Self::copy_of)
+        let mut digits = [0; decimal::MAX_DIGITS];
+        Self::copy_of(decimal::decimal(n, &mut digits))
     }
 }
 

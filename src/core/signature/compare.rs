@@ -17,22 +17,6 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 /// Longest timestamp we parse: `u64::MAX` has 20 digits.
 const MAX_TIMESTAMP_DIGITS: usize = 20;
 
-/// A timestamp in decimal, as a signed message spells it, written into
-/// `buffer` (no allocation per request).
-pub(crate) fn decimal(n: u64, buffer: &mut [u8; MAX_TIMESTAMP_DIGITS]) -> &[u8] {
-    let mut start = buffer.len();
-    let mut rest = n;
-    for slot in buffer.iter_mut().rev() {
-        *slot = b'0' + (rest % 10) as u8;
-        start -= 1;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    buffer.get(start..).unwrap_or_default()
-}
-
 /// `true` only when both are non-empty, of equal length and equal; the
 /// byte comparison is constant-time (`subtle`). An empty or truncated
 /// candidate never matches.
@@ -118,14 +102,6 @@ mod tests {
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    #[test]
-    fn decimal_spells_a_timestamp_as_to_string_does() {
-        let mut buffer = [0; MAX_TIMESTAMP_DIGITS];
-        for n in [0, 9, 10, 1_700_000_000, u64::MAX] {
-            assert_eq!(decimal(n, &mut buffer), n.to_string().as_bytes());
-        }
-    }
 
     #[test]
     fn ct_eq_needs_equal_non_empty_input() {

@@ -11,6 +11,7 @@
 use super::compare::{self, header};
 use super::keys::{self, HmacKey};
 use super::{FailureReason, MAX_SIGNATURE_ENTRIES};
+use crate::core::decimal;
 use crate::core::headers::Headers;
 use crate::core::names;
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -107,9 +108,9 @@ impl StandardWebhooks {
 
         // The reference libraries sign the timestamp as they re-format it
         // from the parsed integer.
-        let mut digits = [0; 20];
-        let ts = compare::decimal(ts, &mut digits);
-        let parts: [&[u8]; 5] = [id.as_bytes(), b".", ts, b".", body];
+        let mut digits = [0; decimal::MAX_DIGITS];
+        let ts = decimal::decimal(ts, &mut digits);
+        let parts: [&[u8]; 5] = [id.as_bytes(), b".", ts.as_bytes(), b".", body];
         if !macs.is_empty() && keys::any_matches(&self.secrets, &parts, &macs) {
             return Ok(());
         }

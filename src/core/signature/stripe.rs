@@ -9,6 +9,7 @@
 use super::compare::{self, header};
 use super::keys::TimestampedKeys;
 use super::{FailureReason, MAX_SIGNATURE_ENTRIES};
+use crate::core::decimal;
 use crate::core::headers::Headers;
 
 const HEADER: &str = crate::core::names::header::STRIPE_SIGNATURE;
@@ -34,9 +35,9 @@ pub(super) fn verify(
     if tags.is_empty() {
         return Err(FailureReason::Malformed);
     }
-    let mut digits = [0; 20];
-    let ts_text = compare::decimal(ts, &mut digits);
-    keys.verify(ts, now_unix_s, &[ts_text, b".", body], &tags)
+    let mut digits = [0; decimal::MAX_DIGITS];
+    let ts_text = decimal::decimal(ts, &mut digits);
+    keys.verify(ts, now_unix_s, &[ts_text.as_bytes(), b".", body], &tags)
 }
 
 #[cfg(test)]
